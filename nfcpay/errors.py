@@ -1,0 +1,165 @@
+"""The whole nfcpay exception tree.
+
+::
+
+    NfcPayError                      root: every error nfcpay raises on purpose
+    ├── ConfigError                  bad settings, home directory or key file
+    ├── MoneyError                   an amount that cannot be parsed or mixed
+    ├── RecordError                  the NDEF wire format
+    │   ├── DecodeError              bad bytes from the wire
+    │   └── EncodeError              a value that cannot be put on the wire
+    ├── ProfileError                 a broken firmware profile file
+    ├── TransportError               the NFC link (only transport/ raises these)
+    │   ├── ReaderNotFound
+    │   ├── ReaderAccessDenied
+    │   ├── UnsupportedByReader      e.g. listening on a poll-only ACR122U
+    │   ├── LinkLost
+    │   ├── ExchangeTimeout
+    │   └── ProtocolViolation        garbage or an unexpected record mid-exchange
+    ├── PaymentError                 a payment rule said no (server side)
+    │   ├── Declined                 an authorization declined, with a decline code
+    │   ├── NotFound
+    │   ├── Forbidden
+    │   ├── InvalidRequest
+    │   ├── AuthenticationFailed
+    │   └── IdempotencyConflict
+    └── ApiError                     the client's view of a failed server call
+        └── ServerUnavailable        connection refused, timeout, 5xx: retryable
+
+Errors carry machine-readable fields (``code``, ``retryable``) the way payment SDKs do,
+so callers branch on data, not on message text.
+"""
+
+from __future__ import annotations
+
+
+class NfcPayError(Exception):
+    """Root of every error nfcpay raises deliberately."""
+
+    code: str = "error"
+    retryable: bool = False
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(NfcPayError):
+    code = "config_error"
+
+
+class MoneyError(NfcPayError, ValueError):
+    code = "bad_amount"
+
+
+class RecordError(NfcPayError):
+    code = "record_error"
+
+
+class DecodeError(RecordError):
+    code = "decode_error"
+
+
+class EncodeError(RecordError):
+    code = "encode_error"
+
+
+class ProfileError(NfcPayError):
+    code = "profile_error"
+
+
+class TransportError(NfcPayError):
+    code = "transport_error"
+
+
+class ReaderNotFound(TransportError):
+    code = "reader_not_found"
+
+
+class ReaderAccessDenied(TransportError):
+    code = "reader_access_denied"
+
+
+class UnsupportedByReader(TransportError):
+    code = "unsupported_by_reader"
+
+
+class LinkLost(TransportError):
+    code = "link_lost"
+    retryable = True
+
+
+class ExchangeTimeout(TransportError):
+    code = "exchange_timeout"
+    retryable = True
+
+
+class ProtocolViolation(TransportError):
+    code = "protocol_violation"
+
+
+class PaymentError(NfcPayError):
+    """A payment rule refused a request. ``status`` is the HTTP status the server answers."""
+
+    code = "payment_error"
+    status: int = 400
+
+
+class Declined(PaymentError):
+    """An authorization was declined; ``code`` is the machine-readable decline code."""
+
+    code = "declined"
+    status = 402
+
+
+class NotFound(PaymentError):
+    code = "not_found"
+    status = 404
+
+
+class Forbidden(PaymentError):
+    code = "forbidden"
+    status = 403
+
+
+class InvalidRequest(PaymentError):
+    code = "invalid_request"
+    status = 422
+
+
+class AuthenticationFailed(PaymentError):
+    code = "authentication_failed"
+    status = 401
+
+
+class IdempotencyConflict(PaymentError):
+    code = "idempotency_conflict"
+    status = 409
+
+
+class ApiError(NfcPayError):
+    """A server call failed; ``status`` is the HTTP status (0 when none arrived)."""
+
+    code = "api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int = 0,
+        request_id: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+        self.request_id = request_id
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class ServerUnavailable(ApiError):
+    code = "server_unavailable"
+    retryable = True

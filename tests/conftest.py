@@ -1,0 +1,27 @@
+"""Shared fixtures. Integration fixtures that start real processes live in tests/support/."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+#: Variables that would make a test depend on the developer's own set-up.
+_ISOLATED_ENV = ("NFCPAY_HOME", "NFCPAY_SERVER", "NFCPAY_DEVICE", "NFCPAY_JSON")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in _ISOLATED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The PostgreSQL URL for storage tests; the test is skipped where none is configured."""
+    url = os.environ.get("NFCPAY_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
+    return url

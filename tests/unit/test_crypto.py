@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nfcpay import crypto
+from nfcpay.errors import ConfigError
+
+
+def test_usage_auth_is_bound_to_every_field() -> None:
+    code = crypto.new_auth_code()
+    base = crypto.usage_auth(code, "g_1", "t_user", "t_target")
+    assert len(base) == 32
+    assert crypto.usage_auth_matches(base, code, "g_1", "t_user", "t_target")
+    assert not crypto.usage_auth_matches(base, code, "g_2", "t_user", "t_target")
+    assert not crypto.usage_auth_matches(base, code, "g_1", "t_other", "t_target")
+    assert not crypto.usage_auth_matches(base, code, "g_1", "t_user", "t_stranger")
+    assert not crypto.usage_auth_matches(base, crypto.new_auth_code(), "g_1", "t_user", "t_target")
+
+
+def test_usage_auth_framing_prevents_concatenation_collisions() -> None:
+    code = b"k" * 32
+    assert crypto.usage_auth(code, "g_1t", "_u", "x") != crypto.usage_auth(code, "g_1", "t_u", "x")
+
+
+def test_presentation_signature_round_trip_and_binding() -> None:
+    key = crypto.generate_terminal_key()
+    public = crypto.public_key_bytes(key)
+    fields = dict(
+        challenge=b"c" * 16,
+        merchant_id="m_1",
+        amount=1000,
+        currency="KRW",
+        presenting_terminal="t_1",
+        grants=[crypto.GrantShare("g_1", 1000)],
+    )
+    message = crypto.presentation_message(**fields)
+    signature = key.sign(message)
+    assert crypto.verify_signature(public, signature, message)
+    changed = crypto.presentation_message(**{**fields, "amount": 1001})
+    assert not crypto.verify_signature(public, signature, changed)
+    assert not crypto.verify_signature(b"short", signature, message)
+
+
+def test_field_cipher_binds_context_and_key() -> None:
+    cipher = crypto.FieldCipher(b"m" * 32)
+    blob = cipher.encrypt("4111111111111111", "src_1")
+    assert b"4111" not in blob
+    assert cipher.decrypt(blob, "src_1") == "4111111111111111"
+    with pytest.raises(ConfigError):
+        cipher.decrypt(blob, "src_2")
+    with pytest.raises(ConfigError):
+        crypto.FieldCipher(b"x" * 32).decrypt(blob, "src_1")
+    with pytest.raises(ConfigError):
+        crypto.FieldCipher(b"short")
+
+
+def test_virtual_card_numbers_are_luhn_valid_and_reserved() -> None:
+    for _ in range(50):
+        number = crypto.new_virtual_card_number()
+        assert len(number) == 16
+        assert crypto.luhn_valid(number)
+        assert crypto.is_virtual_card_number(number)
+    assert crypto.luhn_valid("4111111111111111")
+    assert not crypto.luhn_valid("4111111111111112")
+    assert not crypto.luhn_valid("41x1")
+
+
+def test_mask_card_number_shows_at_most_first6_last4() -> None:
+    assert crypto.mask_card_number("4111111111111111") == "411111******1111"
+    assert crypto.mask_card_number("1234") == "****"
+
+
+@given(st.binary(max_size=64))
+def test_b64_round_trip(data: bytes) -> None:
+    assert crypto.b64d(crypto.b64e(data)) == data
+
+
+def test_b64d_refuses_garbage() -> None:
+    with pytest.raises(ValueError):
+        crypto.b64d("not base64!")
