@@ -80,6 +80,11 @@ class WireStruct:
     def __delattr__(self, name: str) -> None:
         raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
+    @classmethod
+    def wire_fields(cls) -> tuple[Spec, ...]:
+        """The declared fields (name, CBOR key, kind, default) in declaration order."""
+        return cls._specs
+
     def to_wire(self) -> dict[int, Any]:
         """The CBOR map: key → wire value, optional fields at their default left out."""
         out = {}

@@ -152,9 +152,15 @@ class Integer(Kind):
         return value
 
 
-def amount(minimum: int = 1) -> Integer:
-    """Integer minor units of the record's currency."""
-    return Integer(minimum, MAX_MINOR, "an integer amount in minor units")
+class Amount(Integer):
+    """Integer minor units of the record's ``currency`` (formatted with it for people)."""
+
+    def __init__(self, minimum: int = 1) -> None:
+        super().__init__(minimum, MAX_MINOR, "an integer amount in minor units")
+
+
+def amount(minimum: int = 1) -> Amount:
+    return Amount(minimum)
 
 
 class Flag(Kind):
