@@ -16,7 +16,9 @@ from nfcpay import __version__
 from nfcpay.cli.output import EXIT_CODES_HELP, CliContext, run_guarded
 
 #: subcommand name → "module:attribute"
-LAZY_COMMANDS: dict[str, str] = {}
+LAZY_COMMANDS: dict[str, str] = {
+    "ndef": "nfcpay.cli.ndef:ndef",
+}
 
 
 class LazyGroup(click.Group):
