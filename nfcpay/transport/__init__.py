@@ -1,0 +1,3 @@
+"""NFC transport: the only package that imports nfcpy (work in progress)."""
+
+from __future__ import annotations

@@ -1,0 +1,34 @@
+"""The Channel: one tap's conversation, carrier-independent.
+
+Within one tap the two sides alternate whole messages (bytes, one NDEF message each).
+``send`` returns once the peer's transport has taken the whole message (LLCP acknowledged
+it, or the reader finished reading the tag); ``receive`` returns one complete message or
+raises a :class:`~nfcpay.errors.TransportError` — never a partial message.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Literal
+
+from nfcpay.transport import timing
+
+
+class Channel(abc.ABC):
+    """A conversation with the peer for the duration of one tap."""
+
+    #: "llcp" or "tt3"
+    carrier: Literal["llcp", "tt3"]
+    #: "listen" (we were discovered) or "poll" (we discovered the peer)
+    role: Literal["listen", "poll"]
+
+    @abc.abstractmethod
+    def send(self, message: bytes, timeout: float = timing.SEND_TIMEOUT) -> None:
+        """Deliver one whole message; returns when the peer's transport has all of it."""
+
+    @abc.abstractmethod
+    def receive(self, timeout: float) -> bytes:
+        """Wait up to ``timeout`` seconds for the peer's next whole message."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} carrier={self.carrier} role={self.role}>"

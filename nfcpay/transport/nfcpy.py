@@ -1,0 +1,171 @@
+"""The seam to nfcpy: opening a frontend and translating nfcpy's exceptions.
+
+nfcpy reports failures in four families: ``nfc.clf.Error`` (RF and driver level),
+``nfc.tag.TagCommandError`` (tag commands), ``nfc.llcp.Error`` (LLCP sockets, with an errno)
+and plain ``IOError`` with an errno (opening a device). :func:`map_nfc_errors` is the one
+place where all of them become :mod:`nfcpay.errors` transport errors, raised ``from`` the
+original so the nfcpy traceback stays available with ``-vv``.
+
+The loopback reader is nfcpy's own ``udp`` driver with one change (see
+:class:`LoopbackDevice`): a poll that finds nobody gives up after 20 ms, as RF hardware
+does, instead of the driver's one second.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import nfc
+import nfc.clf
+import nfc.clf.udp
+import nfc.llcp
+import nfc.tag
+
+from nfcpay import errors
+
+log = logging.getLogger(__name__)
+
+#: How long the loopback reader waits for a card's answer to a poll (SENS_REQ/SENSF_REQ).
+LOOPBACK_SENSE_TIMEOUT = 0.02
+
+#: nfcpy exception class → (nfcpay error class, what it means in words).
+#: Looked up along the MRO, so a subclass nfcpy adds later still maps to its family.
+NFC_ERROR_MAP: dict[type[BaseException], tuple[type[errors.TransportError], str]] = {
+    nfc.clf.UnsupportedTargetError: (errors.UnsupportedByReader, "the reader cannot do this"),
+    nfc.clf.BrokenLinkError: (errors.LinkLost, "the peer left the field"),
+    nfc.clf.TimeoutError: (errors.ExchangeTimeout, "the peer did not answer in time"),
+    nfc.clf.TransmissionError: (errors.LinkLost, "frames were corrupted in transmission"),
+    nfc.clf.ProtocolError: (errors.ProtocolViolation, "the peer broke the NFC protocol"),
+    nfc.clf.CommunicationError: (errors.LinkLost, "communication with the peer failed"),
+    nfc.clf.Error: (errors.TransportError, "the reader reported an error"),
+    nfc.tag.TagCommandError: (errors.LinkLost, "a tag command failed"),
+    nfc.llcp.ConnectRefused: (errors.ProtocolViolation, "the peer refused the LLCP service"),
+    nfc.llcp.Error: (errors.LinkLost, "the LLCP link or connection is gone"),
+}
+
+_OS_ERROR_MAP: dict[int, tuple[type[errors.TransportError], str]] = {
+    errno.ENODEV: (errors.ReaderNotFound, "no such reader"),
+    errno.ENOENT: (errors.ReaderNotFound, "no such device file"),
+    errno.EACCES: (errors.ReaderAccessDenied, "permission denied (run `nfcpay doctor`)"),
+    errno.EPERM: (errors.ReaderAccessDenied, "permission denied (run `nfcpay doctor`)"),
+    errno.EBUSY: (
+        errors.ReaderAccessDenied,
+        "the reader is claimed by another program or kernel driver (run `nfcpay doctor`)",
+    ),
+}
+
+
+def translate(exc: BaseException, context: str) -> errors.TransportError | None:
+    """The nfcpay error for an nfcpy (or OS) exception, or None when it is not ours to map."""
+    for cls in type(exc).__mro__:
+        if cls in NFC_ERROR_MAP:
+            target, meaning = NFC_ERROR_MAP[cls]
+            detail = str(exc) or type(exc).__name__
+            return target(f"{context}: {meaning} (nfcpy: {type(exc).__name__}: {detail})")
+    if isinstance(exc, OSError) and exc.errno in _OS_ERROR_MAP:
+        target, meaning = _OS_ERROR_MAP[exc.errno]
+        return target(f"{context}: {meaning} ({exc.strerror or exc})")
+    return None
+
+
+@contextmanager
+def map_nfc_errors(context: str) -> Iterator[None]:
+    """Re-raise nfcpy exceptions inside the block as nfcpay transport errors.
+
+    ``context`` says what was being done ("opening usb:072f:2200", "sending on LLCP") and
+    starts the message. Our own errors pass through untouched.
+    """
+    try:
+        yield
+    except errors.NfcPayError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc, context)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+class LoopbackDevice(nfc.clf.udp.Device):  # type: ignore[misc]
+    """nfcpy's udp driver with RF-like poll timeouts.
+
+    The udp driver waits a full second for an answer to each SENS_REQ/SENSF_REQ. Real
+    readers give up after a few milliseconds, so on loopback a poll that lands while the
+    peer is between two listen calls would cost a second per tap. Only the waits made while
+    sensing are shortened; every frame still goes through the unmodified driver code.
+    """
+
+    _sensing = False
+    #: Set to a reader name to refuse every listen call as that reader's nfcpy driver does.
+    refuses_listen_as: str | None = None
+
+    def _recv_data(self, timeout: float | None, *brty_list: str) -> Any:
+        if self._sensing and timeout is not None:
+            timeout = min(timeout, LOOPBACK_SENSE_TIMEOUT)
+        return super()._recv_data(timeout, *brty_list)
+
+    def sense_tta(self, target: Any) -> Any:
+        return self._sense(super().sense_tta, target)
+
+    def sense_ttb(self, target: Any) -> Any:
+        return self._sense(super().sense_ttb, target)
+
+    def sense_ttf(self, target: Any) -> Any:
+        return self._sense(super().sense_ttf, target)
+
+    def listen_tta(self, target: Any, timeout: float) -> Any:
+        self._refuse_listen()
+        return super().listen_tta(target, timeout)
+
+    def listen_ttb(self, target: Any, timeout: float) -> Any:
+        self._refuse_listen()
+        return super().listen_ttb(target, timeout)
+
+    def listen_ttf(self, target: Any, timeout: float) -> Any:
+        self._refuse_listen()
+        return super().listen_ttf(target, timeout)
+
+    def listen_dep(self, target: Any, timeout: float) -> Any:
+        self._refuse_listen()
+        return super().listen_dep(target, timeout)
+
+    def _refuse_listen(self) -> None:
+        if self.refuses_listen_as:
+            raise nfc.clf.UnsupportedTargetError(f"{self.refuses_listen_as} cannot listen")
+
+    def _sense(self, method: Any, target: Any) -> Any:
+        self._sensing = True
+        try:
+            return method(target)
+        finally:
+            self._sensing = False
+
+
+def open_frontend(path: str) -> nfc.ContactlessFrontend:
+    """Open an nfcpy frontend on an nfcpy device path; raises ReaderNotFound when absent."""
+    clf = nfc.ContactlessFrontend()
+    with map_nfc_errors(f"opening {path}"):
+        found = clf.open(path)
+    if not found:
+        raise errors.ReaderNotFound(f"no NFC reader found on {path!r}")
+    return clf
+
+
+def open_loopback(
+    host: str, port: int, *, refuse_listen_as: str | None = None
+) -> nfc.ContactlessFrontend:
+    """A frontend on the loopback reader (see :class:`LoopbackDevice`)."""
+    clf = nfc.ContactlessFrontend()
+    with map_nfc_errors(f"opening loopback:{port}"):
+        device = LoopbackDevice(host, port)
+    device.refuses_listen_as = refuse_listen_as
+    device._vendor_name = "nfcpay"
+    device._device_name = "Loopback"
+    device._chipset_name = "UDP"
+    device._path = f"loopback:{port}"
+    clf.device = device
+    return clf
