@@ -22,7 +22,8 @@
     │   ├── Forbidden
     │   ├── InvalidRequest
     │   ├── AuthenticationFailed
-    │   └── IdempotencyConflict
+    │   ├── IdempotencyConflict
+    │   └── Conflict                 the request clashes with current state
     └── ApiError                     the client's view of a failed server call
         └── ServerUnavailable        connection refused, timeout, 5xx: retryable
 
@@ -125,8 +126,14 @@ class Forbidden(PaymentError):
 
 
 class InvalidRequest(PaymentError):
+    """A request that breaks a rule; ``field`` names the offending request field, if one does."""
+
     code = "invalid_request"
     status = 422
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.field = field
 
 
 class AuthenticationFailed(PaymentError):
@@ -136,6 +143,13 @@ class AuthenticationFailed(PaymentError):
 
 class IdempotencyConflict(PaymentError):
     code = "idempotency_conflict"
+    status = 409
+
+
+class Conflict(PaymentError):
+    """The request clashes with the current state (e.g. a dormant source, a known key)."""
+
+    code = "conflict"
     status = 409
 
 

@@ -18,6 +18,7 @@ from nfcpay.cli.output import EXIT_CODES_HELP, CliContext, run_guarded
 #: subcommand name → "module:attribute"
 LAZY_COMMANDS: dict[str, str] = {
     "ndef": "nfcpay.cli.ndef:ndef",
+    "server": "nfcpay.cli.server:server",
 }
 
 

@@ -1,0 +1,72 @@
+"""``nfcpay server init|run``: the bundled payment server (uvicorn is imported only here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from nfcpay.cli.output import CliContext
+from nfcpay.server.settings import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ServerSettings,
+    default_data_dir,
+    init_data_dir,
+)
+
+_DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Server data directory [env NFCPAY_SERVER_DATA; default ~/.nfcpay-server].",
+)
+
+
+def _data_dir(given: Path | None) -> Path:
+    return given or default_data_dir(os.environ)
+
+
+@click.group()
+def server() -> None:
+    """Run the bundled payment server (sandbox issuer)."""
+
+
+@server.command()
+@_DATA_DIR
+@click.pass_obj
+def init(obj: CliContext, data_dir: Path | None) -> None:
+    """Create the data directory and its 0600 master key."""
+    path = _data_dir(data_dir)
+    created = init_data_dir(path)
+    human = f"Created {path} with a new master key." if created else f"{path} is already set up."
+    obj.emit({"ok": True, "data_dir": str(path), "created": created}, human)
+
+
+@server.command()
+@_DATA_DIR
+@click.option("--db", "db_url", envvar="NFCPAY_SERVER_DB", help="postgresql://… (default SQLite).")
+@click.option("--host", default=DEFAULT_HOST, show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.pass_obj
+def run(obj: CliContext, data_dir: Path | None, db_url: str | None, host: str, port: int) -> None:
+    """Serve the HTTP API until interrupted."""
+    import socket
+
+    import uvicorn
+
+    from nfcpay.server.app import create_app
+
+    path = _data_dir(data_dir)
+    if init_data_dir(path):
+        click.echo(f"Initialized a new data directory {path} (master key created).", err=True)
+    settings = ServerSettings(data_dir=path, db_url=db_url, host=host, port=port)
+    app = create_app(settings)
+    sock = socket.create_server((host, port), reuse_port=False)
+    bound_port = sock.getsockname()[1]
+    database = (
+        "PostgreSQL" if db_url else f"SQLite {settings.database_url.removeprefix('sqlite:///')}"
+    )
+    click.echo(f"nfcpay server listening on http://{host}:{bound_port} ({database})")
+    config = uvicorn.Config(app, log_level="info" if obj.verbose else "warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])

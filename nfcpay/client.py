@@ -1,0 +1,396 @@
+"""The HTTP client terminals use to reach the payment server.
+
+Every request is signed with the terminal's Ed25519 key (see /work/notes/API.md,
+"Authentication"); payments and refunds carry an ``Idempotency-Key`` (generated when the
+caller gives none) so a retry can never charge twice.
+
+Retry policy (only what is safe): a connection that could not be opened is retried for every
+call; a timeout, a 5xx, 429 or a 409 "in progress" only for idempotent calls (GET, PATCH,
+revoke, and payments/refunds, which carry their idempotency key). Retries back off with
+jitter, are bounded by ``max_retries``, and are signed afresh (new timestamp and nonce).
+
+Every method returns the server's JSON as plain ``dict``/``list`` values, exactly the shapes of
+the API contract; list endpoints return the list itself. Failures raise
+:class:`nfcpay.errors.ApiError` (``code``, ``status``, ``message``) or its subclass
+:class:`nfcpay.errors.ServerUnavailable` when the server could not be reached or failed.
+A *declined* payment is not an error: ``authorize_payment`` returns it with
+``status == "declined"`` and a ``decline_code``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from nfcpay import crypto
+from nfcpay.errors import ApiError, ServerUnavailable
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_MAX_RETRIES = 3
+_BACKOFF_BASE_S = 0.1
+_BACKOFF_MAX_S = 2.0
+_RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+Json = dict[str, Any]
+
+
+def build_means(
+    private_key: Ed25519PrivateKey,
+    *,
+    challenge: bytes,
+    merchant_id: str,
+    amount: int,
+    currency: str,
+    presenting_terminal: str,
+    grants: Sequence[tuple[str, bytes, int]] = (),
+    own_source_id: str | None = None,
+    own_amount: int | None = None,
+) -> Json:
+    """The ``means`` object of a payment request, signed by the presenting terminal.
+
+    ``grants`` holds (grant id, usage-auth bytes, share amount) per grant.
+    """
+    message = crypto.presentation_message(
+        challenge=challenge,
+        merchant_id=merchant_id,
+        amount=amount,
+        currency=currency,
+        presenting_terminal=presenting_terminal,
+        grants=[crypto.GrantShare(gid, share) for gid, _, share in grants],
+        own_source_id=own_source_id,
+        own_amount=own_amount or 0,
+    )
+    means: Json = {
+        "presenting_terminal": presenting_terminal,
+        "grants": [
+            {"grant_id": gid, "usage_auth": crypto.b64e(ua), "amount": share}
+            for gid, ua, share in grants
+        ],
+        "signature": crypto.b64e(private_key.sign(message)),
+    }
+    if own_source_id is not None:
+        means["own_source_id"] = own_source_id
+    if own_amount is not None:
+        means["own_amount"] = own_amount
+    return means
+
+
+def _drop_none(values: Mapping[str, Any]) -> Json:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _iso(moment: datetime | str | None) -> str | None:
+    return moment.isoformat() if isinstance(moment, datetime) else moment
+
+
+class PaymentClient:
+    """A signed connection to the payment server for one registered terminal.
+
+    ``transport`` is any ``httpx.BaseTransport`` (e.g. ``httpx.MockTransport``); ``http`` a
+    ready ``httpx.Client`` such as Starlette's ``TestClient(app)`` for in-process tests.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        terminal_id: str,
+        private_key: Ed25519PrivateKey,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        http: httpx.Client | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.terminal_id = terminal_id
+        self._key = private_key
+        self._prefix = urlsplit(self.base_url).path.rstrip("/")
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._owns_http = http is None
+        self._http = http or httpx.Client(transport=transport, timeout=timeout)
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> PaymentClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- terminals ----------------------------------------------------------------------
+
+    @classmethod
+    def register_terminal(
+        cls,
+        base_url: str,
+        private_key: Ed25519PrivateKey,
+        *,
+        role: str,
+        label: str,
+        merchant: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        http: httpx.Client | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> tuple[PaymentClient, Json]:
+        """Register ``private_key``'s public half; return a client for the new terminal and
+        the server's answer (``terminal_id``, ``merchant_id`` for merchants, ...)."""
+        client = cls(base_url, "new", private_key, transport=transport, http=http, timeout=timeout)
+        body = _drop_none(
+            {
+                "role": role,
+                "label": label,
+                "public_key": crypto.b64e(crypto.public_key_bytes(private_key)),
+                "merchant": dict(merchant) if merchant is not None else None,
+            }
+        )
+        try:
+            answer = client._call("POST", "/v1/terminals", body, retry_unsafe=False)
+        except BaseException:
+            client.close()
+            raise
+        client.terminal_id = answer["terminal_id"]
+        return client, answer
+
+    def me(self) -> Json:
+        return self._call("GET", "/v1/terminals/me")
+
+    # --- funding sources ------------------------------------------------------------------
+
+    def add_card(self, number: str, expiry: str, limit: int, currency: str) -> Json:
+        body = {"kind": "card", "number": number, "expiry": expiry, "limit": limit}
+        return self._call("POST", "/v1/funding-sources", {**body, "currency": currency})
+
+    def add_wallet(self, balance: int, currency: str) -> Json:
+        body = {"kind": "wallet", "balance": balance, "currency": currency}
+        return self._call("POST", "/v1/funding-sources", body)
+
+    def add_bank(self, balance: int, currency: str) -> Json:
+        body = {"kind": "bank", "balance": balance, "currency": currency}
+        return self._call("POST", "/v1/funding-sources", body)
+
+    def list_sources(self) -> list[Json]:
+        return list(self._call("GET", "/v1/funding-sources")["sources"])
+
+    def set_source_status(self, source_id: str, status: str) -> Json:
+        return self._call("PATCH", f"/v1/funding-sources/{source_id}", {"status": status})
+
+    # --- grants --------------------------------------------------------------------------
+
+    def issue_grant(
+        self,
+        source_id: str,
+        allowed_terminals: Sequence[str],
+        *,
+        amount_cap: int,
+        currency: str,
+        max_uses: int = 1,
+        per_use_cap: int | None = None,
+        valid_from: datetime | str | None = None,
+        valid_until: datetime | str | None = None,
+        purposes: Sequence[str] | None = None,
+        regions: Sequence[str] | None = None,
+        merchants: Sequence[str] | None = None,
+        bill_id: str | None = None,
+    ) -> Json:
+        """Returns ``{"grant": {...}, "auth_code": "<b64url>"}``; the auth code comes only once."""
+        rights = _drop_none(
+            {
+                "amount_cap": amount_cap,
+                "max_uses": max_uses,
+                "per_use_cap": per_use_cap,
+                "valid_from": _iso(valid_from),
+                "valid_until": _iso(valid_until),
+                "purposes": list(purposes) if purposes is not None else None,
+                "regions": list(regions) if regions is not None else None,
+                "merchants": list(merchants) if merchants is not None else None,
+            }
+        )
+        body = _drop_none(
+            {
+                "source_id": source_id,
+                "allowed_terminals": list(allowed_terminals),
+                "currency": currency,
+                "rights": rights,
+                "bill_id": bill_id,
+            }
+        )
+        return self._call("POST", "/v1/grants", body)
+
+    def list_grants(self) -> list[Json]:
+        return list(self._call("GET", "/v1/grants")["grants"])
+
+    def get_grant(self, grant_id: str) -> Json:
+        return self._call("GET", f"/v1/grants/{grant_id}")
+
+    def revoke_grant(self, grant_id: str) -> Json:
+        return self._call("POST", f"/v1/grants/{grant_id}/revoke", {}, idempotent=True)
+
+    # --- payments ------------------------------------------------------------------------
+
+    def authorize_payment(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        challenge: bytes,
+        means: Mapping[str, Any],
+        purpose: str | None = None,
+        bill_id: str | None = None,
+        split_mode: str = "exact",
+        idempotency_key: str | None = None,
+    ) -> Json:
+        """Approved or declined, both as a dict (``status``); retries reuse the same key."""
+        body = _drop_none(
+            {
+                "amount": amount,
+                "currency": currency,
+                "purpose": purpose,
+                "challenge": crypto.b64e(challenge),
+                "means": dict(means),
+                "bill_id": bill_id,
+                "split_mode": split_mode,
+            }
+        )
+        key = idempotency_key or new_idempotency_key()
+        return self._call("POST", "/v1/payments", body, idempotency_key=key)
+
+    def list_payments(self) -> list[Json]:
+        return list(self._call("GET", "/v1/payments")["payments"])
+
+    def get_payment(self, payment_id: str) -> Json:
+        return self._call("GET", f"/v1/payments/{payment_id}")
+
+    def refund(
+        self, payment_id: str, amount: int | None = None, *, idempotency_key: str | None = None
+    ) -> Json:
+        key = idempotency_key or new_idempotency_key()
+        body = _drop_none({"amount": amount})
+        return self._call("POST", f"/v1/payments/{payment_id}/refunds", body, idempotency_key=key)
+
+    # --- notifications and health ------------------------------------------------------------
+
+    def notifications(self, after: str | None = None, wait: float = 0) -> list[Json]:
+        """The caller's notifications newer than ``after``; with ``wait`` > 0 the server holds
+        the call open until one arrives or ``wait`` seconds (≤ 30) pass."""
+        query = _drop_none({"after": after, "wait": wait or None})
+        return list(
+            self._call("GET", "/v1/notifications", query=query, extra_timeout=wait)["notifications"]
+        )
+
+    def health(self) -> Json:
+        return self._call("GET", "/v1/health")
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        query: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        idempotent: bool | None = None,
+        retry_unsafe: bool = False,
+        extra_timeout: float = 0,
+    ) -> Json:
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        safe = (
+            idempotent
+            if idempotent is not None
+            else (method in {"GET", "PATCH"} or idempotency_key is not None)
+        )
+        attempt = 0
+        while True:
+            try:
+                return self._send(method, path, payload, idempotency_key, extra_timeout)
+            except ApiError as error:
+                attempt += 1
+                if not self._should_retry(error, safe or retry_unsafe, attempt):
+                    raise
+                time.sleep(random.uniform(0, min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2**attempt)))
+
+    def _should_retry(self, error: ApiError, safe: bool, attempt: int) -> bool:
+        if attempt > self._max_retries:
+            return False
+        if error.code == "connect_failed":
+            return True
+        return safe and error.retryable
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        payload: bytes,
+        idempotency_key: str | None,
+        extra_timeout: float,
+    ) -> Json:
+        headers = self._signed_headers(method, self._prefix + path, payload)
+        if payload:
+            headers["Content-Type"] = "application/json"
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        try:
+            response = self._http.request(
+                method,
+                self.base_url + path,
+                content=payload,
+                headers=headers,
+                timeout=self._timeout + extra_timeout,
+            )
+        except httpx.ConnectError as exc:
+            raise ServerUnavailable(
+                f"cannot reach the payment server at {self.base_url}: {exc}", code="connect_failed"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(
+                f"no answer from the payment server at {self.base_url}: {type(exc).__name__}"
+            ) from exc
+        return _decode(response)
+
+    def _signed_headers(self, method: str, path: str, payload: bytes) -> dict[str, str]:
+        timestamp = int(time.time())
+        nonce = secrets.token_urlsafe(18)
+        message = crypto.request_message(method, path, timestamp, nonce, self.terminal_id, payload)
+        return {
+            "X-Nfcpay-Terminal": self.terminal_id,
+            "X-Nfcpay-Timestamp": str(timestamp),
+            "X-Nfcpay-Nonce": nonce,
+            "X-Nfcpay-Signature": crypto.b64e(self._key.sign(message)),
+        }
+
+
+def new_idempotency_key() -> str:
+    return f"idem_{uuid.uuid4().hex}"
+
+
+def _decode(response: httpx.Response) -> Json:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.is_success and isinstance(data, dict):
+        return data
+    status = response.status_code
+    code = data.get("error") if isinstance(data, dict) else None
+    message = data.get("message") if isinstance(data, dict) else None
+    text = message or f"the payment server answered HTTP {status}"
+    if status >= 500 or status in _RETRYABLE_STATUS:
+        raise ServerUnavailable(text, code=code or "server_error", status=status)
+    in_progress = status == 409 and code == "idempotency_in_progress"
+    raise ApiError(text, code=code or "api_error", status=status, retryable=in_progress)

@@ -1,0 +1,98 @@
+"""What every request handler shares: the database, the field cipher and the clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from nfcpay.crypto import FieldCipher
+from nfcpay.errors import AuthenticationFailed
+from nfcpay.server.settings import ServerSettings
+from nfcpay.server.store import Database, Tx
+
+T = TypeVar("T")
+
+#: Seen nonces older than this are pruned; twice the clock-skew window keeps replays out.
+_NONCE_PRUNE_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated terminal. ``merchant_id`` is set for merchant terminals only."""
+
+    terminal_id: str
+    role: str
+    merchant_id: str | None
+    nonce: str
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalKey:
+    public_key: bytes
+    role: str
+    merchant_id: str | None
+
+
+@dataclass
+class Runtime:
+    """Per-process state of one server. Terminal keys never change once registered, so
+    they are cached here (a miss reads the database in the caller's transaction)."""
+
+    settings: ServerSettings
+    db: Database
+    cipher: FieldCipher
+    clock: Callable[[], float] = time.time
+    _last_prune: float = field(default=0.0, repr=False)
+    _keys: dict[str, TerminalKey] = field(default_factory=dict, repr=False)
+
+    def now_us(self) -> int:
+        return int(self.clock() * 1_000_000)
+
+    def cached_key(self, terminal_id: str) -> TerminalKey | None:
+        return self._keys.get(terminal_id)
+
+    def terminal_key(self, tx: Tx, terminal_id: str) -> TerminalKey | None:
+        key = self._keys.get(terminal_id)
+        if key is None:
+            row = tx.one(
+                "SELECT public_key, role, merchant_id FROM terminals WHERE terminal_id = ?",
+                (terminal_id,),
+            )
+            if row is None:
+                return None
+            key = TerminalKey(bytes(row["public_key"]), row["role"], row["merchant_id"])
+            self._keys[terminal_id] = key
+        return key
+
+    def unit(self, caller: Caller, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one transaction that also consumes the caller's request nonce.
+
+        A replayed nonce fails the whole transaction, so a replayed request changes nothing.
+        """
+
+        def consume_nonce_then_work(tx: Tx) -> T:
+            consume_nonce(tx, caller, self.now_us())
+            self._maybe_prune(tx)
+            return work(tx)
+
+        return self.db.run(consume_nonce_then_work)
+
+    def _maybe_prune(self, tx: Tx) -> None:
+        now = self.clock()
+        if now - self._last_prune < _NONCE_PRUNE_EVERY_S:
+            return
+        self._last_prune = now
+        horizon = int((now - 2 * self.settings.max_clock_skew_s) * 1_000_000)
+        tx.execute("DELETE FROM request_nonces WHERE seen_at < ?", (horizon,))
+
+
+def consume_nonce(tx: Tx, caller: Caller, now_us: int) -> None:
+    cursor = tx.execute(
+        "INSERT INTO request_nonces (terminal_id, nonce, seen_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (terminal_id, nonce) DO NOTHING",
+        (caller.terminal_id, caller.nonce, now_us),
+    )
+    if cursor.rowcount != 1:
+        raise AuthenticationFailed("this request was already received (replayed nonce)")

@@ -1,0 +1,105 @@
+"""Request bodies of the HTTP API, validated by pydantic (a 422 names the offending field).
+
+Money is strict integers in minor units: ``12.5`` or ``"12"`` are refused, never rounded.
+Responses are plain dicts built by the services (see /work/notes/API.md for their shapes).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from nfcpay import money
+
+Amount = Annotated[int, Field(strict=True, gt=0, le=money.MAX_MINOR)]
+Balance = Annotated[int, Field(strict=True, ge=0, le=money.MAX_MINOR)]
+Id = Annotated[str, StringConstraints(strict=True, min_length=3, max_length=64)]
+Code = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=32)]
+Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _WithCurrency(_Body):
+    currency: Annotated[str, StringConstraints(strict=True, min_length=3, max_length=3)]
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        return money.check_currency(value)
+
+
+class MerchantIn(_Body):
+    name: Text
+    category: Code
+    region: Code
+    settlement_account: Text
+
+
+class TerminalIn(_Body):
+    role: Literal["user", "target", "merchant"]
+    label: Text
+    public_key: Annotated[str, StringConstraints(strict=True, min_length=43, max_length=44)]
+    merchant: MerchantIn | None = None
+
+
+class FundingSourceIn(_WithCurrency):
+    kind: Literal["card", "wallet", "bank"]
+    number: Annotated[str, StringConstraints(strict=True, pattern=r"^\d{12,19}$")] | None = None
+    expiry: (
+        Annotated[str, StringConstraints(strict=True, pattern=r"^(0[1-9]|1[0-2])/\d{2}$")] | None
+    ) = None
+    limit: Balance | None = None
+    balance: Balance | None = None
+
+
+class SourceStatusIn(_Body):
+    status: Literal["active", "dormant", "closed"]
+
+
+class RightsIn(_Body):
+    amount_cap: Amount
+    max_uses: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] = 1
+    per_use_cap: Amount | None = None
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+    purposes: Annotated[list[Code], Field(min_length=1, max_length=50)] | None = None
+    regions: Annotated[list[Code], Field(min_length=1, max_length=50)] | None = None
+    merchants: Annotated[list[Id], Field(min_length=1, max_length=50)] | None = None
+
+
+class GrantIn(_WithCurrency):
+    source_id: Id
+    allowed_terminals: Annotated[list[Id], Field(min_length=1, max_length=20)]
+    rights: RightsIn
+    bill_id: Id | None = None
+
+
+class GrantShareIn(_Body):
+    grant_id: Id
+    usage_auth: Annotated[str, StringConstraints(strict=True, max_length=64)]
+    amount: Amount
+
+
+class MeansIn(_Body):
+    presenting_terminal: Id
+    grants: Annotated[list[GrantShareIn], Field(max_length=32)] = []
+    own_source_id: Id | None = None
+    own_amount: Balance | None = None
+    signature: Annotated[str, StringConstraints(strict=True, max_length=128)]
+
+
+class PaymentIn(_WithCurrency):
+    amount: Amount
+    purpose: Code | None = None
+    challenge: Annotated[str, StringConstraints(strict=True, min_length=22, max_length=86)]
+    means: MeansIn
+    bill_id: Id | None = None
+    split_mode: Literal["exact", "remainder"] = "exact"
+
+
+class RefundIn(_Body):
+    amount: Amount | None = None

@@ -1,0 +1,230 @@
+"""Grant issuance (patent FIG. 5): temporary payment info — a virtual card number mapped to a
+funding source, bound to allowed terminals and restricted by usage rights — and its auth code,
+which the API returns exactly once. The server keeps the auth code encrypted (context = grant
+id) so it can recompute usage-auth values.
+
+Stored status is ``active``, ``revoked`` or ``locked``; ``exhausted`` (no uses or amount left)
+and ``expired`` (past ``valid_until``) are derived when a grant is shown, so they can never
+disagree with the remaining figures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nfcpay import crypto
+from nfcpay.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from nfcpay.server.runtime import Caller, Runtime
+from nfcpay.server.schemas import GrantIn, RightsIn
+from nfcpay.server.services import notifications, sources
+from nfcpay.server.services.formats import dump_list, iso, load_list, to_us
+from nfcpay.server.store import Row, Tx
+
+#: How many times issuance draws a fresh virtual card number after a collision.
+_NUMBER_ATTEMPTS = 8
+
+GRANT_COLUMNS = (
+    "grant_id, virtual_card_number, source_id, issuing_terminal, currency, amount_cap, "
+    "max_uses, per_use_cap, valid_from, valid_until, purposes, regions, merchants, bill_id, "
+    "remaining_amount, remaining_uses, status, created_at"
+)
+
+
+def issue(tx: Tx, rt: Runtime, caller: Caller, body: GrantIn) -> dict[str, Any]:
+    if caller.role not in sources.OWNER_ROLES:
+        raise Forbidden("only user and target terminals issue grants")
+    now = rt.now_us()
+    source = sources.load_owned(tx, caller, body.source_id)
+    _check_source(source, body, now)
+    _check_rights(body.rights, now)
+    allowed = list(dict.fromkeys(body.allowed_terminals))
+    _check_terminals(tx, allowed)
+    grant_id = crypto.new_id("g")
+    auth_code = crypto.new_auth_code()
+    rights = body.rights
+    tx.execute(
+        "INSERT INTO grants (grant_id, virtual_card_number, source_id, issuing_terminal, "
+        "currency, auth_code_enc, amount_cap, max_uses, per_use_cap, valid_from, valid_until, "
+        "purposes, regions, merchants, bill_id, remaining_amount, remaining_uses, status, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
+        (
+            grant_id,
+            _unused_virtual_number(tx),
+            body.source_id,
+            caller.terminal_id,
+            body.currency,
+            rt.cipher.encrypt(crypto.b64e(auth_code), grant_id),
+            rights.amount_cap,
+            rights.max_uses,
+            rights.per_use_cap,
+            to_us(rights.valid_from),
+            to_us(rights.valid_until),
+            dump_list(rights.purposes),
+            dump_list(rights.regions),
+            dump_list(rights.merchants),
+            body.bill_id,
+            rights.amount_cap,
+            rights.max_uses,
+            now,
+        ),
+    )
+    tx.executemany(
+        "INSERT INTO grant_terminals (grant_id, terminal_id) VALUES (?, ?)",
+        [(grant_id, terminal) for terminal in allowed],
+    )
+    return {"grant": _get(tx, rt, caller, grant_id), "auth_code": crypto.b64e(auth_code)}
+
+
+def _check_source(source: Row, body: GrantIn, now: int) -> None:
+    if source["status"] != "active":
+        raise Conflict(
+            f"funding source {source['source_id']} is {source['status']}",
+            code=f"source_{source['status']}",
+        )
+    if source["kind"] == "card" and sources.card_expired(source["expiry"], now):
+        raise Conflict(f"card {source['card_masked']} has expired", code="source_expired")
+    if source["currency"] != body.currency:
+        raise InvalidRequest(
+            f"the funding source is in {source['currency']}, the grant in {body.currency}",
+            code="currency_mismatch",
+            field="currency",
+        )
+
+
+def _check_rights(rights: RightsIn, now: int) -> None:
+    valid_from, valid_until = to_us(rights.valid_from), to_us(rights.valid_until)
+    if valid_until is not None and valid_until <= now:
+        raise InvalidRequest("valid_until is in the past", field="rights.valid_until")
+    if valid_from is not None and valid_until is not None and valid_from >= valid_until:
+        raise InvalidRequest("valid_from must be before valid_until", field="rights.valid_from")
+    if rights.per_use_cap is not None and rights.per_use_cap > rights.amount_cap:
+        raise InvalidRequest("per_use_cap cannot exceed amount_cap", field="rights.per_use_cap")
+
+
+def _check_terminals(tx: Tx, allowed: list[str]) -> None:
+    for terminal_id in allowed:
+        role = tx.scalar("SELECT role FROM terminals WHERE terminal_id = ?", (terminal_id,))
+        if role is None:
+            raise InvalidRequest(
+                f"no terminal {terminal_id}", code="terminal_not_found", field="allowed_terminals"
+            )
+        if role == "merchant":
+            raise InvalidRequest(
+                f"{terminal_id} is a merchant terminal; grants go to user or target terminals",
+                field="allowed_terminals",
+            )
+
+
+def _unused_virtual_number(tx: Tx) -> str:
+    """A fresh virtual number. Real cards are refused in the virtual range, so only other
+    grants can collide; the UNIQUE constraint backs this check up."""
+    for _ in range(_NUMBER_ATTEMPTS):
+        number = crypto.new_virtual_card_number()
+        if not tx.one("SELECT 1 AS x FROM grants WHERE virtual_card_number = ?", (number,)):
+            return number
+    raise RuntimeError("could not draw an unused virtual card number")
+
+
+def list_visible(tx: Tx, rt: Runtime, caller: Caller) -> dict[str, Any]:
+    """Grants the caller issued, then grants it may present (limited view)."""
+    prefixed = ", ".join(f"g.{c}" for c in GRANT_COLUMNS.split(", "))
+    rows = tx.all(
+        f"SELECT {GRANT_COLUMNS} FROM grants WHERE issuing_terminal = ? ORDER BY created_at",
+        (caller.terminal_id,),
+    ) + tx.all(
+        f"SELECT {prefixed} FROM grants g JOIN grant_terminals a ON a.grant_id = g.grant_id "
+        "WHERE a.terminal_id = ? AND g.issuing_terminal <> ? ORDER BY g.created_at",
+        (caller.terminal_id, caller.terminal_id),
+    )
+    return {"grants": [_view(tx, row, caller, rt.now_us()) for row in rows]}
+
+
+def get(tx: Tx, rt: Runtime, caller: Caller, grant_id: str) -> dict[str, Any]:
+    return _get(tx, rt, caller, grant_id)
+
+
+def _get(
+    tx: Tx, rt: Runtime, caller: Caller, grant_id: str, *, lock: bool = False
+) -> dict[str, Any]:
+    row = _load_visible(tx, caller, grant_id, lock=lock)
+    return _view(tx, row, caller, rt.now_us())
+
+
+def _load_visible(tx: Tx, caller: Caller, grant_id: str, *, lock: bool = False) -> Row:
+    row = tx.one(
+        f"SELECT {GRANT_COLUMNS} FROM grants WHERE grant_id = ?" + (tx.for_update if lock else ""),
+        (grant_id,),
+    )
+    if row is not None and (
+        row["issuing_terminal"] == caller.terminal_id
+        or tx.one(
+            "SELECT 1 AS x FROM grant_terminals WHERE grant_id = ? AND terminal_id = ?",
+            (grant_id, caller.terminal_id),
+        )
+    ):
+        return row
+    raise NotFound(f"no grant {grant_id} visible to you", code="grant_not_found")
+
+
+def revoke(tx: Tx, rt: Runtime, caller: Caller, grant_id: str) -> dict[str, Any]:
+    row = _load_visible(tx, caller, grant_id, lock=True)
+    if row["issuing_terminal"] != caller.terminal_id:
+        raise Forbidden("only the issuing terminal can revoke a grant")
+    if row["status"] != "revoked":
+        tx.execute("UPDATE grants SET status = 'revoked' WHERE grant_id = ?", (grant_id,))
+        notifications.notify(
+            tx,
+            rt.now_us(),
+            caller.terminal_id,
+            "grant_revoked",
+            f"grant {grant_id} was revoked",
+            grant_id=grant_id,
+        )
+    return _get(tx, rt, caller, grant_id)
+
+
+def allowed_terminals(tx: Tx, grant_id: str) -> list[str]:
+    rows = tx.all(
+        "SELECT terminal_id FROM grant_terminals WHERE grant_id = ? ORDER BY terminal_id",
+        (grant_id,),
+    )
+    return [row["terminal_id"] for row in rows]
+
+
+def shown_status(row: Row, now_us: int) -> str:
+    if row["status"] != "active":
+        return str(row["status"])
+    if row["valid_until"] is not None and now_us >= row["valid_until"]:
+        return "expired"
+    if row["remaining_uses"] == 0 or row["remaining_amount"] == 0:
+        return "exhausted"
+    return "active"
+
+
+def _view(tx: Tx, row: Row, caller: Caller, now_us: int) -> dict[str, Any]:
+    rights = {
+        "amount_cap": row["amount_cap"],
+        "max_uses": row["max_uses"],
+        "per_use_cap": row["per_use_cap"],
+        "valid_from": iso(row["valid_from"]),
+        "valid_until": iso(row["valid_until"]),
+        "purposes": load_list(row["purposes"]),
+        "regions": load_list(row["regions"]),
+        "merchants": load_list(row["merchants"]),
+    }
+    out: dict[str, Any] = {
+        "grant_id": row["grant_id"],
+        "virtual_card_number": row["virtual_card_number"],
+        "issuing_terminal": row["issuing_terminal"],
+        "allowed_terminals": allowed_terminals(tx, row["grant_id"]),
+        "currency": row["currency"],
+        "rights": rights,
+        "bill_id": row["bill_id"],
+        "remaining_amount": row["remaining_amount"],
+        "remaining_uses": row["remaining_uses"],
+        "status": shown_status(row, now_us),
+        "created_at": iso(row["created_at"]),
+    }
+    if row["issuing_terminal"] == caller.terminal_id:
+        out["source_id"] = row["source_id"]
+    return out

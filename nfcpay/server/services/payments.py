@@ -1,0 +1,80 @@
+"""Approved payments as merchants see them: listing, one payment, and the shared view."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nfcpay.errors import Forbidden, NotFound
+from nfcpay.server.runtime import Caller
+from nfcpay.server.services.formats import iso
+from nfcpay.server.store import Row, Tx
+
+PAGE_SIZE = 200
+
+_COLUMNS = (
+    "payment_id, merchant_id, presenting_terminal, amount, currency, purpose, bill_id, "
+    "approval_code, refunded, created_at"
+)
+
+
+def require_merchant(caller: Caller) -> str:
+    if caller.merchant_id is None:
+        raise Forbidden("only merchant terminals take payments")
+    return caller.merchant_id
+
+
+def view(payment: Row, shares: Sequence[Row]) -> dict[str, Any]:
+    """The payment as the API shows it; grant shares never reveal the funding source."""
+    return {
+        "payment_id": payment["payment_id"],
+        "status": "approved",
+        "approval_code": payment["approval_code"],
+        "amount": payment["amount"],
+        "currency": payment["currency"],
+        "merchant_id": payment["merchant_id"],
+        "presenting_terminal": payment["presenting_terminal"],
+        "purpose": payment["purpose"],
+        "bill_id": payment["bill_id"],
+        "refunded": payment["refunded"],
+        "created_at": iso(payment["created_at"]),
+        "shares": [
+            {"grant_id": s["grant_id"], "amount": s["amount"]}
+            if s["grant_id"]
+            else {"source_id": s["source_id"], "amount": s["amount"]}
+            for s in shares
+        ],
+    }
+
+
+def load(tx: Tx, caller: Caller, payment_id: str, *, lock: bool = False) -> Row:
+    merchant_id = require_merchant(caller)
+    row = tx.one(
+        f"SELECT {_COLUMNS} FROM payments WHERE payment_id = ?" + (tx.for_update if lock else ""),
+        (payment_id,),
+    )
+    if row is None or row["merchant_id"] != merchant_id:
+        raise NotFound(f"no payment {payment_id} of yours", code="payment_not_found")
+    return row
+
+
+def load_shares(tx: Tx, payment_id: str) -> list[Row]:
+    return tx.all(
+        "SELECT seq, grant_id, source_id, amount, refunded FROM payment_shares "
+        "WHERE payment_id = ? ORDER BY seq",
+        (payment_id,),
+    )
+
+
+def get(tx: Tx, caller: Caller, payment_id: str) -> dict[str, Any]:
+    return view(load(tx, caller, payment_id), load_shares(tx, payment_id))
+
+
+def list_own(tx: Tx, caller: Caller) -> dict[str, Any]:
+    merchant_id = require_merchant(caller)
+    rows = tx.all(
+        f"SELECT {_COLUMNS} FROM payments WHERE merchant_id = ? "
+        f"ORDER BY created_at DESC LIMIT {PAGE_SIZE}",
+        (merchant_id,),
+    )
+    return {"payments": [view(row, load_shares(tx, row["payment_id"])) for row in rows]}

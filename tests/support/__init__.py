@@ -1,0 +1,1 @@
+"""Reusable test helpers that start real processes (see :mod:`tests.support.server`)."""
