@@ -29,7 +29,7 @@ class AckRecord(NfcpayRecord):
     """Accepted or refused; ``ref`` names what it answers, ``code`` says why it refused."""
 
     _type = record_type("ack")
-    _decode_max_payload_length = 512
+    _decode_max_payload_length = 1024
 
     accepted: bool = wire(1, Flag())
     ref: str | None = wire(2, ANY_ID, default=None)

@@ -61,7 +61,7 @@ class GrantRecord(NfcpayRecord):
     """
 
     _type = record_type("grant")
-    _decode_max_payload_length = 1024
+    _decode_max_payload_length = 2048
 
     grant_id: str = wire(1, identifier("g"))
     virtual_card_number: str = wire(2, CARD_NUMBER)

@@ -52,7 +52,9 @@ class MeansRecord(NfcpayRecord):
 
     presenting_terminal: str = wire(1, identifier("t"))
     currency: str = wire(2, Currency())
-    grants: tuple[PresentedGrant, ...] = wire(3, Items(Nested(PresentedGrant), MAX_GRANTS))
+    grants: tuple[PresentedGrant, ...] = wire(
+        3, Items(Nested(PresentedGrant), MAX_GRANTS), default=()
+    )
     own_source_id: str | None = wire(4, identifier("src"), default=None)
     own_amount: int = wire(5, amount(0), default=0)
     signature: bytes = wire(6, Binary(64, 64, secret=True))

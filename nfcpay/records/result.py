@@ -33,7 +33,7 @@ class ResultRecord(NfcpayRecord):
     """
 
     _type = record_type("result")
-    _decode_max_payload_length = 512
+    _decode_max_payload_length = 1024
 
     approved: bool = wire(1, Flag())
     currency: str = wire(2, Currency())
