@@ -12,6 +12,10 @@ PostgreSQL: ``with postgres_schema(base_url) as db_url:`` gives a fresh, uniquel
 schema (dropped afterwards); pass ``db_url=`` to :func:`start_server`. Several processes can
 share one database and data directory (the master key): ``start_servers(3, data_dir, db_url)``.
 
+In-process (no subprocess, for fast unit tests): :class:`InProcessServer` builds the app with
+``create_app`` and hands out an ``httpx`` transport that calls it directly; pass
+``transport=server.transport`` (or ``register_terminal(server.url, transport=...)``).
+
 Each server binds port 0 and the helper reads the URL it prints, so there is no free-port
 race. Its stdout and stderr go to ``<data_dir>/server-<n>.log`` (see :meth:`ServerProcess.log`).
 """
@@ -185,6 +189,73 @@ def postgres_schema(base_url: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+class InProcessTransport(httpx.BaseTransport):
+    """A synchronous httpx transport that calls an ASGI app in this process.
+
+    The app runs on an event loop in a helper thread (an anyio blocking portal), so sync
+    ``PaymentClient`` code can reach it exactly as it reaches a real server.
+    """
+
+    def __init__(self, app: Any) -> None:
+        import anyio.from_thread
+
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        self._asgi = httpx.ASGITransport(app=app)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def send() -> httpx.Response:
+            response = await self._asgi.handle_async_request(request)
+            content = await response.aread()
+            return httpx.Response(
+                response.status_code, headers=response.headers, content=content, request=request
+            )
+
+        return self._portal.call(send)
+
+    def close(self) -> None:
+        if self._portal_cm is not None:
+            cm, self._portal_cm = self._portal_cm, None
+            cm.__exit__(None, None, None)
+
+
+class InProcessServer:
+    """The real app and database (SQLite in ``data_dir`` or ``db_url``), no subprocess.
+
+    ``runtime.clock`` may be replaced by a test clock (request timestamps allow ±300 s).
+    """
+
+    url = "http://nfcpay.test"
+
+    def __init__(self, data_dir: Path, *, db_url: str | None = None) -> None:
+        from nfcpay.server.app import create_app, create_runtime
+        from nfcpay.server.settings import ServerSettings, init_data_dir
+
+        settings = ServerSettings(data_dir=data_dir, db_url=db_url)
+        init_data_dir(data_dir)
+        self.runtime = create_runtime(settings)
+        self.app = create_app(settings, runtime=self.runtime)
+        self.transport = InProcessTransport(self.app)
+        self.http = httpx.Client(transport=self.transport, base_url=self.url)
+
+    def query(self, work: Any) -> Any:
+        return self.runtime.db.run(work)
+
+    def audit(self) -> list[str]:
+        return self.query(_audit)
+
+    def close(self) -> None:
+        self.http.close()
+        self.transport.close()
+        self.runtime.db.close()
+
+    def __enter__(self) -> InProcessServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 @dataclass
 class Terminal:
     """A registered terminal: its key, its id and a signed client (close it, or let GC)."""
@@ -209,6 +280,7 @@ def register_terminal(
     label: str | None = None,
     merchant: Mapping[str, str] | None = None,
     http: httpx.Client | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> Terminal:
     """Create a key pair, register it with ``role`` and return the signed client.
 
@@ -224,5 +296,156 @@ def register_terminal(
         label=label or f"{role}-{secrets.token_hex(3)}",
         merchant=merchant,
         http=http,
+        transport=transport,
     )
     return Terminal(client, key, info)
+
+
+#: Tables whose rows a declined or refused request must leave untouched.
+STATE_TABLES = (
+    "funding_sources",
+    "grants",
+    "ledger_entries",
+    "idempotency_keys",
+    "payments",
+    "payment_shares",
+    "refunds",
+    "challenges",
+)
+
+
+def state_snapshot(tx: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of :data:`STATE_TABLES`, sorted: compare before/after to prove "no change".
+
+    Use ``server.query(state_snapshot)`` for a process, or ``db.run(state_snapshot)``.
+    """
+    return {
+        table: sorted(tuple(row) for row in tx.all(f"SELECT * FROM {table}"))
+        for table in STATE_TABLES
+    }
+
+
+@dataclass
+class PaymentScene:
+    """An owner with a funding source, a grant for a target, and a merchant: ready to pay.
+
+    ``pay()`` builds and signs the means the way a target terminal would and posts the
+    merchant's payment request; everything can be overridden to provoke a decline.
+    """
+
+    owner: Terminal
+    target: Terminal
+    merchant: Terminal
+    source: dict[str, Any]
+    grant: dict[str, Any]
+    auth_code: bytes
+    currency: str = "KRW"
+
+    @property
+    def grant_id(self) -> str:
+        return str(self.grant["grant_id"])
+
+    def usage_auth(self, presenting: Terminal | None = None) -> bytes:
+        presenting = presenting or self.target
+        return crypto.usage_auth(
+            self.auth_code, self.grant_id, self.owner.terminal_id, presenting.terminal_id
+        )
+
+    def pay(
+        self,
+        amount: int,
+        *,
+        grants: list[tuple[str, bytes, int]] | None = None,
+        presenter: Terminal | None = None,
+        challenge: bytes | None = None,
+        idempotency_key: str | None = None,
+        own_source_id: str | None = None,
+        own_amount: int | None = None,
+        **request: Any,
+    ) -> dict[str, Any]:
+        presenter = presenter or self.target
+        challenge = challenge or secrets.token_bytes(16)
+        if grants is None:
+            grants = [(self.grant_id, self.usage_auth(presenter), amount)]
+        means = build_signed_means(
+            presenter,
+            merchant=self.merchant,
+            challenge=challenge,
+            amount=amount,
+            currency=request.get("currency", self.currency),
+            grants=grants,
+            own_source_id=own_source_id,
+            own_amount=own_amount,
+        )
+        request.setdefault("currency", self.currency)
+        return self.merchant.client.authorize_payment(
+            amount=amount,
+            challenge=challenge,
+            means=means,
+            idempotency_key=idempotency_key,
+            **request,
+        )
+
+
+def build_signed_means(
+    presenter: Terminal,
+    *,
+    merchant: Terminal,
+    challenge: bytes,
+    amount: int,
+    currency: str,
+    grants: list[tuple[str, bytes, int]],
+    own_source_id: str | None = None,
+    own_amount: int | None = None,
+) -> dict[str, Any]:
+    from nfcpay.client import build_means
+
+    return build_means(
+        presenter.private_key,
+        challenge=challenge,
+        merchant_id=str(merchant.merchant_id),
+        amount=amount,
+        currency=currency,
+        presenting_terminal=presenter.terminal_id,
+        grants=grants,
+        own_source_id=own_source_id,
+        own_amount=own_amount,
+    )
+
+
+def payment_scene(
+    url: str,
+    *,
+    http: httpx.Client | None = None,
+    transport: httpx.BaseTransport | None = None,
+    source: Mapping[str, Any] | None = None,
+    merchant: Mapping[str, str] | None = None,
+    currency: str = "KRW",
+    **rights: Any,
+) -> PaymentScene:
+    """Register owner (user), target and merchant terminals, give the owner a funding source
+    (default: a card with limit 100,000) and issue a grant for the target.
+
+    ``source`` picks the source: ``{"kind": "wallet", "balance": 500}`` or card fields.
+    ``rights`` go to :meth:`PaymentClient.issue_grant` (default ``amount_cap=50_000``).
+    """
+    connect = {"http": http, "transport": transport}
+    owner = register_terminal(url, "user", **connect)
+    target = register_terminal(url, "target", **connect)
+    shop = register_terminal(url, "merchant", merchant=merchant, **connect)
+    spec = dict(source or {"kind": "card"})
+    kind = spec.pop("kind")
+    if kind == "card":
+        card = {"number": "4111111111111111", "expiry": "12/39", "limit": 100_000, **spec}
+        src = owner.client.add_card(currency=currency, **card)
+    elif kind == "wallet":
+        src = owner.client.add_wallet(spec.get("balance", 100_000), currency)
+    else:
+        src = owner.client.add_bank(spec.get("balance", 100_000), currency)
+    rights.setdefault("amount_cap", 50_000)
+    issued = owner.client.issue_grant(
+        src["source_id"], [target.terminal_id], currency=currency, **rights
+    )
+    return PaymentScene(
+        owner, target, shop, src, issued["grant"], crypto.b64d(issued["auth_code"]), currency
+    )

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nfcpay.cli import cli
+from nfcpay.errors import ConfigError
+from nfcpay.server.settings import (
+    MASTER_KEY_FILE,
+    ServerSettings,
+    init_data_dir,
+    load_master_key,
+)
+
+
+def test_init_creates_private_key_once(tmp_path: Path) -> None:
+    data = tmp_path / "srv"
+    assert init_data_dir(data) is True
+    key_path = data / MASTER_KEY_FILE
+    assert oct(key_path.stat().st_mode & 0o777) == "0o600"
+    key = load_master_key(key_path)
+    assert len(key) == 32
+    assert init_data_dir(data) is False
+    assert load_master_key(key_path) == key
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_key_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    init_data_dir(tmp_path)
+    os.chmod(tmp_path / MASTER_KEY_FILE, mode)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_master_key(tmp_path / MASTER_KEY_FILE)
+
+
+def test_missing_or_short_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="server init"):
+        load_master_key(tmp_path / MASTER_KEY_FILE)
+    short = tmp_path / MASTER_KEY_FILE
+    short.write_bytes(b"x" * 16)
+    short.chmod(0o600)
+    with pytest.raises(ConfigError, match="32 bytes"):
+        load_master_key(short)
+
+
+def test_settings_from_env(tmp_path: Path) -> None:
+    settings = ServerSettings.from_env(
+        {"NFCPAY_SERVER_DATA": str(tmp_path), "NFCPAY_SERVER_PORT": "9999"}
+    )
+    assert settings.data_dir == tmp_path
+    assert settings.port == 9999
+    assert settings.database_url == f"sqlite:///{tmp_path / 'nfcpay.sqlite3'}"
+    assert ServerSettings.from_env({"HOME": str(tmp_path)}).data_dir.name == ".nfcpay-server"
+
+
+def test_cli_server_init(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["--json", "server", "init", "--data-dir", str(tmp_path / "d")]
+    )
+    assert result.exit_code == 0, result.output
+    assert '"created": true' in result.output
+    assert (tmp_path / "d" / MASTER_KEY_FILE).exists()
