@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import nfc
+import nfc.clf
 import nfc.dep
 import nfc.llcp
 import nfc.llcp.llc
@@ -88,13 +89,15 @@ def activate(
             left = remaining(deadline)
             if left is not None and left <= 0:
                 raise errors.ExchangeTimeout("no peer came within the tap timeout")
-            if role == "listen":
-                window = timing.LISTEN_SLICE if left is None else min(timing.LISTEN_SLICE, left)
-                if llc.activate(mac=nfc.dep.Target(clf), timeout=window):
+            window = timing.LISTEN_SLICE if left is None else min(timing.LISTEN_SLICE, left)
+            mac = nfc.dep.Target(clf) if role == "listen" else nfc.dep.Initiator(clf)
+            options = {"timeout": window} if role == "listen" else {}
+            try:
+                if llc.activate(mac=mac, **options):
                     return
-            elif llc.activate(mac=nfc.dep.Initiator(clf)):
-                return
-            else:
+            except nfc.clf.CommunicationError:
+                pass  # a peer that left half-way through activation; try again
+            if role == "poll":
                 time.sleep(timing.POLL_PAUSE)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 #: One listen call (NFC-DEP target or Type 3 tag) before re-checking the tap deadline.
 #: A tapping peer ends the call at once, so this only bounds how late a cancel is noticed.
-LISTEN_SLICE = 0.25
+LISTEN_SLICE = 0.5
 
 #: Pause between two unanswered polls of a tapping (polling) side.
 POLL_PAUSE = 0.01
