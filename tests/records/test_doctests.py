@@ -1,0 +1,17 @@
+"""The examples in the record modules' docstrings run and hold (one per record type)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["hello", "grant", "ack", "split", "challenge", "means", "result", "samples"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_doctests(name: str) -> None:
+    module = importlib.import_module(f"nfcpay.records.{name}")
+    failed, attempted = doctest.testmod(module)
+    assert attempted > 0 and failed == 0
