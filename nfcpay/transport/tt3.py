@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import nfc
 import nfc.clf
@@ -62,7 +63,7 @@ def tt3_tap(
     if role == "listen":
         nbr, nbw = blocks_per_command(max_frame)
         mailbox = Mailbox(nbr, nbw)
-        emulation = Emulation(mailbox, _emulate(clf, deadline))
+        emulation = Emulation(mailbox, emulate(clf, deadline))
         try:
             yield TagSideChannel(mailbox, emulation)
         finally:
@@ -75,14 +76,14 @@ def tt3_tap(
             clf.device.mute()  # field off: the tag side sees the tap end
 
 
-def _local_target() -> nfc.clf.LocalTarget:
+def local_target() -> nfc.clf.LocalTarget:
     target = nfc.clf.LocalTarget("212F")
     idm = bytes.fromhex("02FE") + os.urandom(6)
     target.sensf_res = b"\x01" + idm + PMM + NDEF_SYSTEM
     return target
 
 
-def _emulate(clf: nfc.ContactlessFrontend, deadline: float | None) -> nfc.tag.TagEmulation:
+def emulate(clf: nfc.ContactlessFrontend, deadline: float | None) -> nfc.tag.TagEmulation:
     """Listen as a Type 3 tag until a reader talks to it."""
     with map_nfc_errors("listening as a Type 3 tag"):
         while True:
@@ -91,7 +92,7 @@ def _emulate(clf: nfc.ContactlessFrontend, deadline: float | None) -> nfc.tag.Ta
                 raise errors.ExchangeTimeout("no reader came within the tap timeout")
             window = timing.LISTEN_SLICE if left is None else min(timing.LISTEN_SLICE, left)
             try:
-                target = clf.listen(_local_target(), window)
+                target = clf.listen(local_target(), window)
             except nfc.clf.CommunicationError:
                 continue  # a reader that left half-way through activation; keep listening
             if target is not None and target.tt3_cmd:
@@ -100,14 +101,24 @@ def _emulate(clf: nfc.ContactlessFrontend, deadline: float | None) -> nfc.tag.Ta
                     return tag
 
 
-class Emulation:
-    """nfcpy's command/response loop for the emulated tag, on a background thread."""
+class BlockStore(Protocol):
+    """What an emulated tag serves: nfcpy block callbacks plus a condition to wake waiters."""
 
-    def __init__(self, mailbox: Mailbox, tag: nfc.tag.TagEmulation) -> None:
-        self.mailbox = mailbox
+    changed: threading.Condition
+
+    def read_block(self, number: int, rb: bool, re: bool) -> bytes | None: ...
+
+    def write_block(self, number: int, data: bytes, wb: bool, we: bool) -> bool: ...
+
+
+class Emulation:
+    """nfcpy's command/response loop for an emulated tag, on a background thread."""
+
+    def __init__(self, store: BlockStore, tag: nfc.tag.TagEmulation) -> None:
+        self.store = store
         self.error: errors.TransportError | None = None
-        tag.add_service(NDEF_READ_SERVICE, mailbox.read_block, mailbox.write_block)
-        tag.add_service(NDEF_WRITE_SERVICE, mailbox.read_block, mailbox.write_block)
+        tag.add_service(NDEF_READ_SERVICE, store.read_block, store.write_block)
+        tag.add_service(NDEF_WRITE_SERVICE, store.read_block, store.write_block)
         self._tag = tag
         self._stop = threading.Event()
         self._ended = threading.Event()
@@ -126,8 +137,8 @@ class Emulation:
             self.error = exc
         finally:
             self._ended.set()
-            with self.mailbox.changed:
-                self.mailbox.changed.notify_all()
+            with self.store.changed:
+                self.store.changed.notify_all()
 
     def _serve(self) -> None:
         response = self._tag.process_command(self._tag.cmd)
@@ -144,6 +155,10 @@ class Emulation:
                 return
             idle_since = time.monotonic()
             response = self._tag.process_command(command) if command else None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the reader to leave; True when it did."""
+        return self._ended.wait(timeout)
 
     def close(self) -> None:
         self._stop.set()
