@@ -393,4 +393,7 @@ def _decode(response: httpx.Response) -> Json:
     if status >= 500 or status in _RETRYABLE_STATUS:
         raise ServerUnavailable(text, code=code or "server_error", status=status)
     in_progress = status == 409 and code == "idempotency_in_progress"
-    raise ApiError(text, code=code or "api_error", status=status, retryable=in_progress)
+    field = data.get("field") if isinstance(data, dict) else None
+    raise ApiError(
+        text, code=code or "api_error", status=status, retryable=in_progress, field=field
+    )

@@ -154,7 +154,8 @@ class Conflict(PaymentError):
 
 
 class ApiError(NfcPayError):
-    """A server call failed; ``status`` is the HTTP status (0 when none arrived)."""
+    """A server call failed; ``status`` is the HTTP status (0 when none arrived) and ``field``
+    the request field a validation error names."""
 
     code = "api_error"
 
@@ -166,10 +167,12 @@ class ApiError(NfcPayError):
         status: int = 0,
         request_id: str | None = None,
         retryable: bool | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(message, code=code)
         self.status = status
         self.request_id = request_id
+        self.field = field
         if retryable is not None:
             self.retryable = retryable
 
