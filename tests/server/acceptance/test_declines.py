@@ -1,0 +1,354 @@
+"""Issue 2, acceptance 2: every decline code of the API contract, through the HTTP API of a
+REAL server process, changes no balance, grant, ledger, payment, challenge or idempotency row.
+
+Each case gets a fresh owner, target, merchant, source and grant (:meth:`Harness.scene`),
+runs its set-up (earlier approvals, a revocation, ...), snapshots the database, makes the ONE
+request that must be declined, and compares. Owner notifications are the only writes a decline
+may make, and exactly the ones the contract lists (``notified``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from nfcpay import crypto
+from nfcpay.client import build_means
+from tests.server.acceptance.conftest import Harness, changed_tables
+from tests.support.server import PaymentScene, build_signed_means
+
+AMOUNT = 1_000
+Attempt = Callable[[Harness, PaymentScene], dict[str, Any]]
+
+
+def _approved(answer: dict[str, Any]) -> dict[str, Any]:
+    assert answer["status"] == "approved", answer
+    return answer
+
+
+def _in(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def _pay(**overrides: Any) -> Attempt:
+    """The scene's target pays ``AMOUNT`` (or ``amount``) with ``overrides`` applied."""
+
+    def attempt(h: Harness, s: PaymentScene) -> dict[str, Any]:
+        return s.pay(overrides.pop("amount", AMOUNT), **overrides)
+
+    return attempt
+
+
+def _post(s: PaymentScene, means: dict[str, Any], challenge: bytes, **body: Any) -> dict[str, Any]:
+    return s.merchant.client.authorize_payment(
+        amount=body.pop("amount", AMOUNT),
+        currency="KRW",
+        challenge=challenge,
+        means=means,
+        **body,
+    )
+
+
+# --- attempts that need more than scene.pay(...) -------------------------------------------
+
+
+def _unknown_grant(h: Harness, s: PaymentScene) -> dict[str, Any]:
+    return s.pay(AMOUNT, grants=[(crypto.new_id("g"), s.usage_auth(), AMOUNT)])
+
+
+def _stranger_presents(h: Harness, s: PaymentScene) -> dict[str, Any]:
+    # A genuine usage-auth for the stranger, signed by the stranger: only the binding is wrong.
+    return s.pay(AMOUNT, presenter=h.terminal("target"))
+
+
+def _wrong_usage_auth(h: Harness, s: PaymentScene) -> dict[str, Any]:
+    return s.pay(AMOUNT, grants=[(s.grant_id, secrets.token_bytes(32), AMOUNT)])
+
+
+def _signed_by_other_key(h: Harness, s: PaymentScene) -> dict[str, Any]:
+    challenge = secrets.token_bytes(16)
+    means = build_means(
+        crypto.generate_terminal_key(),
+        challenge=challenge,
+        merchant_id=str(s.merchant.merchant_id),
+        amount=AMOUNT,
+        currency="KRW",
+        presenting_terminal=s.target.terminal_id,
+        grants=[(s.grant_id, s.usage_auth(), AMOUNT)],
+    )
+    return _post(s, means, challenge)
+
+
+def _copied_to_other_counter(h: Harness, s: PaymentScene) -> dict[str, Any]:
+    """Means signed for merchant A, replayed by merchant B: useless at another counter."""
+    challenge = secrets.token_bytes(16)
+    means = build_signed_means(
+        s.target,
+        merchant=s.merchant,
+        challenge=challenge,
+        amount=AMOUNT,
+        currency="KRW",
+        grants=[(s.grant_id, s.usage_auth(), AMOUNT)],
+    )
+    other_shop = h.terminal("merchant")
+    return other_shop.client.authorize_payment(
+        amount=AMOUNT, currency="KRW", challenge=challenge, means=means
+    )
+
+
+def _amount_changed_after_signing(h: Harness, s: PaymentScene) -> dict[str, Any]:
+    challenge = secrets.token_bytes(16)
+    means = build_signed_means(
+        s.target,
+        merchant=s.merchant,
+        challenge=challenge,
+        amount=AMOUNT - 1,
+        currency="KRW",
+        grants=[(s.grant_id, s.usage_auth(), AMOUNT - 1)],
+    )
+    means["grants"][0]["amount"] = AMOUNT
+    return _post(s, means, challenge)
+
+
+def _second_grant_over_cap(h: Harness, s: PaymentScene) -> dict[str, Any]:
+    """Two shares, the second over its cap: the first, fine on its own, is not charged."""
+    small = s.owner.client.issue_grant(
+        s.source["source_id"], [s.target.terminal_id], amount_cap=100, currency="KRW"
+    )
+    small_id = small["grant"]["grant_id"]
+    small_ua = crypto.usage_auth(
+        crypto.b64d(small["auth_code"]), small_id, s.owner.terminal_id, s.target.terminal_id
+    )
+    return s.pay(
+        AMOUNT, grants=[(s.grant_id, s.usage_auth(), AMOUNT - 200), (small_id, small_ua, 200)]
+    )
+
+
+def _own_share_from_foreign_source(h: Harness, s: PaymentScene) -> dict[str, Any]:
+    # The owner's source is not the presenting target's: it cannot pay the own share.
+    return s.pay(
+        AMOUNT,
+        grants=[(s.grant_id, s.usage_auth(), 400)],
+        own_source_id=s.source["source_id"],
+        own_amount=AMOUNT - 400,
+    )
+
+
+# --- set-ups run before the snapshot ---------------------------------------------------------
+
+
+def _use_once(h: Harness, s: PaymentScene) -> None:
+    _approved(s.pay(AMOUNT))
+
+
+def _spend_600(h: Harness, s: PaymentScene) -> None:
+    _approved(s.pay(600))
+
+
+def _revoke(h: Harness, s: PaymentScene) -> None:
+    s.owner.client.revoke_grant(s.grant_id)
+
+
+def _set_source(status: str) -> Callable[[Harness, PaymentScene], None]:
+    def setup(h: Harness, s: PaymentScene) -> None:
+        s.owner.client.set_source_status(s.source["source_id"], status)
+
+    return setup
+
+
+def _wait_until_expired(h: Harness, s: PaymentScene) -> None:
+    until = datetime.fromisoformat(s.grant["rights"]["valid_until"])
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.05)
+
+
+def _lock_by_wrong_usage_auth(h: Harness, s: PaymentScene) -> None:
+    for _ in range(5):
+        answer = s.pay(AMOUNT, grants=[(s.grant_id, secrets.token_bytes(32), AMOUNT)])
+        assert answer["decline_code"] == "usage_auth_mismatch"
+    assert s.owner.client.get_grant(s.grant_id)["status"] == "locked"
+
+
+REUSED_CHALLENGE = secrets.token_bytes(16)
+
+
+def _pay_with_reused_challenge(h: Harness, s: PaymentScene) -> None:
+    _approved(s.pay(AMOUNT, challenge=REUSED_CHALLENGE))
+
+
+@dataclass(frozen=True)
+class Case:
+    code: str
+    attempt: Attempt
+    #: payment_scene keyword arguments: ``source=``, ``merchant=`` and usage rights.
+    scene: dict[str, Any] = field(default_factory=dict)
+    setup: Callable[[Harness, PaymentScene], None] | None = None
+    #: Notification kinds the decline itself sends the owner, in order.
+    notified: tuple[str, ...] = ()
+    #: Scene arguments computed when the case runs (e.g. times relative to now).
+    late_scene: Callable[[Harness], dict[str, Any]] | None = None
+
+
+CASES: dict[str, Case] = {
+    "unknown_grant": Case("unknown_grant", _unknown_grant),
+    "terminal_not_allowed": Case(
+        "terminal_not_allowed", _stranger_presents, notified=("terminal_not_allowed",)
+    ),
+    "usage_auth_mismatch": Case(
+        "usage_auth_mismatch", _wrong_usage_auth, notified=("usage_auth_mismatch",)
+    ),
+    "bad_signature-other_key": Case("bad_signature", _signed_by_other_key),
+    "bad_signature-other_counter": Case("bad_signature", _copied_to_other_counter),
+    "bad_signature-amount_changed": Case("bad_signature", _amount_changed_after_signing),
+    "challenge_reused": Case(
+        "challenge_reused",
+        _pay(challenge=REUSED_CHALLENGE),
+        scene={"max_uses": 3},
+        setup=_pay_with_reused_challenge,
+    ),
+    "grant_revoked": Case("grant_revoked", _pay(), setup=_revoke),
+    "grant_expired": Case(
+        "grant_expired",
+        _pay(),
+        late_scene=lambda h: {"valid_until": _in(1.2)},
+        setup=_wait_until_expired,
+        notified=("grant_expired",),
+    ),
+    "grant_not_yet_valid": Case(
+        "grant_not_yet_valid", _pay(), late_scene=lambda h: {"valid_from": _in(3600)}
+    ),
+    "no_uses_left": Case("no_uses_left", _pay(), setup=_use_once),
+    "over_remaining_cap": Case(
+        "over_remaining_cap",
+        _pay(amount=500),
+        scene={"amount_cap": AMOUNT, "max_uses": 2},
+        setup=_spend_600,
+    ),
+    "over_remaining_cap-second_share": Case("over_remaining_cap", _second_grant_over_cap),
+    "over_per_use_cap": Case(
+        "over_per_use_cap", _pay(amount=AMOUNT + 1), scene={"per_use_cap": AMOUNT}
+    ),
+    "purpose_not_allowed": Case(
+        "purpose_not_allowed", _pay(), scene={"purposes": ["5411"]}
+    ),
+    "purpose_not_allowed-override": Case(
+        "purpose_not_allowed", _pay(purpose="7995"), scene={"purposes": ["5812"]}
+    ),
+    "region_not_allowed": Case("region_not_allowed", _pay(), scene={"regions": ["US-CA"]}),
+    "merchant_not_allowed": Case(
+        "merchant_not_allowed",
+        _pay(),
+        late_scene=lambda h: {"merchants": [h.terminal("merchant").merchant_id]},
+    ),
+    "source_not_active-dormant": Case(
+        "source_not_active", _pay(), setup=_set_source("dormant")
+    ),
+    "source_not_active-closed": Case("source_not_active", _pay(), setup=_set_source("closed")),
+    "limit_exceeded": Case(
+        "limit_exceeded",
+        _pay(),
+        scene={"source": {"kind": "card", "limit": AMOUNT - 1}},
+        notified=("limit_declined",),
+    ),
+    "insufficient_balance-wallet": Case(
+        "insufficient_balance",
+        _pay(),
+        scene={"source": {"kind": "wallet", "balance": AMOUNT - 1}},
+        notified=("limit_declined",),
+    ),
+    "insufficient_balance-bank": Case(
+        "insufficient_balance",
+        _pay(),
+        scene={"source": {"kind": "bank", "balance": 1}},
+        notified=("limit_declined",),
+    ),
+    "currency_mismatch": Case("currency_mismatch", _pay(currency="USD")),
+    "shares_do_not_add_up-exact": Case(
+        "shares_do_not_add_up", lambda h, s: s.pay(AMOUNT, grants=[(s.grant_id, s.usage_auth(), 900)])
+    ),
+    "shares_do_not_add_up-remainder": Case(
+        "shares_do_not_add_up",
+        lambda h, s: s.pay(
+            AMOUNT, grants=[(s.grant_id, s.usage_auth(), AMOUNT + 1)], split_mode="remainder"
+        ),
+    ),
+    "grant_locked": Case("grant_locked", _pay(), setup=_lock_by_wrong_usage_auth),
+    "unknown_source": Case("unknown_source", _own_share_from_foreign_source),
+    "bill_mismatch": Case("bill_mismatch", _pay(), late_scene=lambda h: {"bill_id": crypto.new_id("b")}),
+}
+
+#: Every decline code the contract (/work/notes/API.md) names, server notes included.
+CONTRACT_CODES = {
+    "unknown_grant", "terminal_not_allowed", "usage_auth_mismatch", "bad_signature",
+    "challenge_reused", "grant_revoked", "grant_expired", "grant_not_yet_valid", "no_uses_left",
+    "over_remaining_cap", "over_per_use_cap", "purpose_not_allowed", "region_not_allowed",
+    "merchant_not_allowed", "source_not_active", "limit_exceeded", "insufficient_balance",
+    "currency_mismatch", "shares_do_not_add_up", "grant_locked", "unknown_source",
+    "bill_mismatch",
+}  # fmt: skip
+
+
+def test_the_table_covers_every_contract_code() -> None:
+    assert {case.code for case in CASES.values()} == CONTRACT_CODES
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_decline_changes_nothing(harness: Harness, name: str) -> None:
+    case = CASES[name]
+    scene_args = {**case.scene, **(case.late_scene(harness) if case.late_scene else {})}
+    scene = harness.scene(**scene_args)
+    if case.setup is not None:
+        case.setup(harness, scene)
+    seen = {n["notification_id"] for n in scene.owner.client.notifications()}
+    before = harness.snapshot()
+
+    answer = case.attempt(harness, scene)
+
+    assert answer["status"] == "declined", answer
+    assert answer["decline_code"] == case.code, answer
+    assert answer["payment_id"] is None and answer["replayed"] is False
+    assert case.code in {item["decline_code"] for item in answer["failing"]}
+    assert answer["message"]
+    after = harness.snapshot()
+    assert changed_tables(before, after) == (["notifications"] if case.notified else [])
+    new = [n for n in scene.owner.client.notifications() if n["notification_id"] not in seen]
+    assert [n["kind"] for n in new] == list(case.notified)
+    for note in new:
+        assert note.get("grant_id") in (None, scene.grant_id)
+    assert harness.audit() == []
+
+
+def test_fifth_wrong_usage_auth_locks_only_that_grant(harness: Harness) -> None:
+    """The one decline that writes a grant row: the 5th mismatch sets status 'locked'."""
+    scene = harness.scene()
+    wrong = [(scene.grant_id, secrets.token_bytes(32), AMOUNT)]
+    for _ in range(4):
+        assert scene.pay(AMOUNT, grants=wrong)["decline_code"] == "usage_auth_mismatch"
+    before = harness.snapshot()
+    assert scene.pay(AMOUNT, grants=wrong)["decline_code"] == "usage_auth_mismatch"
+    after = harness.snapshot()
+    assert changed_tables(before, after) == ["grants", "notifications"]
+    changed = set(after["grants"]) - set(before["grants"])
+    assert len(changed) == 1
+    (row,) = changed
+    assert row[0] == scene.grant_id and "locked" in row
+    kinds = [n["kind"] for n in scene.owner.client.notifications()]
+    assert kinds == ["usage_auth_mismatch"] * 5 + ["grant_locked"]
+
+
+def test_declined_key_stores_nothing_and_can_be_reused(harness: Harness) -> None:
+    """A decline keeps no idempotency record: the same key then carries a good request."""
+    scene = harness.scene()
+    key = f"retry-{secrets.token_hex(8)}"
+    short = [(scene.grant_id, scene.usage_auth(), AMOUNT - 1)]
+    declined = scene.pay(AMOUNT, grants=short, idempotency_key=key)
+    assert declined["decline_code"] == "shares_do_not_add_up"
+    again = scene.pay(AMOUNT, grants=short, idempotency_key=key)
+    assert again["decline_code"] == "shares_do_not_add_up" and again["replayed"] is False
+    approved = _approved(scene.pay(AMOUNT, idempotency_key=key))
+    assert approved["replayed"] is False
