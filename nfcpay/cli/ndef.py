@@ -169,11 +169,6 @@ def _json_value(kind: Kind, text: Any, currency: str | None, where: str) -> Any:
             return to_money(text, currency).minor
         except MoneyError as exc:
             raise DecodeError(f"{where}: {exc.message}") from None
-    if isinstance(kind, Integer):
-        try:
-            return int(text)
-        except ValueError:
-            raise DecodeError(f"{where} must be a whole number, got {text!r}") from None
     if isinstance(kind, Items):
         return [_json_value(kind.item, item, currency, where) for item in text]
     if isinstance(kind, Nested):

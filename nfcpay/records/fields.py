@@ -15,6 +15,7 @@ Three directions, three error types:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import enum
 import re
@@ -34,15 +35,15 @@ def type_label(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-class Kind:
+class Kind(abc.ABC):
     """One kind of field value. Subclasses override what differs from the identity."""
 
     #: Secrets (usage-auth, signatures) are shown shortened unless explicitly revealed.
     secret = False
 
+    @abc.abstractmethod
     def check(self, value: Any, where: str) -> Any:
         """Return ``value`` (normalised) if valid, else raise EncodeError."""
-        raise NotImplementedError
 
     def to_wire(self, value: Any) -> Any:
         return value

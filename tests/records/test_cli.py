@@ -114,6 +114,8 @@ def test_decode_json_from_file_and_stdin(tmp_path: Path) -> None:
         (["ndef", "encode", "challenge", "--currency", "KRW", "--amount", "12.5"],
          "KRW has no minor unit"),
         (["ndef", "encode", "grant", "--valid-until", "tomorrow"], "not an ISO 8601 time"),
+        (["ndef", "encode", "means", "--currency", "KRW", "--grant", "g_1:100"],
+         "means.grants must be GRANT_ID:AMOUNT:USAGE_AUTH, got 'g_1:100'"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_line_and_exit_status_4(args: list[str], message: str) -> None:
