@@ -1,0 +1,53 @@
+"""Owner notifications: own only, paged by `after`, long-poll returns on news."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from nfcpay.errors import ApiError
+from tests.server.conftest import Api
+
+
+def test_after_pages_and_only_own(api: Api) -> None:
+    scene = api.scene(max_uses=3)
+    scene.pay(100)
+    first = scene.owner.client.notifications()
+    assert [n["kind"] for n in first] == ["grant_used"]
+    assert scene.owner.client.notifications(after=first[-1]["notification_id"]) == []
+    scene.pay(200)
+    newer = scene.owner.client.notifications(after=first[-1]["notification_id"])
+    assert [(n["kind"], n["amount"]) for n in newer] == [("grant_used", 200)]
+    assert scene.target.client.notifications() == []
+    with pytest.raises(ApiError) as caught:
+        scene.target.client.notifications(after=first[-1]["notification_id"])
+    assert (caught.value.status, caught.value.field) == (422, "after")
+
+
+def test_long_poll_returns_when_news_arrives(api: Api) -> None:
+    scene = api.scene(max_uses=3)
+    timer = threading.Timer(0.3, lambda: scene.pay(100))
+    started = time.monotonic()
+    timer.start()
+    try:
+        news = scene.owner.client.notifications(wait=10)
+    finally:
+        timer.join()
+    assert [n["kind"] for n in news] == ["grant_used"]
+    assert time.monotonic() - started < 5
+
+
+def test_long_poll_times_out_empty(api: Api) -> None:
+    user = api.terminal()
+    started = time.monotonic()
+    assert user.client.notifications(wait=0.5) == []
+    assert time.monotonic() - started >= 0.4
+
+
+def test_wait_is_bounded(api: Api) -> None:
+    user = api.terminal()
+    with pytest.raises(ApiError) as caught:
+        user.client.notifications(wait=31)
+    assert (caught.value.status, caught.value.field) == (422, "wait")
