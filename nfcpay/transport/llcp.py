@@ -117,7 +117,9 @@ def _open_connection(
     try:
         with map_nfc_errors(f"opening LLCP service {urn}"):
             if listener is not None:
-                return listener.accept()
+                accepted = listener.accept()
+                _wait_until_sent(listener, link)
+                return accepted
             sock = new_socket(link.llc)
             sock.connect(urn)
             return sock
@@ -129,6 +131,17 @@ def _open_connection(
         ) from exc
     finally:
         watchdog.cancel()
+
+
+def _wait_until_sent(listener: nfc.llcp.Socket, link: LinkThread) -> None:
+    """Hold our first I-PDU until the CONNECTION COMPLETE PDU has left.
+
+    nfcpy queues CC on the listening socket and data on the accepted one, and dequeues the
+    accepted socket first; an I-PDU sent straight after ``accept()`` can then overtake CC in
+    one AGF frame, and the peer (still in CONNECT state) drops it.
+    """
+    while listener._tco.send_queue and link.alive:
+        time.sleep(0.001)
 
 
 @contextmanager

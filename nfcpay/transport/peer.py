@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -83,6 +84,7 @@ def one_tap(reader: Reader, args: argparse.Namespace, index: int) -> None:
             talked = time.perf_counter()
         ended = time.perf_counter()
     except errors.TransportError as exc:
+        logging.getLogger(__name__).debug("tap failed", exc_info=True)
         emit(event="tap", index=index, ok=False, error=exc.code, message=exc.message)
         return
     emit(
@@ -130,7 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--step", action="append", default=[])
     parser.add_argument("--deaddrop", choices=("tag", "write", "read"))
     parser.add_argument("--tag-content", help="PAYLOAD the emulated tag starts with")
+    parser.add_argument("-v", "--verbose", action="store_true", help="nfcpy debug log on stderr")
     args = parser.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(
+            level=logging.DEBUG, format="%(relativeCreated)8.1f %(name)s %(message)s"
+        )
+        logging.getLogger("nfc").setLevel(logging.DEBUG)
     try:
         with open_reader(args.device, mode=args.mode) as reader:
             emit(event="ready", reader=reader.describe())

@@ -1,0 +1,100 @@
+"""Fixtures for transport tests: free UDP ports and scripted peer processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def port() -> int:
+    """A UDP port nobody uses right now, for one loopback 'RF field'."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Peer:
+    """One ``python -m nfcpay.transport.peer`` process; its JSON events arrive on a queue."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nfcpay.transport.peer", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._events.put(json.loads(line))
+        self._events.put({"event": "exit"})
+
+    def next(self, timeout: float = 20.0, *, event: str | None = None) -> dict[str, Any]:
+        """The next event (of the given kind), or fail the test after ``timeout`` seconds."""
+        while True:
+            try:
+                item = self._events.get(timeout=timeout)
+            except queue.Empty:
+                pytest.fail(f"peer {self.proc.args} sent nothing within {timeout}s")
+            if event is None or item["event"] in (event, "exit", "error"):
+                return item
+
+    def taps(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        found = [self.next(timeout, event="tap") for _ in range(count)]
+        for item in found:
+            assert item["event"] == "tap", f"{item} (stderr: {self.stderr()})"
+        return found
+
+    def wait(self, timeout: float = 20.0) -> int:
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(5)
+
+    def stderr(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read()[-3000:]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Any]:
+    """Start peer processes; all are killed at the end of the test."""
+    peers: list[Peer] = []
+
+    def start(*args: str) -> Peer:
+        peer = Peer(*args)
+        peers.append(peer)
+        return peer
+
+    yield start
+    for peer in peers:
+        peer.close()

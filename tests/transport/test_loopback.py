@@ -1,0 +1,220 @@
+"""Two OS processes talk through the loopback reader with the real nfcpy stack."""
+
+from __future__ import annotations
+
+import pytest
+
+from nfcpay.transport.peer import payload
+
+pytestmark = pytest.mark.nfc_sim
+
+
+def loop(port: int, as_profile: str | None = None) -> str:
+    return f"loopback:{port}" + (f"?as={as_profile}" if as_profile else "")
+
+
+@pytest.mark.parametrize("carrier", ["llcp", "tt3"])
+@pytest.mark.parametrize("size", [40, 700])
+def test_request_and_answer_within_one_tap(spawn, port, carrier, size):
+    waiter = spawn(
+        "--device",
+        loop(port),
+        "--offer",
+        "--carrier",
+        carrier,
+        "--step",
+        f"send=ndef:{size}",
+        "--step",
+        "recv",
+        "--step",
+        "send=text:done",
+    )
+    tapper = spawn(
+        "--device",
+        loop(port),
+        "--carrier",
+        carrier,
+        "--step",
+        "recv",
+        "--step",
+        "echo",
+        "--step",
+        "recv",
+    )
+    [waited] = waiter.taps(1)
+    [tapped] = tapper.taps(1)
+    assert waited["ok"] and tapped["ok"], (waited, tapped, tapper.stderr())
+    sent = payload(f"ndef:{size}").hex()
+    assert tapped["received"] == [sent, payload("text:done").hex()]
+    assert waited["received"] == [sent]
+    assert (waited["carrier"], waited["role"]) == (carrier, "listen")
+    assert (tapped["carrier"], tapped["role"]) == (carrier, "poll")
+
+
+@pytest.mark.parametrize("carrier", ["llcp", "tt3"])
+def test_tapping_side_may_speak_first(spawn, port, carrier):
+    waiter = spawn(
+        "--device", loop(port), "--offer", "--carrier", carrier, "--step", "recv", "--step", "echo"
+    )
+    tapper = spawn(
+        "--device", loop(port), "--carrier", carrier, "--step", "send=ndef:300", "--step", "recv"
+    )
+    assert waiter.taps(1)[0]["received"] == [payload("ndef:300").hex()]
+    assert tapper.taps(1)[0]["received"] == [payload("ndef:300").hex()]
+
+
+@pytest.mark.parametrize("carrier", ["llcp", "tt3"])
+def test_killed_sender_leaves_nothing_and_the_next_tap_works(spawn, port, carrier):
+    waiter = spawn(
+        "--device",
+        loop(port),
+        "--offer",
+        "--carrier",
+        carrier,
+        "--taps",
+        "2",
+        "--step",
+        "recv",
+        "--step",
+        "send=text:ok",
+    )
+    dying = spawn("--device", loop(port), "--carrier", carrier, "--step", "partial=ndef:2000")
+    assert dying.next(event="partial")["event"] == "partial"
+    dying.kill()
+    [broken] = waiter.taps(1)
+    assert broken["ok"] is False
+    assert broken["error"] in ("link_lost", "exchange_timeout")
+    assert "received" not in broken
+    healthy = spawn(
+        "--device", loop(port), "--carrier", carrier, "--step", "send=ndef:2000", "--step", "recv"
+    )
+    [served] = waiter.taps(1)
+    assert served["ok"], served
+    assert served["received"] == [payload("ndef:2000").hex()]
+    assert healthy.taps(1)[0]["received"] == [payload("text:ok").hex()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("carrier", ["llcp", "tt3"])
+def test_twenty_back_to_back_taps_are_all_delivered(spawn, port, carrier):
+    waiter = spawn(
+        "--device",
+        loop(port),
+        "--offer",
+        "--carrier",
+        carrier,
+        "--taps",
+        "20",
+        "--step",
+        "recv",
+        "--step",
+        "send=text:ack",
+    )
+    tapper = spawn(
+        "--device",
+        loop(port),
+        "--carrier",
+        carrier,
+        "--taps",
+        "20",
+        "--step",
+        "send=ndef:200",
+        "--step",
+        "recv",
+    )
+    waited = waiter.taps(20, timeout=30)
+    tapped = tapper.taps(20, timeout=30)
+    assert all(t["ok"] for t in waited + tapped), [t for t in waited + tapped if not t["ok"]]
+    assert {t["received"][0] for t in waited} == {payload("ndef:200").hex()}
+    assert {t["received"][0] for t in tapped} == {payload("text:ack").hex()}
+
+
+def test_two_acr122u_cannot_meet_and_are_told_why(spawn, port):
+    waiter = spawn("--device", loop(port, "acr122u"), "--offer", "--step", "recv")
+    tapper = spawn("--device", loop(port, "acr122u"), "--timeout", "1", "--step", "send=text:x")
+    [refused] = waiter.taps(1)
+    assert refused["error"] == "unsupported_by_reader"
+    message = refused["message"]
+    assert "ACS ACR122U cannot listen (nfcpy: UnsupportedTargetError" in message
+    assert "Sony RC-S380" in message and "dead-drop" in message and "mode='poll'" in message
+    [lonely] = tapper.taps(1)
+    assert lonely["error"] == "exchange_timeout"
+
+
+def test_acr122u_cannot_be_the_emulated_tag(spawn, port):
+    waiter = spawn(
+        "--device", loop(port, "acr122u"), "--offer", "--carrier", "tt3", "--step", "recv"
+    )
+    [refused] = waiter.taps(1)
+    assert refused["error"] == "unsupported_by_reader"
+    assert "cannot emulate a Type 3 tag" in refused["message"]
+
+
+@pytest.mark.parametrize("carrier", ["llcp", "tt3"])
+@pytest.mark.parametrize(("waiting", "tapping"), [("rcs380", "acr122u"), ("rcs380", "rcs380")])
+def test_reader_pairs_that_work(spawn, port, carrier, waiting, tapping):
+    waiter = spawn(
+        "--device",
+        loop(port, waiting),
+        "--offer",
+        "--carrier",
+        carrier,
+        "--step",
+        "recv",
+        "--step",
+        "send=text:ok",
+    )
+    tapper = spawn(
+        "--device",
+        loop(port, tapping),
+        "--carrier",
+        carrier,
+        "--step",
+        "send=ndef:250",
+        "--step",
+        "recv",
+    )
+    assert waiter.taps(1)[0]["received"] == [payload("ndef:250").hex()]
+    assert tapper.taps(1)[0]["received"] == [payload("text:ok").hex()]
+
+
+def test_poll_only_reader_can_wait_when_the_tapper_listens(spawn, port):
+    waiter = spawn(
+        "--device",
+        loop(port, "acr122u"),
+        "--mode",
+        "poll",
+        "--offer",
+        "--step",
+        "send=text:grant",
+        "--step",
+        "recv",
+    )
+    tapper = spawn(
+        "--device",
+        loop(port, "rcs380"),
+        "--mode",
+        "listen",
+        "--step",
+        "recv",
+        "--step",
+        "send=text:thanks",
+    )
+    [waited] = waiter.taps(1)
+    [tapped] = tapper.taps(1)
+    assert (waited["role"], tapped["role"]) == ("poll", "listen")
+    assert tapped["received"] == [payload("text:grant").hex()]
+    assert waited["received"] == [payload("text:thanks").hex()]
+
+
+def test_dead_drop_between_two_acr122u_through_a_tag(spawn, port):
+    tag = spawn("--device", loop(port), "--deaddrop", "tag", "--taps", "2")
+    tag.next(event="ready")
+    writer = spawn(
+        "--device", loop(port, "acr122u"), "--deaddrop", "write", "--step", "send=ndef:400"
+    )
+    assert writer.taps(1)[0]["ok"]
+    assert writer.wait() == 0
+    reader = spawn("--device", loop(port, "acr122u"), "--deaddrop", "read")
+    assert reader.taps(1)[0]["received"] == [payload("ndef:400").hex()]
+    assert tag.next(event="tag-done")["event"] == "tag-done"
