@@ -67,7 +67,9 @@ def role_error(
         what = "cannot listen" if carrier == "llcp" else "cannot emulate a Type 3 tag"
         cause = cause or "UnsupportedTargetError"
         capable = ", ".join(
-            p.name for p in default_profiles() if can_do(p, carrier, "listen") and p.usb_ids
+            p.name
+            for p in default_profiles()
+            if can_do(p, carrier, "listen") and "udp" not in p.drivers
         )
         options = (
             f"use a listen-capable reader on this side ({capable}); or let the other "

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from nfcpay.transport.device import DEFAULT_LOOPBACK_PORT, DeviceSpec, parse_device
+from nfcpay.transport.device import DEFAULT as DEFAULT
+from nfcpay.transport.device import DeviceSpec, parse_device
 
 
 @pytest.mark.parametrize(
@@ -15,15 +16,13 @@ from nfcpay.transport.device import DEFAULT_LOOPBACK_PORT, DeviceSpec, parse_dev
         ("udp:localhost:5000", DeviceSpec("nfcpy", "udp:localhost:5000")),
         (
             "loopback",
-            DeviceSpec("loopback", f"loopback:{DEFAULT_LOOPBACK_PORT}", DEFAULT_LOOPBACK_PORT),
+            DeviceSpec("loopback", f"loopback:{DEFAULT}", DEFAULT),
         ),
         ("loopback:50123", DeviceSpec("loopback", "loopback:50123", 50123)),
         ("loopback:50123?as=acr122u", DeviceSpec("loopback", "loopback:50123", 50123, "acr122u")),
         (
             "loopback?as=rcs380",
-            DeviceSpec(
-                "loopback", f"loopback:{DEFAULT_LOOPBACK_PORT}", DEFAULT_LOOPBACK_PORT, "rcs380"
-            ),
+            DeviceSpec("loopback", f"loopback:{DEFAULT}", DEFAULT, "rcs380"),
         ),
     ],
 )
