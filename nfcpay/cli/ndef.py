@@ -187,7 +187,7 @@ def _load_json(stream: IO[str] | None, type_name: str) -> dict[str, Any]:
         return {}
     try:
         data = json.load(stream)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise DecodeError(f"--from-json is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise DecodeError("--from-json must hold one JSON object of fields")

@@ -73,6 +73,11 @@ class Text(Kind):
             raise EncodeError(f"{where} is {len(value)} characters, at most {self.max_chars}")
         if not self.pattern.fullmatch(value):
             raise EncodeError(f"{where} must be {self.what}, got {value[:48]!r}")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise EncodeError(f"{where} is not valid Unicode (lone surrogate)") from None
         return value
 
 
@@ -182,9 +187,12 @@ class Time(Kind):
             raise EncodeError(f"{where} must be a datetime, not {type_label(value)}")
         if value.tzinfo is None or value.utcoffset() is None:
             raise EncodeError(f"{where} must be timezone-aware (UTC), got a naive datetime")
-        normalised = value.astimezone(UTC).replace(microsecond=0)
-        if not 0 < normalised.timestamp() <= MAX_TIMESTAMP:
-            raise EncodeError(f"{where} {normalised.isoformat()} is out of range")
+        try:
+            normalised = value.astimezone(UTC).replace(microsecond=0)
+        except OverflowError:
+            normalised = None
+        if normalised is None or not 0 < normalised.timestamp() <= MAX_TIMESTAMP:
+            raise EncodeError(f"{where} {value.isoformat()} is out of range (1970..2242)")
         return normalised
 
     def to_wire(self, value: datetime) -> int:

@@ -27,4 +27,5 @@ class TestAckVectors(RecordVectors):
         ({"accepted": False}, "a refusal needs a code"),
         ({"accepted": True, "code": "x"}, "an acceptance has no code"),
         ({"accepted": "yes"}, "true or false, not str"),
+        ({"accepted": False, "code": "x", "message": "\ud800"}, "lone surrogate"),
     ]

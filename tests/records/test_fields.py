@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nfcpay.errors import DecodeError, EncodeError
-from nfcpay.records import GrantRecord, MeansRecord, encode_message
+from nfcpay.records import RECORD_CLASSES, GrantRecord, MeansRecord, encode_message
 from nfcpay.records.base import NfcpayRecord, record_type, wire_struct
 from nfcpay.records.fields import MESSAGE, TOKEN, wire
 from nfcpay.records.samples import sample_records
@@ -83,3 +85,32 @@ def test_duplicate_wire_keys_are_a_programming_error() -> None:
             _type = record_type("twice")
             one: str = wire(1, TOKEN)
             two: str = wire(1, TOKEN)
+
+
+#: Strings that once broke something: a lone surrogate, times at the edges of datetime.
+TRICKY = ["\ud800", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "00" * 32]
+json_leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
+json_values = st.recursive(
+    json_leaves | st.sampled_from(TRICKY),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@pytest.mark.parametrize("name", sorted(RECORD_CLASSES))
+def test_from_json_of_anything_builds_a_record_or_raises_decode_error(name: str) -> None:
+    cls = RECORD_CLASSES[name]
+    base = sample_records()[name].to_json(reveal=True)
+    names = st.sampled_from(sorted(base))
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.dictionaries(names, json_values, max_size=4), st.booleans())
+    def check(changes: dict[str, object], start_empty: bool) -> None:
+        data = changes if start_empty else base | changes
+        try:
+            record = cls.from_json(data)
+        except DecodeError:
+            return
+        assert cls.from_json(record.to_json(reveal=True)) == record
+
+    check()

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from nfcpay.records import SplitRequestRecord
 
 from .vectors import RecordVectors
 
+PLUS_ONE = timezone(timedelta(hours=1))
+MINUS_ONE = timezone(timedelta(hours=-1))
 SPLIT = {
     "bill_id": "b_1",
     "collector_terminal": "t_c",
@@ -36,4 +38,8 @@ class TestSplitVectors(RecordVectors):
         (SPLIT | {"expires_at": None}, "expires_at must be a datetime, not null"),
         (SPLIT | {"amount": 1.5}, "not float"),
         (SPLIT | {"collector_terminal": "t_"}, "an id like t_…"),
+        (SPLIT | {"expires_at": datetime.min.replace(tzinfo=PLUS_ONE)}, "out of range"),
+        (SPLIT | {"expires_at": datetime.max.replace(tzinfo=MINUS_ONE)}, "out of range"),
+        (SPLIT | {"expires_at": datetime(1970, 1, 1, tzinfo=UTC)}, "out of range"),
+        (SPLIT | {"expires_at": datetime(2243, 1, 1, tzinfo=UTC)}, "out of range"),
     ]
