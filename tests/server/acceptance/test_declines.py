@@ -21,10 +21,12 @@ import pytest
 from nfcpay import crypto
 from nfcpay.client import build_means
 from tests.server.acceptance.conftest import Harness, changed_tables
-from tests.support.server import PaymentScene, build_signed_means
+from tests.support.server import PaymentScene, Terminal, build_signed_means
 
 AMOUNT = 1_000
-Attempt = Callable[[Harness, PaymentScene], dict[str, Any]]
+Request = Callable[[], dict[str, Any]]
+#: Prepares (registers terminals, issues grants, ...) and returns the request to be declined.
+Attempt = Callable[[Harness, PaymentScene], Request]
 
 
 def _approved(answer: dict[str, Any]) -> dict[str, Any]:
@@ -39,39 +41,38 @@ def _in(seconds: float) -> datetime:
 def _pay(**overrides: Any) -> Attempt:
     """The scene's target pays ``AMOUNT`` (or ``amount``) with ``overrides`` applied."""
 
-    def attempt(h: Harness, s: PaymentScene) -> dict[str, Any]:
-        return s.pay(overrides.pop("amount", AMOUNT), **overrides)
+    def attempt(h: Harness, s: PaymentScene) -> Request:
+        amount = overrides.get("amount", AMOUNT)
+        rest = {k: v for k, v in overrides.items() if k != "amount"}
+        return lambda: s.pay(amount, **rest)
 
     return attempt
 
 
-def _post(s: PaymentScene, means: dict[str, Any], challenge: bytes, **body: Any) -> dict[str, Any]:
-    return s.merchant.client.authorize_payment(
-        amount=body.pop("amount", AMOUNT),
-        currency="KRW",
-        challenge=challenge,
-        means=means,
-        **body,
+def _post(shop: Terminal, means: dict[str, Any], challenge: bytes) -> dict[str, Any]:
+    return shop.client.authorize_payment(
+        amount=AMOUNT, currency="KRW", challenge=challenge, means=means
     )
 
 
 # --- attempts that need more than scene.pay(...) -------------------------------------------
 
 
-def _unknown_grant(h: Harness, s: PaymentScene) -> dict[str, Any]:
-    return s.pay(AMOUNT, grants=[(crypto.new_id("g"), s.usage_auth(), AMOUNT)])
+def _unknown_grant(h: Harness, s: PaymentScene) -> Request:
+    return lambda: s.pay(AMOUNT, grants=[(crypto.new_id("g"), s.usage_auth(), AMOUNT)])
 
 
-def _stranger_presents(h: Harness, s: PaymentScene) -> dict[str, Any]:
+def _stranger_presents(h: Harness, s: PaymentScene) -> Request:
     # A genuine usage-auth for the stranger, signed by the stranger: only the binding is wrong.
-    return s.pay(AMOUNT, presenter=h.terminal("target"))
+    stranger = h.terminal("target")
+    return lambda: s.pay(AMOUNT, presenter=stranger)
 
 
-def _wrong_usage_auth(h: Harness, s: PaymentScene) -> dict[str, Any]:
-    return s.pay(AMOUNT, grants=[(s.grant_id, secrets.token_bytes(32), AMOUNT)])
+def _wrong_usage_auth(h: Harness, s: PaymentScene) -> Request:
+    return lambda: s.pay(AMOUNT, grants=[(s.grant_id, secrets.token_bytes(32), AMOUNT)])
 
 
-def _signed_by_other_key(h: Harness, s: PaymentScene) -> dict[str, Any]:
+def _signed_by_other_key(h: Harness, s: PaymentScene) -> Request:
     challenge = secrets.token_bytes(16)
     means = build_means(
         crypto.generate_terminal_key(),
@@ -82,10 +83,10 @@ def _signed_by_other_key(h: Harness, s: PaymentScene) -> dict[str, Any]:
         presenting_terminal=s.target.terminal_id,
         grants=[(s.grant_id, s.usage_auth(), AMOUNT)],
     )
-    return _post(s, means, challenge)
+    return lambda: _post(s.merchant, means, challenge)
 
 
-def _copied_to_other_counter(h: Harness, s: PaymentScene) -> dict[str, Any]:
+def _copied_to_other_counter(h: Harness, s: PaymentScene) -> Request:
     """Means signed for merchant A, replayed by merchant B: useless at another counter."""
     challenge = secrets.token_bytes(16)
     means = build_signed_means(
@@ -97,12 +98,10 @@ def _copied_to_other_counter(h: Harness, s: PaymentScene) -> dict[str, Any]:
         grants=[(s.grant_id, s.usage_auth(), AMOUNT)],
     )
     other_shop = h.terminal("merchant")
-    return other_shop.client.authorize_payment(
-        amount=AMOUNT, currency="KRW", challenge=challenge, means=means
-    )
+    return lambda: _post(other_shop, means, challenge)
 
 
-def _amount_changed_after_signing(h: Harness, s: PaymentScene) -> dict[str, Any]:
+def _amount_changed_after_signing(h: Harness, s: PaymentScene) -> Request:
     challenge = secrets.token_bytes(16)
     means = build_signed_means(
         s.target,
@@ -113,10 +112,10 @@ def _amount_changed_after_signing(h: Harness, s: PaymentScene) -> dict[str, Any]
         grants=[(s.grant_id, s.usage_auth(), AMOUNT - 1)],
     )
     means["grants"][0]["amount"] = AMOUNT
-    return _post(s, means, challenge)
+    return lambda: _post(s.merchant, means, challenge)
 
 
-def _second_grant_over_cap(h: Harness, s: PaymentScene) -> dict[str, Any]:
+def _second_grant_over_cap(h: Harness, s: PaymentScene) -> Request:
     """Two shares, the second over its cap: the first, fine on its own, is not charged."""
     small = s.owner.client.issue_grant(
         s.source["source_id"], [s.target.terminal_id], amount_cap=100, currency="KRW"
@@ -125,19 +124,26 @@ def _second_grant_over_cap(h: Harness, s: PaymentScene) -> dict[str, Any]:
     small_ua = crypto.usage_auth(
         crypto.b64d(small["auth_code"]), small_id, s.owner.terminal_id, s.target.terminal_id
     )
-    return s.pay(
-        AMOUNT, grants=[(s.grant_id, s.usage_auth(), AMOUNT - 200), (small_id, small_ua, 200)]
-    )
+    shares = [(s.grant_id, s.usage_auth(), AMOUNT - 200), (small_id, small_ua, 200)]
+    return lambda: s.pay(AMOUNT, grants=shares)
 
 
-def _own_share_from_foreign_source(h: Harness, s: PaymentScene) -> dict[str, Any]:
+def _own_share_from_foreign_source(h: Harness, s: PaymentScene) -> Request:
     # The owner's source is not the presenting target's: it cannot pay the own share.
-    return s.pay(
+    return lambda: s.pay(
         AMOUNT,
         grants=[(s.grant_id, s.usage_auth(), 400)],
         own_source_id=s.source["source_id"],
         own_amount=AMOUNT - 400,
     )
+
+
+def _short_shares(split_mode: str, share: int) -> Attempt:
+    def attempt(h: Harness, s: PaymentScene) -> Request:
+        grants = [(s.grant_id, s.usage_auth(), share)]
+        return lambda: s.pay(AMOUNT, grants=grants, split_mode=split_mode)
+
+    return attempt
 
 
 # --- set-ups run before the snapshot ---------------------------------------------------------
@@ -233,9 +239,7 @@ CASES: dict[str, Case] = {
     "over_per_use_cap": Case(
         "over_per_use_cap", _pay(amount=AMOUNT + 1), scene={"per_use_cap": AMOUNT}
     ),
-    "purpose_not_allowed": Case(
-        "purpose_not_allowed", _pay(), scene={"purposes": ["5411"]}
-    ),
+    "purpose_not_allowed": Case("purpose_not_allowed", _pay(), scene={"purposes": ["5411"]}),
     "purpose_not_allowed-override": Case(
         "purpose_not_allowed", _pay(purpose="7995"), scene={"purposes": ["5812"]}
     ),
@@ -245,9 +249,7 @@ CASES: dict[str, Case] = {
         _pay(),
         late_scene=lambda h: {"merchants": [h.terminal("merchant").merchant_id]},
     ),
-    "source_not_active-dormant": Case(
-        "source_not_active", _pay(), setup=_set_source("dormant")
-    ),
+    "source_not_active-dormant": Case("source_not_active", _pay(), setup=_set_source("dormant")),
     "source_not_active-closed": Case("source_not_active", _pay(), setup=_set_source("closed")),
     "limit_exceeded": Case(
         "limit_exceeded",
@@ -268,18 +270,15 @@ CASES: dict[str, Case] = {
         notified=("limit_declined",),
     ),
     "currency_mismatch": Case("currency_mismatch", _pay(currency="USD")),
-    "shares_do_not_add_up-exact": Case(
-        "shares_do_not_add_up", lambda h, s: s.pay(AMOUNT, grants=[(s.grant_id, s.usage_auth(), 900)])
-    ),
+    "shares_do_not_add_up-exact": Case("shares_do_not_add_up", _short_shares("exact", 900)),
     "shares_do_not_add_up-remainder": Case(
-        "shares_do_not_add_up",
-        lambda h, s: s.pay(
-            AMOUNT, grants=[(s.grant_id, s.usage_auth(), AMOUNT + 1)], split_mode="remainder"
-        ),
+        "shares_do_not_add_up", _short_shares("remainder", AMOUNT + 1)
     ),
     "grant_locked": Case("grant_locked", _pay(), setup=_lock_by_wrong_usage_auth),
     "unknown_source": Case("unknown_source", _own_share_from_foreign_source),
-    "bill_mismatch": Case("bill_mismatch", _pay(), late_scene=lambda h: {"bill_id": crypto.new_id("b")}),
+    "bill_mismatch": Case(
+        "bill_mismatch", _pay(), late_scene=lambda h: {"bill_id": crypto.new_id("b")}
+    ),
 }
 
 #: Every decline code the contract (/work/notes/API.md) names, server notes included.
@@ -304,10 +303,11 @@ def test_decline_changes_nothing(harness: Harness, name: str) -> None:
     scene = harness.scene(**scene_args)
     if case.setup is not None:
         case.setup(harness, scene)
+    request = case.attempt(harness, scene)
     seen = {n["notification_id"] for n in scene.owner.client.notifications()}
     before = harness.snapshot()
 
-    answer = case.attempt(harness, scene)
+    answer = request()
 
     assert answer["status"] == "declined", answer
     assert answer["decline_code"] == case.code, answer
