@@ -124,6 +124,11 @@ class PaymentClient:
         if self._owns_http:
             self._http.close()
 
+    def __del__(self) -> None:
+        # A client dropped without close() must not leak its pooled sockets.
+        if getattr(self, "_owns_http", False):
+            self._http.close()
+
     def __enter__(self) -> PaymentClient:
         return self
 
