@@ -111,7 +111,7 @@ def _describe(records: list[NfcpayRecord]) -> str:
         currency = getattr(record, "currency", None)
         for spec in record.wire_fields():
             value = getattr(record, spec.name)
-            if value is None or (spec.is_default(value) and not spec.required):
+            if value is None or spec.is_default(value):
                 continue
             lines.append(f"  {spec.name:<20} {_show(spec.kind, value, currency)}")
     return "\n".join(lines)
@@ -144,7 +144,7 @@ def _option_for(spec: Spec) -> click.Option:
         singular = name.removesuffix("s")
         if isinstance(kind.item, Nested):
             parts = ":".join(s.name.upper() for s in kind.item.struct.wire_fields())
-            help_text += f"; repeat, each {parts}"
+            help_text += f"; each {parts}"
         help_text += "; repeatable"
         return click.Option([f"--{singular}", spec.name], multiple=True, help=help_text)
     if isinstance(kind, Choice):
