@@ -55,10 +55,16 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(exc.status_code, code, str(exc.detail))
 
 
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette still logs the traceback; the caller learns only that it may retry.
+    return _error(500, "internal_error", "the payment server failed; the request may be retried")
+
+
 EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
     PaymentError: _payment_error,
     RequestValidationError: _validation_error,
     StarletteHTTPException: _http_error,
+    Exception: _internal_error,
 }
 
 

@@ -131,3 +131,5 @@ def test_health_and_openapi_need_no_auth(api: Api) -> None:
     assert health["database"] in {"sqlite", "postgresql"}
     spec = api.http.get("/openapi.json").json()
     assert "/v1/payments" in spec["paths"]
+    missing = api.http.get("/v1/nowhere")
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")

@@ -126,7 +126,7 @@ def start_server(
             command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            env={**_isolated_environ(), "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     server = ServerProcess("", data_dir, db_url, process, log_path)
     try:
@@ -135,6 +135,11 @@ def start_server(
         server.stop()
         raise
     return server
+
+
+def _isolated_environ() -> dict[str, str]:
+    """The test's environment minus settings that would point the server elsewhere."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("NFCPAY_SERVER")}
 
 
 def _wait_ready(server: ServerProcess, timeout: float) -> str:
