@@ -151,7 +151,10 @@ def open_frontend(path: str) -> nfc.ContactlessFrontend:
     with map_nfc_errors(f"opening {path}"):
         found = clf.open(path)
     if not found:
-        raise errors.ReaderNotFound(f"no NFC reader found on {path!r}")
+        raise errors.ReaderNotFound(
+            f"no NFC reader found on {path!r} (`nfcpay doctor` checks why; without a reader "
+            "use --device loopback:PORT)"
+        )
     return clf
 
 

@@ -136,7 +136,7 @@ def test_broken_file_names_file_and_field(folder, old, new, field):
 
 def test_invalid_toml(folder):
     (folder / "sony-rcs380.toml").write_text("schema = ")
-    with pytest.raises(ProfileError, match="sony-rcs380.toml: is not valid TOML"):
+    with pytest.raises(ProfileError, match=r"sony-rcs380\.toml: is not valid TOML"):
         load_profiles(folder)
 
 

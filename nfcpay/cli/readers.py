@@ -1,0 +1,108 @@
+"""``nfcpay readers`` and ``nfcpay doctor``: which readers are here, and what blocks them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from nfcpay import errors
+from nfcpay.cli.output import EXIT_NFC, CliContext, table
+
+
+@click.command()
+@click.pass_obj
+def readers(obj: CliContext) -> None:
+    """List NFC readers with their firmware profile and abilities.
+
+    With --device (e.g. loopback:54321?as=acr122u) the named reader is opened and shown.
+    """
+    from nfcpay.transport import discovery, open_reader
+
+    rows: list[dict[str, Any]] = []
+    if obj.device:
+        with open_reader(obj.device) as reader:
+            note = "simulated (nfcpy udp driver)" if reader.spec.is_simulated else ""
+            rows.append(_row(reader.path, reader.profile, note))
+    else:
+        try:
+            found = discovery.usb_readers()
+        except errors.ReaderNotFound as exc:
+            obj.emit({"readers": [], "problem": exc.message}, _none_found(exc.message))
+            return
+        for usb in found:
+            detail = "" if usb.accessible else "no permission (run `nfcpay doctor`)"
+            rows.append(_row(usb.path, usb.profile, detail, usb_id=usb.usb_id))
+    if not rows:
+        obj.emit({"readers": []}, _none_found(""))
+        return
+    obj.emit({"readers": rows}, lambda: click.echo(_render(rows)))
+
+
+def _row(path: str, profile: Any, detail: str, usb_id: str | None = None) -> dict[str, Any]:
+    return {
+        "path": path,
+        "usb_id": usb_id,
+        "profile": profile.id if profile else None,
+        "name": profile.name if profile else "unknown reader",
+        "abilities": profile.abilities() if profile else {},
+        "detail": detail,
+    }
+
+
+def _render(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for row in rows:
+        abilities = row["abilities"]
+        listens = "listen+poll" if "target" in abilities.get("p2p_roles", []) else "poll only"
+        emulates = ",".join(abilities.get("emulates", [])) or "-"
+        carriers = "/".join(abilities.get("carriers", []))
+        lines.append([row["path"], row["name"], listens, emulates, carriers, row["detail"]])
+    return table(["device", "reader", "p2p", "emulates", "carriers", "note"], lines)
+
+
+def _none_found(reason: str) -> str:
+    hint = (
+        "No NFC readers found.\n"
+        "  - plug in a supported reader (RC-S380, ACR122U, SCL3711, ...) and run "
+        "`nfcpay doctor` if it still does not show\n"
+        "  - serial PN532 boards are not auto-detected: --device tty:USB0:pn532\n"
+        "  - to try nfcpay without hardware: --device loopback:54321 on both terminals"
+    )
+    return f"{hint}\n  ({reason})" if reason else hint
+
+
+@click.command()
+@click.pass_obj
+def doctor(obj: CliContext) -> None:
+    """Check this host for NFC reader problems and print the fix for each."""
+    from nfcpay.transport import discovery
+
+    checks = discovery.doctor_checks()
+    problems = [c for c in checks if c.status == "problem"]
+    data = {
+        "ok": not problems,
+        "checks": [
+            {"name": c.name, "status": c.status, "detail": c.detail, "fixes": list(c.fixes)}
+            for c in checks
+        ],
+    }
+
+    def human() -> None:
+        marks = {
+            "ok": click.style("ok", fg="green"),
+            "problem": click.style("PROBLEM", fg="red"),
+            "info": click.style("info", fg="yellow"),
+        }
+        for check in checks:
+            click.echo(f"[{marks[check.status]}] {check.name}: {check.detail}")
+            for fix in check.fixes:
+                click.echo(f"      fix: {fix}")
+        if not problems:
+            click.echo("No problems found.")
+
+    obj.emit(data, human)
+    if problems:
+        failure = click.ClickException(f"{len(problems)} problem(s) found; apply the fixes above")
+        failure.exit_code = EXIT_NFC
+        raise failure
