@@ -17,6 +17,8 @@ from nfcpay.cli.output import EXIT_CODES_HELP, CliContext, run_guarded
 
 #: subcommand name → "module:attribute"
 LAZY_COMMANDS: dict[str, str] = {
+    "doctor": "nfcpay.cli.readers:doctor",
+    "readers": "nfcpay.cli.readers:readers",
     "ndef": "nfcpay.cli.ndef:ndef",
     "server": "nfcpay.cli.server:server",
 }
