@@ -19,6 +19,7 @@ import abc
 import dataclasses
 import enum
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -73,12 +74,27 @@ class Text(Kind):
             raise EncodeError(f"{where} is {len(value)} characters, at most {self.max_chars}")
         if not self.pattern.fullmatch(value):
             raise EncodeError(f"{where} must be {self.what}, got {value[:48]!r}")
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise EncodeError(f"{where} is not valid Unicode (lone surrogate)") from None
         return value
+
+
+class Prose(Text):
+    """Text for people, in any script, but without control, format or separator characters.
+
+    Bidi overrides and zero-width characters (category Cf) could make a message shown on a
+    terminal read differently from what was sent; lone surrogates cannot be encoded at all.
+    """
+
+    _REFUSED = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+    def __init__(self, max_chars: int) -> None:
+        super().__init__(r".*", max_chars, "printable text")
+
+    def check(self, value: Any, where: str) -> str:
+        text = super().check(value, where)
+        for char in text:
+            if unicodedata.category(char) in self._REFUSED:
+                raise EncodeError(f"{where} must be printable text, got U+{ord(char):04X}")
+        return text
 
 
 def identifier(prefix: str) -> Text:
@@ -88,8 +104,8 @@ def identifier(prefix: str) -> Text:
 
 #: A category, region or decline code: ``5812``, ``KR-11``, ``limit_exceeded``.
 TOKEN = Text(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}", 32, "a short code (letters, digits, _.:-)")
-#: Human text: printable, no control characters.
-MESSAGE = Text(r"[^\x00-\x1f\x7f]*", 200, "printable text")
+#: A message for people (a decline reason): up to 200 printable characters.
+MESSAGE = Prose(200)
 CARD_NUMBER = Text(r"[0-9]{12,19}", 19, "a card number of 12-19 digits")
 
 

@@ -27,5 +27,6 @@ class TestAckVectors(RecordVectors):
         ({"accepted": False}, "a refusal needs a code"),
         ({"accepted": True, "code": "x"}, "an acceptance has no code"),
         ({"accepted": "yes"}, "true or false, not str"),
-        ({"accepted": False, "code": "x", "message": "\ud800"}, "lone surrogate"),
+        ({"accepted": False, "code": "x", "message": "\ud800"}, "got U\\+D800"),
+        ({"accepted": False, "code": "x", "message": "pay \u202e01"}, "got U\\+202E"),
     ]

@@ -49,6 +49,7 @@ class TestResultVectors(RecordVectors):
         ("01 a3 01 f4 02 634b5257 03 00", "decline needs decline_code"),
         (APPROVED_HEX.replace("01 f5", "01 01"), "approved must be true or false, not int"),
         (DECLINED_HEX.replace("65736f727279", "6507736f7272"), "message must be printable text"),
+        (DECLINED_HEX.replace("65736f727279", "63e2808b"), r"printable text, got U\+200B"),
         (DECLINED_HEX.replace("65736f727279", "60"), "not in canonical CBOR form"),
         (DECLINED_HEX.replace("65736f727279", "62c328"), "not valid CBOR"),
         (DECLINED_HEX.replace("65736f727279", "78c9" + "61" * 201), "201 characters, at most 200"),
