@@ -202,7 +202,9 @@ def _encode_command(cls: type[NfcpayRecord]) -> click.Command:
     summary = (cls.__doc__ or "").strip().splitlines()[0]
 
     @click.pass_obj
-    def command(obj: CliContext, from_json: IO[str] | None, as_json: bool, **options: Any) -> None:
+    def command(
+        obj: CliContext, /, from_json: IO[str] | None, as_json: bool, **options: Any
+    ) -> None:
         data = _load_json(from_json, cls.type_name)
         currency = options.get("currency") or data.get("currency")
         for spec in specs:
@@ -214,7 +216,8 @@ def _encode_command(cls: type[NfcpayRecord]) -> click.Command:
         out = {"type": cls.type_name, "size": len(octets), "hex": octets.hex()}
         _output(obj, as_json).emit(out, octets.hex())
 
-    params = [_option_for(spec) for spec in specs] + [
+    params: list[click.Parameter] = [_option_for(spec) for spec in specs]
+    params += [
         click.Option(
             ["--from-json", "from_json"],
             type=click.File("r"),

@@ -169,7 +169,7 @@ def load_cbor(data: bytes, where: str) -> Any:
         raise DecodeError(f"{where} payload is not valid CBOR: {exc}") from exc
 
 
-class NfcpayRecord(WireStruct, ndef.Record):
+class NfcpayRecord(WireStruct, ndef.Record):  # type: ignore[misc]  # ndeflib is untyped
     """Base of every nfcpay NDEF record (an ndeflib record class).
 
     Subclasses set ``_type`` (see :func:`record_type`) and the largest payload they accept,
@@ -178,6 +178,7 @@ class NfcpayRecord(WireStruct, ndef.Record):
     """
 
     _type: ClassVar[str]
+    _payload: bytes
     _decode_min_payload_length = 2
     _decode_max_payload_length = 512
 
@@ -212,7 +213,7 @@ class NfcpayRecord(WireStruct, ndef.Record):
     @property
     def payload(self) -> bytes:
         """The record PAYLOAD: version byte + canonical CBOR."""
-        return self._payload  # type: ignore[no-any-return, attr-defined]
+        return self._payload
 
     def _encode_payload(self) -> bytes:
         return self.payload

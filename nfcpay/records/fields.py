@@ -305,13 +305,15 @@ class Nested(Kind):
         return value
 
     def to_wire(self, value: Any) -> dict[int, Any]:
-        return value.to_wire()
+        wire_form: dict[int, Any] = value.to_wire()
+        return wire_form
 
     def from_wire(self, raw: Any, where: str) -> Any:
         return self.struct.from_wire(raw, where)
 
     def to_json(self, value: Any, *, reveal: bool) -> dict[str, Any]:
-        return value.to_json(reveal=reveal)
+        json_form: dict[str, Any] = value.to_json(reveal=reveal)
+        return json_form
 
     def from_json(self, raw: Any, where: str) -> Any:
         return self.struct.from_json(raw, where)
@@ -346,7 +348,7 @@ def wire(key: int, kind: Kind, *, default: Any = _MISSING) -> Any:
 def specs_of(cls: type[Any]) -> tuple[Spec, ...]:
     """The wire specs of a dataclass declared with :func:`wire`, in declaration order."""
     specs = tuple(
-        Spec(f.name, *f.metadata["wire"], f.default)
+        Spec(f.name, f.metadata["wire"][0], f.metadata["wire"][1], f.default)
         for f in dataclasses.fields(cls)
         if "wire" in f.metadata
     )
