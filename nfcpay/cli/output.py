@@ -99,7 +99,8 @@ def run_guarded(command: click.Command, args: Sequence[str] | None = None) -> in
         os.environ.get("NFCPAY_JSON")
     )
     try:
-        command.main(args=args, standalone_mode=False)
+        # without standalone mode click *returns* the status of ctx.exit(n)
+        status = command.main(args=args, standalone_mode=False)
     except errors.NfcPayError as error:
         code = exit_code_for(error)
         if as_json:
@@ -118,4 +119,4 @@ def run_guarded(command: click.Command, args: Sequence[str] | None = None) -> in
         return error.exit_code
     except click.exceptions.Exit as exit_:
         return exit_.exit_code
-    return EXIT_OK
+    return status if isinstance(status, int) else EXIT_OK

@@ -1,0 +1,125 @@
+"""``nfcpay merchant ...``: the counter terminal that charges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from nfcpay.cli.output import EXIT_CODES_HELP, EXIT_DECLINED, EXIT_SERVER, CliContext, table
+from nfcpay.cli.params import AMOUNT, to_money
+from nfcpay.cli.terminal import LiveStatus, client_of, home_of, money_text, reader_of, tap_options
+
+
+@click.group()
+def merchant() -> None:
+    """Charge customers who tap, list payments, refund.
+
+    `charge` WAITS for the target terminal's tap (this reader listens: use a listen-capable
+    reader such as the RC-S380 at the counter).
+    """
+
+
+def _finish(obj: CliContext, charges: list[Any]) -> None:
+    """Exit status of the last charge: 0 approved, 3 declined, 5 still pending."""
+    last = charges[-1] if charges else None
+    if last is not None and last.status == "declined":
+        click.get_current_context().exit(EXIT_DECLINED)
+    if last is not None and last.status == "pending":
+        click.get_current_context().exit(EXIT_SERVER)
+
+
+@merchant.command(epilog=EXIT_CODES_HELP)
+@click.option("--amount", type=AMOUNT, required=True, help="What the customer pays.")
+@click.option("--purpose", help="Category code (default: the merchant's own category).")
+@tap_options
+@click.pass_obj
+def charge(
+    obj: CliContext, amount: str, purpose: str | None, timeout: float, listen: bool | None
+) -> None:
+    """Wait for a tap, challenge it, ask the server, send the result back.
+
+    Before asking the server a pending receipt is stored; if the server cannot be reached
+    the command exits 5 and `nfcpay merchant settle` sends the same request again later
+    (same idempotency key: it is never charged twice).
+    """
+    from nfcpay.terminals.merchant import charge as run_charge
+
+    home, identity = home_of(obj, "merchant")
+    money = to_money(amount, identity.currency)
+    with client_of(obj, home) as client, reader_of(obj, listen) as reader, LiveStatus(obj) as live:
+        done = run_charge(
+            home, client, reader, money, purpose=purpose, timeout=timeout, status=live
+        )
+    human = done.describe()
+    if done.delivered is False:
+        human += "\n(the customer's terminal did not get the result: the link was lost)"
+    obj.emit(done.to_json(), human)
+    _finish(obj, [done])
+
+
+@merchant.command()
+@click.argument("receipt_id", required=False)
+@click.pass_obj
+def settle(obj: CliContext, receipt_id: str | None) -> None:
+    """Send charges left pending (server unreachable) again, with their own idempotency keys."""
+    from nfcpay.terminals.merchant import settle as settle_pending
+
+    home, _ = home_of(obj, "merchant")
+    with client_of(obj, home) as client:
+        done = settle_pending(home, client, receipt_id)
+    obj.emit(
+        {"ok": all(c.status != "pending" for c in done), "charges": [c.to_json() for c in done]},
+        "\n".join(f"{c.receipt_id}: {c.describe()}" for c in done) or "Nothing to settle.",
+    )
+    _finish(obj, done)
+
+
+@merchant.command()
+@click.pass_obj
+def payments(obj: CliContext) -> None:
+    """Payments the server approved for this merchant, and receipts still pending here."""
+    from nfcpay.terminals.merchant import receipts
+
+    home, _ = home_of(obj, "merchant")
+    with client_of(obj, home) as client:
+        found = client.list_payments()
+    pending = [r.to_json() for r in receipts(home) if r.status == "pending"]
+    rows = [
+        [
+            p["payment_id"],
+            p["created_at"],
+            money_text(p["amount"], p["currency"]),
+            money_text(p.get("refunded", 0), p["currency"]),
+            p.get("presenting_terminal", ""),
+        ]
+        for p in found
+    ]
+    human = table(["payment", "at", "amount", "refunded", "paid by"], rows)
+    if pending:
+        human += "\n\nPending (run `nfcpay merchant settle`): " + ", ".join(
+            r["receipt_id"] for r in pending
+        )
+    obj.emit({"ok": True, "payments": found, "pending": pending}, human)
+
+
+@merchant.command()
+@click.argument("payment_id")
+@click.option("--amount", type=AMOUNT, help="Part of the payment (default: all that is left).")
+@click.option("--idempotency-key", help="Reuse the key of an earlier attempt to retry it safely.")
+@click.pass_obj
+def refund(
+    obj: CliContext, payment_id: str, amount: str | None, idempotency_key: str | None
+) -> None:
+    """Refund a payment, fully or in part."""
+    home, identity = home_of(obj, "merchant")
+    minor = to_money(amount, identity.currency).minor if amount else None
+    with client_of(obj, home) as client:
+        done = client.refund(payment_id, minor, idempotency_key=idempotency_key)
+    currency = done["currency"]
+    obj.emit(
+        {"ok": True, "refund": done},
+        f"Refunded {money_text(done['amount'], currency)} of {payment_id} "
+        f"({done['refund_id']}); still refundable "
+        f"{money_text(done['remaining_refundable'], currency)}",
+    )

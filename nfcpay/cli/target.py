@@ -1,0 +1,129 @@
+"""``nfcpay target ...``: the terminal that holds grants and pays with them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from nfcpay.cli.output import EXIT_DECLINED, EXIT_SERVER, CliContext, table
+from nfcpay.cli.terminal import LiveStatus, client_of, home_of, money_text, reader_of, tap_options
+from nfcpay.errors import ApiError
+
+
+@click.group()
+def target() -> None:
+    """Hold grants given to you and pay with them.
+
+    Both `receive` and `pay` TAP the other terminal's reader (this reader polls): the user's
+    terminal waits in `user give`, the merchant's in `merchant charge`.
+    """
+
+
+def _grant_summary(view: dict[str, Any]) -> str:
+    currency = view["currency"]
+    parts = [
+        f"Grant {click.style(view['grant_id'], bold=True)} from {view['issuing_terminal']}",
+        f"  cap {money_text(view['amount_cap'], currency)}, remaining "
+        f"{money_text(view['remaining_amount'], currency)}, uses left "
+        f"{view['remaining_uses']}/{view['max_uses']}",
+    ]
+    if view.get("per_use_cap"):
+        parts.append(f"  per use at most {money_text(view['per_use_cap'], currency)}")
+    if view.get("valid_until"):
+        parts.append(f"  valid until {view['valid_until']}")
+    for name in ("purposes", "regions", "merchants"):
+        if view.get(name):
+            parts.append(f"  {name}: {', '.join(view[name])}")
+    return "\n".join(parts)
+
+
+@target.command()
+@tap_options
+@click.pass_obj
+def receive(obj: CliContext, timeout: float, listen: bool | None) -> None:
+    """Tap the user's terminal and keep the grant it hands over."""
+    from nfcpay.terminals.target import receive_grant, wallet_view
+
+    home, _ = home_of(obj, "target")
+    with reader_of(obj, listen) as reader, LiveStatus(obj) as live:
+        entry = receive_grant(home, reader, timeout=timeout, status=live)
+    view = wallet_view(entry)
+    obj.emit({"ok": True, "grant": view}, lambda: click.echo(f"Received.\n{_grant_summary(view)}"))
+
+
+@target.command()
+@click.option("--offline", is_flag=True, help="Do not ask the server; show what is stored.")
+@click.pass_obj
+def wallet(obj: CliContext, offline: bool) -> None:
+    """Held grants with what remains (refreshed from the server), and past payments."""
+    from nfcpay.terminals.target import wallet as load_wallet
+
+    home, _ = home_of(obj, "target")
+    if offline:
+        held = load_wallet(home)
+    else:
+        with client_of(obj, home) as client:
+            try:
+                held = load_wallet(home, client)
+            except ApiError as exc:
+                obj.status(f"Server unreachable ({exc.message}); showing what is stored.")
+                held = load_wallet(home)
+    obj.emit(held.to_json(), lambda: _show_wallet(held.to_json()))
+
+
+def _show_wallet(data: dict[str, Any]) -> None:
+    rows = [
+        [
+            g["grant_id"],
+            g["issuing_terminal"],
+            money_text(g["remaining_amount"], g["currency"]),
+            f"{g['remaining_uses']}/{g['max_uses']}",
+            g["status"],
+            g["as_of"],
+        ]
+        for g in data["grants"]
+    ]
+    headers = ["grant", "from", "remaining", "uses", "status", "as of"]
+    click.echo(table(headers, rows) if rows else "No grants held.")
+    if data["receipts"]:
+        click.echo("")
+        receipt_rows = [
+            [
+                r["receipt_id"],
+                r["merchant_id"],
+                money_text(r["amount"], r["currency"]),
+                r["status"],
+                r.get("decline_code") or r.get("payment_id") or "",
+            ]
+            for r in data["receipts"]
+        ]
+        click.echo(table(["receipt", "merchant", "amount", "status", "detail"], receipt_rows))
+
+
+@target.command()
+@click.option("--grant", "grant_ids", multiple=True, help="Pay with this grant (repeat).")
+@tap_options
+@click.pass_obj
+def pay(obj: CliContext, grant_ids: tuple[str, ...], timeout: float, listen: bool | None) -> None:
+    """Tap the merchant's terminal, answer its challenge and show the result it sends back."""
+    from nfcpay.terminals.target import pay as pay_merchant
+
+    home, _ = home_of(obj, "target")
+    with reader_of(obj, listen) as reader, LiveStatus(obj) as live:
+        paid = pay_merchant(home, reader, grant_ids=grant_ids, timeout=timeout, status=live)
+    receipt = paid.receipt
+    money = money_text(receipt["amount"], receipt["currency"])
+    if paid.status == "approved":
+        human = (
+            f"APPROVED {money} at {receipt['merchant_id']} (approval {receipt['approval_code']})"
+        )
+    elif paid.status == "pending":
+        human = f"PENDING {money}: {receipt['message']}"
+    else:
+        human = f"DECLINED {money}: {receipt['decline_code']} — {receipt['message']}"
+    obj.emit(paid.to_json(), human)
+    if paid.status == "declined":
+        click.get_current_context().exit(EXIT_DECLINED)
+    if paid.status == "pending":
+        click.get_current_context().exit(EXIT_SERVER)

@@ -1,0 +1,198 @@
+"""``nfcpay terminal init|show``, and what the role commands share: home, client, reader,
+tap options and the live status line shown while waiting for a tap."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from nfcpay.cli.output import CliContext
+from nfcpay.client import PaymentClient
+from nfcpay.errors import ConfigError
+from nfcpay.money import DEFAULT_CURRENCY, format_minor
+from nfcpay.terminals.home import ROLES, Identity, TerminalHome
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_TAP_TIMEOUT = 60.0
+
+
+def home_of(obj: CliContext, *roles: str) -> tuple[TerminalHome, Identity]:
+    """This terminal's home and identity, refusing a terminal of another role."""
+    home = TerminalHome(obj.home)
+    return home, home.require_role(*roles) if roles else home.identity()
+
+
+def client_of(obj: CliContext, home: TerminalHome) -> PaymentClient:
+    from nfcpay.terminals.account import connect
+
+    return connect(home, obj.server_url)
+
+
+def money_text(minor: int | None, currency: str) -> str:
+    return "-" if minor is None else format_minor(minor, currency)
+
+
+def tap_options(command: F) -> F:
+    """``--timeout`` and ``--listen/--poll`` for every command that waits for or makes a tap."""
+    command = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=DEFAULT_TAP_TIMEOUT,
+        show_default=True,
+        help="Seconds to wait for the other terminal's tap.",
+    )(command)
+    return click.option(
+        "--listen/--poll",
+        "listen",
+        default=None,
+        help="Override the reader's role for this tap (default: the waiting side listens, "
+        "the tapping side polls; a reader that cannot listen always polls).",
+    )(command)
+
+
+@contextmanager
+def reader_of(obj: CliContext, listen: bool | None) -> Iterator[Any]:
+    """Open the --device reader (imports nfcpy only now)."""
+    from nfcpay.transport.reader import open_reader
+
+    mode = "auto" if listen is None else ("listen" if listen else "poll")
+    # nfcpy pins its logger to INFO at import; only -vv should show its chatter
+    logging.getLogger("nfc").setLevel(logging.DEBUG if obj.verbose >= 2 else logging.WARNING)
+    try:
+        reader = open_reader(obj.device, mode=mode)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    with reader:
+        if mode == "auto" and not (reader.profile.can_listen or reader.profile.can_emulate_tt3):
+            reader.mode = "poll"
+        yield reader
+
+
+class LiveStatus:
+    """The status line on stderr while waiting: a spinner and the seconds waited on a TTY,
+    plain lines otherwise, nothing with --json. Call it with each new message."""
+
+    def __init__(self, obj: CliContext) -> None:
+        self._enabled = not obj.as_json
+        self._live = self._enabled and sys.stderr.isatty()
+        self._message = ""
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, message: str) -> None:
+        if not self._enabled:
+            return
+        with self._lock:
+            if self._live and self._message:
+                self._clear()
+                click.echo(f"  {self._message}", err=True)
+            self._message = message
+            self._started = time.monotonic()
+        if not self._live:
+            click.echo(click.style(message, dim=True), err=True)
+        elif self._thread is None:
+            self._thread = threading.Thread(target=self._spin, daemon=True)
+            self._thread.start()
+
+    def _spin(self) -> None:
+        for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
+            if self._stop.wait(0.1):
+                return
+            with self._lock:
+                waited = time.monotonic() - self._started
+                line = f"{frame} {self._message} — {waited:4.1f}s, Ctrl-C to stop"
+                click.echo("\r\x1b[2K" + click.style(line, fg="cyan"), err=True, nl=False)
+
+    def _clear(self) -> None:
+        click.echo("\r\x1b[2K", err=True, nl=False)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            with self._lock:
+                self._clear()
+
+    def __enter__(self) -> LiveStatus:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@click.group()
+def terminal() -> None:
+    """Create and inspect this terminal (its key, id and role)."""
+
+
+@terminal.command()
+@click.option("--role", type=click.Choice(ROLES), required=True, help="What this terminal does.")
+@click.option("--label", required=True, help="A name people recognise (not an identity).")
+@click.option("--currency", default=DEFAULT_CURRENCY, show_default=True)
+@click.option("--merchant-name", help="Merchants: the shop name on receipts.")
+@click.option("--category", default="5812", show_default=True, help="Merchants: MCC-like code.")
+@click.option("--region", default="KR-11", show_default=True, help="Merchants: region code.")
+@click.option("--settlement-account", default="SANDBOX-0001", show_default=True)
+@click.pass_obj
+def init(
+    obj: CliContext,
+    role: str,
+    label: str,
+    currency: str,
+    merchant_name: str | None,
+    category: str,
+    region: str,
+    settlement_account: str,
+) -> None:
+    """Create this terminal's key and register it with the payment server."""
+    from nfcpay.terminals.account import init_terminal
+
+    if not obj.server_url:
+        raise ConfigError("terminal init needs the payment server: --server URL or NFCPAY_SERVER")
+    merchant = None
+    if role == "merchant":
+        merchant = {
+            "name": merchant_name or label,
+            "category": category,
+            "region": region,
+            "settlement_account": settlement_account,
+        }
+    identity, answer = init_terminal(
+        TerminalHome(obj.home),
+        role=role,
+        label=label,
+        server_url=obj.server_url,
+        currency=currency.upper(),
+        merchant=merchant,
+    )
+    data = {"ok": True, "home": str(obj.home), **vars(identity)}
+    data["key_fingerprint"] = answer.get("public_key_fingerprint")
+    obj.emit(data, lambda: _show(obj, identity, "Registered"))
+
+
+@terminal.command()
+@click.pass_obj
+def show(obj: CliContext) -> None:
+    """Show this terminal's id, role, server and currency."""
+    home, identity = home_of(obj)
+    obj.emit({"ok": True, "home": str(home.path), **vars(identity)}, lambda: _show(obj, identity))
+
+
+def _show(obj: CliContext, identity: Identity, verb: str = "Terminal") -> None:
+    click.echo(f"{verb} {click.style(identity.terminal_id, bold=True)} ({identity.role})")
+    click.echo(f"  label     {identity.label}")
+    if identity.merchant_id:
+        click.echo(f"  merchant  {identity.merchant_id}")
+    click.echo(f"  server    {identity.server_url}")
+    click.echo(f"  currency  {identity.currency}")
+    click.echo(f"  home      {obj.home}")

@@ -1,0 +1,262 @@
+"""``nfcpay user ...``: the card owner's terminal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from nfcpay.cli.output import CliContext, table
+from nfcpay.cli.params import AMOUNT, DURATION, to_money
+from nfcpay.cli.terminal import LiveStatus, client_of, home_of, money_text, reader_of, tap_options
+
+
+@click.group()
+def user() -> None:
+    """Card owner: funding sources, grants for someone else, notifications.
+
+    `give` WAITS for the target terminal's tap (the user's reader listens; a poll-only
+    reader such as the ACR122U polls instead, see README "At the counter").
+    """
+
+
+def _source_line(source: dict[str, Any]) -> list[object]:
+    currency = source["currency"]
+    shown = source.get("masked") or source["kind"]
+    return [
+        source["source_id"],
+        source["kind"],
+        shown,
+        source["status"],
+        money_text(source.get("available"), currency),
+    ]
+
+
+def _emit_source(obj: CliContext, source: dict[str, Any]) -> None:
+    obj.emit(
+        {"ok": True, "source": source},
+        lambda: click.echo(
+            f"Added {source['kind']} {source['source_id']} "
+            f"({source.get('masked') or source['kind']}), available "
+            f"{money_text(source.get('available'), source['currency'])}"
+        ),
+    )
+
+
+@user.command("add-card")
+@click.option("--number", required=True, help="The real card number (stays on the server).")
+@click.option("--expiry", required=True, help="MM/YY")
+@click.option("--limit", "limit", type=AMOUNT, required=True, help="Credit limit.")
+@click.pass_obj
+def add_card(obj: CliContext, number: str, expiry: str, limit: str) -> None:
+    """Register a card as a funding source."""
+    home, identity = home_of(obj, "user")
+    with client_of(obj, home) as client:
+        money = to_money(limit, identity.currency)
+        _emit_source(
+            obj, client.add_card(number.replace(" ", ""), expiry, money.minor, money.currency)
+        )
+
+
+@user.command("add-wallet")
+@click.option("--balance", type=AMOUNT, required=True)
+@click.pass_obj
+def add_wallet(obj: CliContext, balance: str) -> None:
+    """Register a prepaid wallet as a funding source."""
+    home, identity = home_of(obj, "user")
+    with client_of(obj, home) as client:
+        money = to_money(balance, identity.currency)
+        _emit_source(obj, client.add_wallet(money.minor, money.currency))
+
+
+@user.command("add-bank")
+@click.option("--balance", type=AMOUNT, required=True)
+@click.pass_obj
+def add_bank(obj: CliContext, balance: str) -> None:
+    """Register a bank account as a funding source."""
+    home, identity = home_of(obj, "user")
+    with client_of(obj, home) as client:
+        money = to_money(balance, identity.currency)
+        _emit_source(obj, client.add_bank(money.minor, money.currency))
+
+
+@user.command()
+@click.pass_obj
+def sources(obj: CliContext) -> None:
+    """List this terminal's funding sources."""
+    home, _ = home_of(obj, "user")
+    with client_of(obj, home) as client:
+        found = client.list_sources()
+    headers = ["source", "kind", "card", "status", "available"]
+    obj.emit({"ok": True, "sources": found}, table(headers, [_source_line(s) for s in found]))
+
+
+def rights_options(command: Any) -> Any:
+    """The usage-rights options shared by `give` and `issue`."""
+    options = [
+        click.option("--source", "source_id", help="Funding source (default: the first active)."),
+        click.option("--amount", type=AMOUNT, help="Amount cap over all uses."),
+        click.option("--uses", type=click.IntRange(1, 1_000_000), default=1, show_default=True),
+        click.option("--per-use", type=AMOUNT, help="Cap per use."),
+        click.option("--expires", type=DURATION, help="Validity, e.g. 2h, 15m, 1d."),
+        click.option("--purpose", "purposes", multiple=True, help="Allowed category (repeat)."),
+        click.option("--region", "regions", multiple=True, help="Allowed region (repeat)."),
+        click.option(
+            "--merchant", "merchants", multiple=True, help="Allowed merchant m_… (repeat)."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _rights(currency: str, params: dict[str, Any]) -> Any:
+    from nfcpay.terminals.user import Rights
+
+    if params["amount"] is None:
+        raise click.UsageError("a new grant needs --amount (its cap)")
+    per_use = params["per_use"]
+    expires: timedelta | None = params["expires"]
+    return Rights(
+        amount_cap=to_money(params["amount"], currency).minor,
+        max_uses=params["uses"],
+        per_use_cap=to_money(per_use, currency).minor if per_use else None,
+        expires_in=expires,
+        purposes=tuple(params["purposes"]),
+        regions=tuple(params["regions"]),
+        merchants=tuple(params["merchants"]),
+    )
+
+
+def describe_grant(grant: dict[str, Any]) -> str:
+    """One paragraph on what a grant (server view) allows."""
+    rights, currency = grant["rights"], grant["currency"]
+    lines = [
+        f"Grant {click.style(grant['grant_id'], bold=True)} "
+        f"(virtual card …{grant['virtual_card_number'][-4:]}) for "
+        f"{', '.join(grant['allowed_terminals'])}",
+        f"  cap {money_text(rights['amount_cap'], currency)}, remaining "
+        f"{money_text(grant['remaining_amount'], currency)}, uses left "
+        f"{grant['remaining_uses']}/{rights['max_uses']}, status {grant['status']}",
+    ]
+    if rights.get("per_use_cap"):
+        lines.append(f"  per use at most {money_text(rights['per_use_cap'], currency)}")
+    if rights.get("valid_until"):
+        lines.append(f"  valid until {rights['valid_until']}")
+    for name in ("purposes", "regions", "merchants"):
+        if rights.get(name):
+            lines.append(f"  {name}: {', '.join(rights[name])}")
+    return "\n".join(lines)
+
+
+@user.command()
+@rights_options
+@click.option("--to", help="The target terminal id (default: whoever taps).")
+@click.option("--grant", "grant_id", help="Hand over this grant, issued earlier with `issue`.")
+@tap_options
+@click.pass_obj
+def give(
+    obj: CliContext,
+    to: str | None,
+    grant_id: str | None,
+    timeout: float,
+    listen: bool | None,
+    source_id: str | None,
+    **params: Any,
+) -> None:
+    """Wait for the target's tap; issue a grant bound to it and hand it over in that tap."""
+    from nfcpay.terminals.user import give as give_grant
+
+    home, identity = home_of(obj, "user")
+    what = grant_id or _rights(identity.currency, params)
+    with client_of(obj, home) as client, reader_of(obj, listen) as reader, LiveStatus(obj) as live:
+        given = give_grant(
+            home, client, reader, what, source_id=source_id, to=to, timeout=timeout, status=live
+        )
+    obj.emit(
+        given.to_json(),
+        lambda: click.echo(
+            f"Handed over to {given.target_terminal}.\n{describe_grant(given.grant)}"
+        ),
+    )
+
+
+@user.command()
+@rights_options
+@click.option("--to", required=True, help="The target terminal id the grant is bound to.")
+@click.pass_obj
+def issue(obj: CliContext, to: str, source_id: str | None, **params: Any) -> None:
+    """Issue a grant ahead of time (hand it over later with `give --grant ID`)."""
+    from nfcpay.terminals.user import issue as issue_grant
+
+    home, identity = home_of(obj, "user")
+    with client_of(obj, home) as client:
+        grant = issue_grant(
+            home, client, to=to, rights=_rights(identity.currency, params), source_id=source_id
+        )
+    obj.emit({"ok": True, "grant": grant}, lambda: click.echo(describe_grant(grant)))
+
+
+@user.command()
+@click.pass_obj
+def grants(obj: CliContext) -> None:
+    """Grants this terminal issued, with what remains of each."""
+    home, _ = home_of(obj, "user")
+    with client_of(obj, home) as client:
+        found = client.list_grants()
+    rows = [
+        [
+            g["grant_id"],
+            ",".join(g["allowed_terminals"]),
+            money_text(g["rights"]["amount_cap"], g["currency"]),
+            money_text(g["remaining_amount"], g["currency"]),
+            f"{g['remaining_uses']}/{g['rights']['max_uses']}",
+            g["status"],
+        ]
+        for g in found
+    ]
+    headers = ["grant", "for", "cap", "remaining", "uses", "status"]
+    obj.emit({"ok": True, "grants": found}, table(headers, rows))
+
+
+@user.command()
+@click.argument("grant_ids", nargs=-1, required=True)
+@click.pass_obj
+def revoke(obj: CliContext, grant_ids: tuple[str, ...]) -> None:
+    """Revoke grants: they are declined from now on."""
+    from nfcpay.terminals.user import revoke as revoke_grants
+
+    home, _ = home_of(obj, "user")
+    with client_of(obj, home) as client:
+        revoked = revoke_grants(client, grant_ids)
+    obj.emit(
+        {"ok": True, "grants": revoked},
+        "\n".join(f"Revoked {g['grant_id']} (status {g['status']})." for g in revoked),
+    )
+
+
+def _notification_line(item: dict[str, Any]) -> str:
+    amount = item.get("amount")
+    money = f" {money_text(amount, item['currency'])}" if amount is not None else ""
+    return f"{item['created_at']}  {item['kind']:<20}{money}  {item['message']}"
+
+
+@user.command()
+@click.option("--follow", is_flag=True, help="Keep waiting for new ones (Ctrl-C to stop).")
+@click.option("--after", help="Only notifications newer than this id.")
+@click.pass_obj
+def notifications(obj: CliContext, follow: bool, after: str | None) -> None:
+    """What happened to your grants: uses, declines, attempts from other terminals."""
+    from nfcpay.terminals.user import follow_notifications
+
+    home, _ = home_of(obj, "user")
+    with client_of(obj, home) as client:
+        if not follow:
+            found = client.notifications(after=after)
+            lines = "\n".join(map(_notification_line, found)) or "No notifications."
+            obj.emit({"ok": True, "notifications": found}, lines)
+            return
+        obj.status("Following notifications; Ctrl-C to stop.")
+        for item in follow_notifications(client, after):
+            obj.emit(item, _notification_line(item))

@@ -1,0 +1,260 @@
+"""The merchant terminal: waits for a target's tap, challenges it, asks the server, answers.
+
+Crash safety (issue 4, acceptance 3): before the payment request leaves this terminal, a
+*pending receipt* holding the exact request and its idempotency key is written to
+``receipts/<receipt id>.json``. Whatever happens next — the server unreachable, the process
+killed, the link to the target lost — the receipt either records the server's answer or
+can be sent again with the same key by :func:`settle`, which the server answers with the
+first decision and never charges twice. The request (usage-auth, signature) is dropped
+from the receipt once it is final.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from nfcpay import crypto
+from nfcpay.client import PaymentClient, new_idempotency_key
+from nfcpay.errors import ApiError, Declined, ServerUnavailable, TransportError
+from nfcpay.money import Money, format_minor
+from nfcpay.records import ChallengeRecord, HelloRecord, MeansRecord, ResultRecord, Role
+from nfcpay.terminals import exchange
+from nfcpay.terminals.exchange import Status, quiet
+from nfcpay.terminals.home import Identity, TerminalHome
+from nfcpay.terminals.target import now_iso
+from nfcpay.transport.channel import Channel
+from nfcpay.transport.reader import Reader
+
+Json = dict[str, Any]
+#: The decline code a target receives when the merchant could not reach the server.
+PENDING = "pending"
+
+
+@dataclass
+class Charge:
+    """One charge as the merchant knows it; ``status`` approved, declined or pending."""
+
+    receipt_id: str
+    idempotency_key: str
+    status: str
+    amount: int
+    currency: str
+    purpose: str | None
+    presenting_terminal: str | None
+    payment_id: str | None = None
+    approval_code: str | None = None
+    decline_code: str | None = None
+    message: str = ""
+    delivered: bool | None = None
+    replayed: bool = False
+    created_at: str = ""
+    updated_at: str = ""
+
+    def to_json(self) -> Json:
+        return {"ok": self.status == "approved", **asdict(self)}
+
+    def describe(self) -> str:
+        money = format_minor(self.amount, self.currency)
+        if self.status == "approved":
+            return f"APPROVED {money} — payment {self.payment_id}, approval {self.approval_code}"
+        if self.status == "declined":
+            return f"DECLINED {money} — {self.decline_code}: {self.message}"
+        return f"PENDING {money} — {self.message}"
+
+
+def charge(
+    home: TerminalHome,
+    client: PaymentClient,
+    reader: Reader,
+    amount: Money,
+    *,
+    purpose: str | None = None,
+    timeout: float | None = None,
+    status: Status = quiet,
+) -> Charge:
+    """Wait for a target's tap and charge ``amount`` to the means it presents."""
+    identity = home.require_role("merchant")
+    if amount.currency != identity.currency or amount.minor <= 0:
+        raise ValueError(f"charge needs a positive amount in {identity.currency}")
+    receipt: Charge | None = None
+    try:
+        with exchange.tap(
+            reader,
+            exchange.PAY_SERVICE,
+            offer=True,
+            timeout=timeout,
+            status=status,
+            what=f"charge {amount}",
+        ) as channel:
+            receipt = _converse(channel, home, client, identity, amount, purpose, status)
+    except TransportError:
+        if receipt is None:
+            raise
+    return receipt
+
+
+def _converse(
+    channel: Channel,
+    home: TerminalHome,
+    client: PaymentClient,
+    identity: Identity,
+    amount: Money,
+    purpose: str | None,
+    status: Status,
+) -> Charge:
+    hello = exchange.receive(channel, HelloRecord)
+    if hello.role is not Role.TARGET:
+        message = f"a {hello.role.value} terminal tapped; only a target terminal pays"
+        exchange.refuse(channel, "wrong_role", message)
+        raise Declined(message, code="wrong_role")
+    challenge = ChallengeRecord(
+        merchant_id=str(identity.merchant_id),
+        currency=amount.currency,
+        amount=amount.minor,
+        nonce=secrets.token_bytes(16),
+        purpose=purpose,
+    )
+    exchange.send(channel, challenge)
+    means = exchange.receive(channel, MeansRecord)
+    receipt = _pending(home, challenge, means)
+    status(f"Target {means.presenting_terminal} presented; asking the payment server ...")
+    _authorize(home, client, receipt)
+    try:
+        exchange.send(channel, result_record(receipt))
+        receipt.delivered = True
+    except TransportError:
+        receipt.delivered = False
+    _save(home, receipt)
+    return receipt
+
+
+def _pending(home: TerminalHome, challenge: ChallengeRecord, means: MeansRecord) -> Charge:
+    """Write the pending receipt with the exact request, before the server hears of it."""
+    receipt = Charge(
+        receipt_id=crypto.new_id("rc"),
+        idempotency_key=new_idempotency_key(),
+        status="pending",
+        amount=challenge.amount,
+        currency=challenge.currency,
+        purpose=challenge.purpose,
+        presenting_terminal=means.presenting_terminal,
+        message="not yet sent to the payment server",
+        created_at=now_iso(),
+        updated_at=now_iso(),
+    )
+    request = {
+        "amount": challenge.amount,
+        "currency": challenge.currency,
+        "purpose": challenge.purpose,
+        "challenge": crypto.b64e(challenge.nonce),
+        "means": api_means(means),
+    }
+    _save(home, receipt, request)
+    return receipt
+
+
+def api_means(means: MeansRecord) -> Json:
+    """The API's ``means`` object for a means record received over NFC."""
+    out: Json = {
+        "presenting_terminal": means.presenting_terminal,
+        "grants": [
+            {"grant_id": g.grant_id, "usage_auth": crypto.b64e(g.usage_auth), "amount": g.amount}
+            for g in means.grants
+        ],
+        "signature": crypto.b64e(means.signature),
+    }
+    if means.own_source_id is not None:
+        out["own_source_id"] = means.own_source_id
+        out["own_amount"] = means.own_amount
+    return out
+
+
+def _authorize(home: TerminalHome, client: PaymentClient, receipt: Charge) -> None:
+    """Send the stored request with the receipt's idempotency key; record the answer."""
+    request = _request_of(home, receipt)
+    try:
+        answer = client.authorize_payment(
+            amount=request["amount"],
+            currency=request["currency"],
+            purpose=request["purpose"],
+            challenge=crypto.b64d(request["challenge"]),
+            means=request["means"],
+            idempotency_key=receipt.idempotency_key,
+        )
+    except ServerUnavailable as exc:
+        receipt.message = (
+            f"{exc.message}; the charge is not settled — run `nfcpay merchant settle "
+            f"{receipt.receipt_id}` when the server is back (it cannot charge twice)"
+        )
+        receipt.updated_at = now_iso()
+        _save(home, receipt)
+        return
+    except ApiError as exc:
+        answer = {"status": "declined", "decline_code": exc.code, "message": exc.message}
+    receipt.status = str(answer["status"])
+    receipt.payment_id = answer.get("payment_id")
+    receipt.approval_code = answer.get("approval_code")
+    receipt.decline_code = answer.get("decline_code")
+    receipt.message = answer.get("message") or ""
+    receipt.replayed = bool(answer.get("replayed"))
+    receipt.updated_at = now_iso()
+    _save(home, receipt)
+
+
+def result_record(receipt: Charge) -> ResultRecord:
+    """What the target is told: the decision, or that it is still pending."""
+    if receipt.status == "approved":
+        return ResultRecord(
+            approved=True,
+            currency=receipt.currency,
+            amount=receipt.amount,
+            payment_id=receipt.payment_id,
+            approval_code=receipt.approval_code,
+        )
+    return ResultRecord(
+        approved=False,
+        currency=receipt.currency,
+        amount=receipt.amount,
+        decline_code=receipt.decline_code if receipt.status == "declined" else PENDING,
+        message=(receipt.message or "")[:200],
+    )
+
+
+def _save(home: TerminalHome, receipt: Charge, request: Json | None = None) -> None:
+    """Store the receipt; a pending one keeps its request for :func:`settle`."""
+    data = asdict(receipt)
+    if receipt.status == "pending":
+        data["request"] = request if request is not None else _request_of(home, receipt)
+    home.put("receipts", receipt.receipt_id, data)
+
+
+def _request_of(home: TerminalHome, receipt: Charge) -> Json:
+    request: Json = home.get("receipts", receipt.receipt_id)["request"]
+    return request
+
+
+def load(home: TerminalHome, receipt_id: str) -> Charge:
+    data = dict(home.get("receipts", receipt_id))
+    data.pop("request", None)
+    return Charge(**data)
+
+
+def receipts(home: TerminalHome) -> list[Charge]:
+    home.require_role("merchant")
+    return [load(home, item["receipt_id"]) for item in home.items("receipts")]
+
+
+def settle(
+    home: TerminalHome, client: PaymentClient, receipt_id: str | None = None
+) -> list[Charge]:
+    """Send pending requests again with their own idempotency keys (never a double charge)."""
+    home.require_role("merchant")
+    chosen = [load(home, receipt_id)] if receipt_id else receipts(home)
+    settled = []
+    for receipt in chosen:
+        if receipt.status == "pending":
+            _authorize(home, client, receipt)
+        settled.append(receipt)
+    return settled

@@ -1,0 +1,211 @@
+"""The user terminal (card owner): funding sources, grants, and handing a grant over NFC.
+
+``give`` waits for the target terminal's tap (FIG. 5, steps 510-545): the target introduces
+itself with a hello, the server issues a grant bound to that terminal (or an existing grant
+is used), and the grant with its usage-auth goes back in the same tap. The auth code never
+leaves this terminal; only the usage-auth derived for the one allowed terminal does.
+
+Grants issued here are kept in the home's ``grants/`` collection with their auth code
+(``{"grant": <server view>, "auth_code": <b64url>}``) so that ``give --grant ID`` can hand
+over a grant issued ahead of time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nfcpay import crypto
+from nfcpay.client import PaymentClient
+from nfcpay.errors import ConfigError, Declined, NfcPayError
+from nfcpay.records import AckRecord, GrantRecord, HelloRecord, Role
+from nfcpay.terminals import exchange
+from nfcpay.terminals.exchange import Status, quiet
+from nfcpay.terminals.home import Identity, TerminalHome
+from nfcpay.transport.channel import Channel
+from nfcpay.transport.reader import Reader
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rights:
+    """What a grant allows (amounts in minor units of the terminal's currency)."""
+
+    amount_cap: int
+    max_uses: int = 1
+    per_use_cap: int | None = None
+    expires_in: timedelta | None = None
+    purposes: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    merchants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Given:
+    """A grant handed over: the server's view of it and the terminal that now holds it."""
+
+    grant: Json
+    target_terminal: str
+
+    def to_json(self) -> Json:
+        return {"ok": True, "grant": self.grant, "target_terminal": self.target_terminal}
+
+
+def default_source(client: PaymentClient, currency: str) -> str:
+    """The first active funding source in ``currency``."""
+    for source in client.list_sources():
+        if source["status"] == "active" and source["currency"] == currency:
+            return str(source["source_id"])
+    raise ConfigError(
+        f"no active {currency} funding source: add one with `nfcpay user add-card` "
+        "(or add-wallet / add-bank)"
+    )
+
+
+def issue(
+    home: TerminalHome,
+    client: PaymentClient,
+    *,
+    to: str,
+    rights: Rights,
+    source_id: str | None = None,
+) -> Json:
+    """Have the server issue a grant for terminal ``to``; keep it and its auth code here."""
+    identity = home.require_role("user")
+    valid_until = datetime.now(UTC) + rights.expires_in if rights.expires_in else None
+    answer = client.issue_grant(
+        source_id or default_source(client, identity.currency),
+        [to],
+        amount_cap=rights.amount_cap,
+        currency=identity.currency,
+        max_uses=rights.max_uses,
+        per_use_cap=rights.per_use_cap,
+        valid_until=valid_until,
+        purposes=list(rights.purposes) or None,
+        regions=list(rights.regions) or None,
+        merchants=list(rights.merchants) or None,
+    )
+    grant: Json = answer["grant"]
+    home.put("grants", grant["grant_id"], {"grant": grant, "auth_code": answer["auth_code"]})
+    return grant
+
+
+def give(
+    home: TerminalHome,
+    client: PaymentClient,
+    reader: Reader,
+    what: Rights | str,
+    *,
+    source_id: str | None = None,
+    to: str | None = None,
+    timeout: float | None = None,
+    status: Status = quiet,
+) -> Given:
+    """Wait for the target's tap and hand it a grant: a new one with these :class:`Rights`,
+    or the grant with this id issued earlier. With ``to`` a new grant is issued before the
+    tap, and any other terminal that taps is refused."""
+    identity = home.require_role("user")
+    entry = None
+    if isinstance(what, str) or to is not None:
+        entry = _obtain(home, client, what, to, source_id)
+    expected = to or (entry["grant"]["allowed_terminals"][0] if entry else None)
+    with exchange.tap(
+        reader, exchange.GIVE_SERVICE, offer=True, timeout=timeout, status=status, what="give"
+    ) as channel:
+        hello = exchange.receive(channel, HelloRecord)
+        target = _check_hello(channel, hello, expected)
+        if entry is None:
+            status(f"Target {target} tapped; asking the server for a grant ...")
+            entry = _obtain_in_tap(channel, home, client, what, target, source_id)
+        exchange.send(channel, grant_record(entry, identity, target))
+        ack = exchange.receive(channel, AckRecord)
+    if not ack.accepted:
+        raise Declined(f"target {target} refused the grant: {ack.message}", code=str(ack.code))
+    return Given(entry["grant"], target)
+
+
+def _obtain(
+    home: TerminalHome,
+    client: PaymentClient,
+    what: Rights | str,
+    target: str | None,
+    source_id: str | None,
+) -> Json:
+    """The stored entry of grant ``what``, or of a new grant with rights ``what``."""
+    if isinstance(what, str):
+        return home.get("grants", what)
+    if target is None:
+        raise ValueError("a new grant needs its target terminal")
+    grant = issue(home, client, to=target, rights=what, source_id=source_id)
+    return home.get("grants", grant["grant_id"])
+
+
+def _check_hello(channel: Channel, hello: HelloRecord, expected: str | None) -> str:
+    if hello.role is not Role.TARGET:
+        message = f"a {hello.role.value} terminal tapped; only a target terminal can hold a grant"
+        exchange.refuse(channel, "wrong_role", message)
+        raise Declined(message, code="wrong_role")
+    if expected is not None and hello.terminal_id != expected:
+        message = f"terminal {hello.terminal_id} tapped, but this grant is for {expected}"
+        exchange.refuse(channel, "terminal_not_allowed", message)
+        raise Declined(message, code="terminal_not_allowed")
+    return hello.terminal_id
+
+
+def _obtain_in_tap(
+    channel: Channel,
+    home: TerminalHome,
+    client: PaymentClient,
+    what: Rights | str,
+    target: str,
+    source_id: str | None,
+) -> Json:
+    try:
+        return _obtain(home, client, what, target, source_id)
+    except NfcPayError as exc:
+        exchange.refuse(channel, "issue_failed", f"the owner's server refused: {exc.message}")
+        raise
+
+
+def grant_record(entry: Json, identity: Identity, target: str) -> GrantRecord:
+    """The wire record for ``entry`` (a stored grant), with usage-auth for ``target``."""
+    grant = entry["grant"]
+    rights = grant["rights"]
+    usage_auth = crypto.usage_auth(
+        crypto.b64d(entry["auth_code"]), grant["grant_id"], identity.terminal_id, target
+    )
+    valid_until = rights.get("valid_until")
+    return GrantRecord(
+        grant_id=grant["grant_id"],
+        virtual_card_number=grant["virtual_card_number"],
+        issuing_terminal=identity.terminal_id,
+        allowed_terminal=target,
+        usage_auth=usage_auth,
+        currency=grant["currency"],
+        amount_cap=rights["amount_cap"],
+        remaining_amount=grant["remaining_amount"],
+        max_uses=rights["max_uses"],
+        per_use_cap=rights.get("per_use_cap"),
+        valid_until=datetime.fromisoformat(valid_until) if valid_until else None,
+        purposes=tuple(rights.get("purposes") or ()),
+        regions=tuple(rights.get("regions") or ()),
+        merchants=tuple(rights.get("merchants") or ()),
+        bill_id=grant.get("bill_id"),
+    )
+
+
+def follow_notifications(
+    client: PaymentClient, after: str | None = None, wait: float = 25.0
+) -> Iterator[Json]:
+    """Every notification newer than ``after``, forever (long-polls the server)."""
+    while True:
+        for item in client.notifications(after=after, wait=wait):
+            after = item["notification_id"]
+            yield item
+
+
+def revoke(client: PaymentClient, grant_ids: Sequence[str]) -> list[Json]:
+    return [client.revoke_grant(grant_id) for grant_id in grant_ids]
