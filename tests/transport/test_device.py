@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from nfcpay.transport.device import DEFAULT as DEFAULT
+from nfcpay.transport.device import DEFAULT_LOOPBACK_PORT as DEFAULT
 from nfcpay.transport.device import DeviceSpec, parse_device
 
 

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Benchmark the NFC transport over the loopback reader (two real processes, real nfcpy).
+
+For each carrier it reports, over N back-to-back taps:
+  hand-off   link up -> one grant message delivered -> acknowledgement back (tapping side)
+  link-up    tap() called -> channel ready (tapping side, peer already waiting)
+  tap cycle  time between two consecutive completed taps on the waiting side
+The dead-drop hand-off is a write tap plus a read tap against an emulated Type 3 tag.
+Targets: hand-off median <= 30 ms, tap cycle <= 150 ms.
+
+    python scripts/bench_nfc.py [--taps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nfcpay.records import encode_message  # noqa: E402
+from nfcpay.records.samples import sample_records  # noqa: E402
+from nfcpay.transport import open_reader, read_tag, write_tag  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def peer(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "nfcpay.transport.peer", *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+
+
+def taps_of(process: subprocess.Popen[str]) -> list[dict]:
+    out, _ = process.communicate(timeout=300)
+    events = [json.loads(line) for line in out.splitlines()]
+    taps = [e for e in events if e["event"] == "tap"]
+    failed = [t for t in taps if not t["ok"]]
+    if failed:
+        raise SystemExit(f"taps failed: {failed[:3]}")
+    return taps
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_carrier(carrier: str, grant: bytes, taps: int) -> dict[str, list[float]]:
+    port = free_port()
+    waiter = peer(
+        "--device",
+        f"loopback:{port}?as=rcs380",
+        "--offer",
+        "--carrier",
+        carrier,
+        "--taps",
+        str(taps + 1),
+        "--step",
+        "recv",
+        "--step",
+        "send=text:ack",
+    )
+    time.sleep(0.3)
+    tapper = peer(
+        "--device",
+        f"loopback:{port}?as=acr122u",
+        "--carrier",
+        carrier,
+        "--taps",
+        str(taps + 1),
+        "--step",
+        f"send=hex:{grant.hex()}",
+        "--step",
+        "recv",
+    )
+    tapped, waited = taps_of(tapper)[1:], taps_of(waiter)
+    stamps = [t["at"] for t in waited[1:]]
+    return {
+        "handoff": [t["talk_ms"] for t in tapped],
+        "link": [t["link_ms"] for t in tapped],
+        "cycle": [1000 * (b - a) for a, b in itertools.pairwise(stamps)],
+    }
+
+
+def bench_deaddrop(grant: bytes, taps: int) -> dict[str, list[float]]:
+    port = free_port()
+    tag = peer("--device", f"loopback:{port}", "--deaddrop", "tag", "--taps", str(2 * taps))
+    time.sleep(0.5)
+    handoffs = []
+    with open_reader(f"loopback:{port}?as=acr122u") as reader:
+        for _ in range(taps):
+            started = time.perf_counter()
+            write_tag(reader, grant, timeout=5)
+            assert read_tag(reader, timeout=5) == grant
+            handoffs.append(1000 * (time.perf_counter() - started))
+    tag.communicate(timeout=30)
+    return {"handoff": handoffs, "link": [], "cycle": []}
+
+
+def row(name: str, data: dict[str, list[float]]) -> list[str]:
+    def fmt(values: list[float], q: float) -> str:
+        return f"{pct(values, q):.1f}" if values else "-"
+
+    return [
+        name,
+        fmt(data["handoff"], 0.5),
+        fmt(data["handoff"], 0.95),
+        fmt(data["link"], 0.5),
+        fmt(data["cycle"], 0.5),
+        fmt(data["cycle"], 0.95),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--taps", type=int, default=30)
+    args = parser.parse_args()
+    records = sample_records()
+    grant = encode_message([records["grant"]])
+    print(
+        f"loopback reader, {args.taps} taps per carrier, grant message {len(grant)} bytes, "
+        "waiting side as RC-S380, tapping side as ACR122U\n"
+    )
+    results = [(c, bench_carrier(c, grant, args.taps)) for c in ("llcp", "tt3")]
+    results.append(("deaddrop (write+read)", bench_deaddrop(grant, max(5, args.taps // 3))))
+    headers = [
+        "carrier",
+        "hand-off p50 ms",
+        "p95 ms",
+        "link-up p50 ms",
+        "tap cycle p50 ms",
+        "p95 ms",
+    ]
+    rows = [headers] + [row(name, data) for name, data in results]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
+    print("\nencoded size of each record type (one-record NDEF message):")
+    for name, record in records.items():
+        print(f"  {name:10} {len(encode_message([record])):4d} bytes")
+
+
+if __name__ == "__main__":
+    main()
