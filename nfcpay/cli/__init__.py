@@ -21,6 +21,11 @@ LAZY_COMMANDS: dict[str, str] = {
     "readers": "nfcpay.cli.readers:readers",
     "ndef": "nfcpay.cli.ndef:ndef",
     "server": "nfcpay.cli.server:server",
+    "terminal": "nfcpay.cli.terminal:terminal",
+    "user": "nfcpay.cli.user:user",
+    "target": "nfcpay.cli.target:target",
+    "merchant": "nfcpay.cli.merchant:merchant",
+    "demo": "nfcpay.cli.demo:demo",
 }
 
 

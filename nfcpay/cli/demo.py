@@ -77,7 +77,7 @@ class Stage:
     def start_server(self) -> None:
         command = [sys.executable, "-m", "nfcpay", "server", "run"]
         command += ["--data-dir", str(self.root / "server"), "--port", "0"]
-        self._server = subprocess.Popen(
+        self._server = subprocess.Popen(  # noqa: S603 - our own interpreter and args
             command,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -104,7 +104,7 @@ class Stage:
         command += ["--server", self.server_url]
         if device:
             command += ["--device", device]
-        return subprocess.Popen(
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and args
             [*command, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
