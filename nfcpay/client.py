@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -118,7 +119,7 @@ class PaymentClient:
         self._timeout = timeout
         self._max_retries = max_retries
         self._owns_http = http is None
-        self._http = http or httpx.Client(transport=transport, timeout=timeout)
+        self._http = http or httpx.Client(transport=transport or _default_transport())
 
     def close(self) -> None:
         if self._owns_http:
@@ -378,6 +379,12 @@ class PaymentClient:
             "X-Nfcpay-Nonce": nonce,
             "X-Nfcpay-Signature": crypto.b64e(self._key.sign(message)),
         }
+
+
+def _default_transport() -> httpx.HTTPTransport:
+    # httpx writes request headers and body separately; without TCP_NODELAY, Nagle's
+    # algorithm meets the server's delayed ACK and every POST waits ~40 ms.
+    return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
 
 
 def new_idempotency_key() -> str:

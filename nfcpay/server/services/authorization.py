@@ -433,6 +433,17 @@ def _funding_failure(check: _Check, source: Row, total: int) -> tuple[str, str] 
 
 
 def _charge(check: _Check) -> dict[str, Any]:
+    with check.tx.pipeline():
+        response, challenge_taken = _write_charge(check)
+    if challenge_taken.rowcount != 1:
+        # A concurrent approval took the challenge after we checked it: run again, and the
+        # fresh check declines with challenge_reused.
+        raise RetryableConflict("challenge consumed concurrently")
+    return response
+
+
+def _write_charge(check: _Check) -> tuple[dict[str, Any], Any]:
+    """Every write of an approval, sent back to back (one round trip on PostgreSQL)."""
     tx, now, body = check.tx, check.now, check.body
     payment_id = crypto.new_id("p")
     for share in check.shares:
@@ -476,21 +487,13 @@ def _charge(check: _Check) -> dict[str, Any]:
     legs = [(ledger.source_account(s.source_id), -s.amount) for s in check.shares]
     legs.append((ledger.merchant_account(check.merchant_id), body.amount))
     ledger.post(tx, now, payment_id, body.currency, legs)
-    _consume_challenge(check)
-    _notify_owners(check)
-    return {**payments.view(payment, shares), "replayed": False}
-
-
-def _consume_challenge(check: _Check) -> None:
-    cursor = check.tx.execute(
+    challenge_taken = tx.execute(
         "INSERT INTO challenges (merchant_id, challenge, created_at) VALUES (?, ?, ?) "
         "ON CONFLICT (merchant_id, challenge) DO NOTHING",
-        (check.merchant_id, crypto.b64d(check.body.challenge), check.now),
+        (check.merchant_id, crypto.b64d(body.challenge), now),
     )
-    if cursor.rowcount != 1:
-        # A concurrent approval took the challenge after we checked it: run again, and the
-        # fresh check declines with challenge_reused.
-        raise RetryableConflict("challenge consumed concurrently")
+    _notify_owners(check)
+    return {**payments.view(payment, shares), "replayed": False}, challenge_taken
 
 
 def _notify_owners(check: _Check) -> None:

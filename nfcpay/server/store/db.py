@@ -73,6 +73,16 @@ class Tx:
         row = self.execute(sql, params).fetchone()
         return None if row is None else row[next(iter(row.keys()))]
 
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """Send the statements inside without waiting for each answer (PostgreSQL pipeline
+        mode); errors and ``rowcount`` arrive when the block ends. A no-op on SQLite."""
+        if self.dialect == "postgresql":
+            with self._conn.pipeline():
+                yield
+        else:
+            yield
+
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         if self.dialect == "postgresql":
             with self._conn.cursor() as cur:
