@@ -1,0 +1,414 @@
+"""Issue 2, acceptance 6: unauthenticated, wrongly signed, stale, replayed and other-terminal
+requests are refused (401 / 403 / 404) and change nothing.
+
+The world: owners A and B, each with a card and a grant for target T; merchants M1 and M2;
+an approved payment taken by M1. Every case snapshots the database, sends ONE hand-built
+request to the real server process, checks the status and error code, and proves no row of
+money, grants, payments, refunds, idempotency, terminals or notifications changed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from nfcpay import crypto
+from tests.server.acceptance.conftest import Harness, changed_tables
+from tests.support.server import PaymentScene, Terminal, build_signed_means
+
+
+@dataclass
+class World:
+    a: PaymentScene  # owner A, target T, merchant M1; A's grant paid once
+    b_owner: Terminal
+    b_source: dict[str, Any]
+    b_grant: str
+    m2: Terminal
+    payment_id: str
+    b_notification: str
+
+    @property
+    def target(self) -> Terminal:
+        return self.a.target
+
+
+@pytest.fixture(scope="module")
+def world(harness: Harness) -> World:
+    a = harness.scene(max_uses=5)
+    paid = a.pay(1_000)
+    assert paid["status"] == "approved"
+    b = harness.terminal("user")
+    b_source = b.client.add_card("5500005555555559", "12/39", 10_000, "KRW")
+    b_grant = b.client.issue_grant(
+        b_source["source_id"], [a.target.terminal_id], amount_cap=500, currency="KRW"
+    )["grant"]["grant_id"]
+    b.client.revoke_grant(b.client.issue_grant(
+        b_source["source_id"], [a.target.terminal_id], amount_cap=1, currency="KRW"
+    )["grant"]["grant_id"])  # fmt: skip
+    (note,) = b.client.notifications()
+    return World(
+        a, b, b_source, b_grant, harness.terminal("merchant"), paid["payment_id"],
+        note["notification_id"],
+    )  # fmt: skip
+
+
+def sign(
+    terminal: Terminal | None,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    as_id: str | None = None,
+    key: Any = None,
+    skew: float = 0,
+    nonce: str | None = None,
+    signed_path: str | None = None,
+    signed_body: bytes | None = None,
+) -> dict[str, str]:
+    """Signature headers, each part open to tampering."""
+    terminal_id = as_id or (terminal.terminal_id if terminal else "new")
+    ts = int(time.time() + skew)
+    nonce = nonce or secrets.token_urlsafe(18)
+    message = crypto.request_message(
+        method,
+        signed_path or path,
+        ts,
+        nonce,
+        terminal_id,
+        body if signed_body is None else signed_body,
+    )
+    signer = key or (terminal.private_key if terminal else None)
+    return {
+        "X-Nfcpay-Terminal": terminal_id,
+        "X-Nfcpay-Timestamp": str(ts),
+        "X-Nfcpay-Nonce": nonce,
+        "X-Nfcpay-Signature": crypto.b64e(signer.sign(message)),
+        "Content-Type": "application/json",
+    }
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request, built from the world."""
+
+    method: str
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def _payment_body(w: World, *, by: Terminal | None = None) -> bytes:
+    challenge = secrets.token_bytes(16)
+    shop = by or w.a.merchant
+    means = build_signed_means(
+        w.target,
+        merchant=shop,
+        challenge=challenge,
+        amount=100,
+        currency="KRW",
+        grants=[(w.a.grant_id, w.a.usage_auth(), 100)],
+    )
+    body = {"amount": 100, "currency": "KRW", "challenge": crypto.b64e(challenge), "means": means}
+    return json.dumps(body).encode()
+
+
+def _signed_call(
+    who: Callable[[World], Terminal], method: str, path: Callable[[World], str], body: Any = None
+) -> Callable[[World], Call]:
+    """A correctly signed call by ``who``: refusals here come from ownership, not auth."""
+
+    def build(w: World) -> Call:
+        raw = body(w) if callable(body) else (b"" if body is None else json.dumps(body).encode())
+        p = path(w)
+        headers = sign(who(w), method, p, raw)
+        headers["Idempotency-Key"] = f"k-{secrets.token_hex(8)}"
+        return Call(method, p, raw, headers)
+
+    return build
+
+
+def _pay_as(tamper: Callable[[World, str, bytes], dict[str, str]]) -> Callable[[World], Call]:
+    """M1's payment request with headers from ``tamper`` (auth cases)."""
+
+    def build(w: World) -> Call:
+        body = _payment_body(w)
+        headers = tamper(w, "/v1/payments", body)
+        headers["Idempotency-Key"] = f"k-{secrets.token_hex(8)}"
+        return Call("POST", "/v1/payments", body, headers)
+
+    return build
+
+
+def _revoke_as(tamper: Callable[[World, str, bytes], dict[str, str]]) -> Callable[[World], Call]:
+    """A's revocation of its grant with headers from ``tamper`` (auth cases)."""
+
+    def build(w: World) -> Call:
+        path = f"/v1/grants/{w.a.grant_id}/revoke"
+        return Call("POST", path, b"{}", tamper(w, path, b"{}"))
+
+    return build
+
+
+def _by_m1(**tweaks: Any) -> Callable[[World, str, bytes], dict[str, str]]:
+    return lambda w, path, body: sign(w.a.merchant, "POST", path, body, **tweaks)
+
+
+def _by_a(**tweaks: Any) -> Callable[[World, str, bytes], dict[str, str]]:
+    return lambda w, path, body: sign(w.a.owner, "POST", path, body, **tweaks)
+
+
+def _without(header: str) -> Callable[[World, str, bytes], dict[str, str]]:
+    def tamper(w: World, path: str, body: bytes) -> dict[str, str]:
+        headers = sign(w.a.merchant, "POST", path, body)
+        del headers[header]
+        return headers
+
+    return tamper
+
+
+def _bad_header(header: str, value: str) -> Callable[[World, str, bytes], dict[str, str]]:
+    def tamper(w: World, path: str, body: bytes) -> dict[str, str]:
+        return {**sign(w.a.owner, "POST", path, body), header: value}
+
+    return tamper
+
+
+def _m1_claims_m2(w: World, path: str, body: bytes) -> dict[str, str]:
+    """M1 signs with its own key but names M2 as the caller."""
+    return sign(w.a.merchant, "POST", path, body, as_id=w.m2.terminal_id)
+
+
+AUTH_CASES: dict[str, Callable[[World], Call]] = {
+    "pay-no_headers": lambda w: Call("POST", "/v1/payments", _payment_body(w), {}),
+    "pay-no_signature": _pay_as(_without("X-Nfcpay-Signature")),
+    "pay-no_nonce": _pay_as(_without("X-Nfcpay-Nonce")),
+    "pay-no_timestamp": _pay_as(_without("X-Nfcpay-Timestamp")),
+    "pay-other_key": _pay_as(_by_m1(key=crypto.generate_terminal_key())),
+    "pay-claims_other_terminal": _pay_as(_m1_claims_m2),
+    "pay-unknown_terminal": _pay_as(_by_m1(as_id=crypto.new_id("t"))),
+    "pay-body_changed": _pay_as(_by_m1(signed_body=b'{"amount": 1}')),
+    "pay-stale": _pay_as(_by_m1(skew=-301)),
+    "pay-future": _pay_as(_by_m1(skew=301)),
+    "revoke-path_changed": _revoke_as(_by_a(signed_path="/v1/grants/g_other/revoke")),
+    "revoke-stale": _revoke_as(_by_a(skew=-3_600)),
+    "revoke-garbled_signature": _revoke_as(_bad_header("X-Nfcpay-Signature", "%%%")),
+    "revoke-short_nonce": _revoke_as(_by_a(nonce="short")),
+    "revoke-bad_timestamp": _revoke_as(_bad_header("X-Nfcpay-Timestamp", "yesterday")),
+    "register-not_new": lambda w: _registration(w, as_id=w.a.owner.terminal_id),
+    "register-other_key": lambda w: _registration(w, key=crypto.generate_terminal_key()),
+}
+
+
+def _registration(w: World, **tweaks: Any) -> Call:
+    key = crypto.generate_terminal_key()
+    body = json.dumps(
+        {"role": "user", "label": "x", "public_key": crypto.b64e(crypto.public_key_bytes(key))}
+    ).encode()
+    tweaks.setdefault("key", key)
+    return Call("POST", "/v1/terminals", body, sign(None, "POST", "/v1/terminals", body, **tweaks))
+
+
+def _a(w: World) -> Terminal:
+    return w.a.owner
+
+
+OWNERSHIP_CASES: dict[str, tuple[Callable[[World], Call], int, str]] = {
+    "read_other_owners_grant": (
+        _signed_call(_a, "GET", lambda w: f"/v1/grants/{w.b_grant}"),
+        404,
+        "grant_not_found",
+    ),
+    "revoke_other_owners_grant": (
+        _signed_call(_a, "POST", lambda w: f"/v1/grants/{w.b_grant}/revoke", {}),
+        404,
+        "grant_not_found",
+    ),
+    "target_revokes_grant_it_may_use": (
+        _signed_call(lambda w: w.target, "POST", lambda w: f"/v1/grants/{w.a.grant_id}/revoke", {}),
+        403,
+        "forbidden",
+    ),
+    "merchant_reads_grant": (
+        _signed_call(lambda w: w.a.merchant, "GET", lambda w: f"/v1/grants/{w.a.grant_id}"),
+        404,
+        "grant_not_found",
+    ),
+    "close_other_owners_source": (
+        _signed_call(
+            _a,
+            "PATCH",
+            lambda w: f"/v1/funding-sources/{w.b_source['source_id']}",
+            {"status": "closed"},
+        ),
+        404,
+        "source_not_found",
+    ),
+    "grant_on_other_owners_source": (
+        _signed_call(
+            _a,
+            "POST",
+            lambda w: "/v1/grants",
+            lambda w: json.dumps(
+                {
+                    "source_id": w.b_source["source_id"],
+                    "allowed_terminals": [w.target.terminal_id],
+                    "currency": "KRW",
+                    "rights": {"amount_cap": 100},
+                }
+            ).encode(),
+        ),
+        404,
+        "source_not_found",
+    ),
+    "merchant_refunds_other_merchants_payment": (
+        _signed_call(lambda w: w.m2, "POST", lambda w: f"/v1/payments/{w.payment_id}/refunds", {}),
+        404,
+        "payment_not_found",
+    ),
+    "merchant_reads_other_merchants_payment": (
+        _signed_call(lambda w: w.m2, "GET", lambda w: f"/v1/payments/{w.payment_id}"),
+        404,
+        "payment_not_found",
+    ),
+    "owner_refunds_payment": (
+        _signed_call(_a, "POST", lambda w: f"/v1/payments/{w.payment_id}/refunds", {}),
+        403,
+        "forbidden",
+    ),
+    "user_posts_payment": (
+        _signed_call(_a, "POST", lambda w: "/v1/payments", _payment_body),
+        403,
+        "forbidden",
+    ),
+    "target_posts_payment": (
+        _signed_call(lambda w: w.target, "POST", lambda w: "/v1/payments", _payment_body),
+        403,
+        "forbidden",
+    ),
+    "user_lists_payments": (_signed_call(_a, "GET", lambda w: "/v1/payments"), 403, "forbidden"),
+    "merchant_adds_source": (
+        _signed_call(
+            lambda w: w.m2,
+            "POST",
+            lambda w: "/v1/funding-sources",
+            {"kind": "wallet", "balance": 5, "currency": "KRW"},
+        ),
+        403,
+        "forbidden",
+    ),
+    "merchant_issues_grant": (
+        _signed_call(
+            lambda w: w.m2,
+            "POST",
+            lambda w: "/v1/grants",
+            lambda w: json.dumps(
+                {
+                    "source_id": w.a.source["source_id"],
+                    "allowed_terminals": [w.target.terminal_id],
+                    "currency": "KRW",
+                    "rights": {"amount_cap": 100},
+                }
+            ).encode(),
+        ),
+        403,
+        "forbidden",
+    ),
+}
+
+
+def _send(harness: Harness, call: Call) -> httpx.Response:
+    return harness.http.request(
+        call.method, harness.url + call.path, content=call.body, headers=call.headers
+    )
+
+
+def _refused(harness: Harness, call: Call, status: int) -> dict[str, Any]:
+    before = harness.snapshot()
+    response = _send(harness, call)
+    assert response.status_code == status, response.text
+    assert changed_tables(before, harness.snapshot()) == []
+    return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("name", sorted(AUTH_CASES))
+def test_unauthenticated_request_is_refused(harness: Harness, world: World, name: str) -> None:
+    answer = _refused(harness, AUTH_CASES[name](world), 401)
+    assert answer["error"] == "authentication_failed"
+
+
+@pytest.mark.parametrize("name", sorted(OWNERSHIP_CASES))
+def test_other_terminals_objects_are_out_of_reach(
+    harness: Harness, world: World, name: str
+) -> None:
+    build, status, code = OWNERSHIP_CASES[name]
+    answer = _refused(harness, build(world), status)
+    assert answer["error"] == code, answer
+
+
+@pytest.mark.parametrize("kind", ["payment", "revoke", "refund"])
+def test_replayed_request_is_refused(harness: Harness, world: World, kind: str) -> None:
+    """The same signed request twice: the first works, the copy changes nothing."""
+    scene = harness.scene(max_uses=3)
+    if kind == "payment":
+        path, body, who = "/v1/payments", _payment_body_for(scene), scene.merchant
+    elif kind == "revoke":
+        path, body, who = f"/v1/grants/{scene.grant_id}/revoke", b"{}", scene.owner
+    else:
+        paid = scene.pay(100)
+        path, body, who = f"/v1/payments/{paid['payment_id']}/refunds", b"{}", scene.merchant
+    headers = sign(who, "POST", path, body)
+    headers["Idempotency-Key"] = f"k-{secrets.token_hex(8)}"
+    call = Call("POST", path, body, headers)
+    first = _send(harness, call)
+    assert first.status_code in (200, 201), first.text
+    assert first.json().get("status") in (None, "approved", "revoked"), first.text
+    answer = _refused(harness, call, 401)
+    assert "replay" in answer["message"]
+    # With a fresh idempotency key the copy is still the same nonce: refused all the same.
+    fresh = Call("POST", path, body, {**headers, "Idempotency-Key": f"k-{secrets.token_hex(8)}"})
+    _refused(harness, fresh, 401)
+
+
+def _payment_body_for(scene: PaymentScene) -> bytes:
+    challenge = secrets.token_bytes(16)
+    means = build_signed_means(
+        scene.target,
+        merchant=scene.merchant,
+        challenge=challenge,
+        amount=100,
+        currency="KRW",
+        grants=[(scene.grant_id, scene.usage_auth(), 100)],
+    )
+    body = {"amount": 100, "currency": "KRW", "challenge": crypto.b64e(challenge), "means": means}
+    return json.dumps(body).encode()
+
+
+def test_each_terminal_lists_only_its_own(harness: Harness, world: World) -> None:
+    a = world.a.owner.client
+    assert {s["source_id"] for s in a.list_sources()} == {world.a.source["source_id"]}
+    assert world.b_source["source_id"] not in {s["source_id"] for s in a.list_sources()}
+    assert world.b_grant not in {g["grant_id"] for g in a.list_grants()}
+    target_view = {g["grant_id"]: g for g in world.target.client.list_grants()}
+    assert {world.a.grant_id, world.b_grant} <= set(target_view)
+    assert all("source_id" not in g for g in target_view.values())
+    assert world.payment_id not in {p["payment_id"] for p in world.m2.client.list_payments()}
+    assert world.b_notification not in {n["notification_id"] for n in a.notifications()}
+    # Naming B's notification as a cursor answers exactly as naming one that does not exist.
+    answers = []
+    for cursor in (world.b_notification, crypto.new_id("n")):
+        before = harness.snapshot()
+        path = f"/v1/notifications?after={cursor}"
+        response = harness.http.get(
+            harness.url + path, headers=sign(world.a.owner, "GET", path, b"")
+        )
+        assert changed_tables(before, harness.snapshot()) == []
+        body = response.json()
+        answers.append((response.status_code, body["error"], body["message"].replace(cursor, "?")))
+    assert answers[0] == answers[1] and answers[0][0] in (404, 422)
