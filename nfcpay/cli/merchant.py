@@ -7,8 +7,16 @@ from typing import Any
 import click
 
 from nfcpay.cli.output import EXIT_CODES_HELP, EXIT_DECLINED, EXIT_SERVER, CliContext, table
-from nfcpay.cli.params import AMOUNT, to_money
-from nfcpay.cli.terminal import LiveStatus, client_of, home_of, money_text, reader_of, tap_options
+from nfcpay.cli.params import AMOUNT
+from nfcpay.cli.terminal import (
+    LiveStatus,
+    amount_in,
+    client_of,
+    home_of,
+    money_text,
+    reader_of,
+    tap_options,
+)
 
 
 @click.group()
@@ -46,7 +54,7 @@ def charge(
     from nfcpay.terminals.merchant import charge as run_charge
 
     home, identity = home_of(obj, "merchant")
-    money = to_money(amount, identity.currency)
+    money = amount_in(amount, identity.currency)
     with client_of(obj, home) as client, reader_of(obj, listen) as reader, LiveStatus(obj) as live:
         done = run_charge(
             home, client, reader, money, purpose=purpose, timeout=timeout, status=live
@@ -113,7 +121,7 @@ def refund(
 ) -> None:
     """Refund a payment, fully or in part."""
     home, identity = home_of(obj, "merchant")
-    minor = to_money(amount, identity.currency).minor if amount else None
+    minor = amount_in(amount, identity.currency).minor if amount else None
     with client_of(obj, home) as client:
         done = client.refund(payment_id, minor, idempotency_key=idempotency_key)
     currency = done["currency"]

@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 import click
 
 from nfcpay.cli.output import CliContext
+from nfcpay.cli.params import to_money
 from nfcpay.client import PaymentClient
-from nfcpay.errors import ConfigError
-from nfcpay.money import DEFAULT_CURRENCY, format_minor
+from nfcpay.errors import ConfigError, MoneyError
+from nfcpay.money import DEFAULT_CURRENCY, Money, format_minor
 from nfcpay.terminals.home import ROLES, Identity, TerminalHome
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,6 +35,14 @@ def client_of(obj: CliContext, home: TerminalHome) -> PaymentClient:
     from nfcpay.terminals.account import connect
 
     return connect(home, obj.server_url)
+
+
+def amount_in(text: str, currency: str) -> Money:
+    """An AMOUNT option's text in this terminal's currency; a mismatch is a usage error."""
+    try:
+        return to_money(text, currency)
+    except MoneyError as exc:
+        raise click.UsageError(exc.message) from None
 
 
 def money_text(minor: int | None, currency: str) -> str:

@@ -8,8 +8,16 @@ from typing import Any
 import click
 
 from nfcpay.cli.output import CliContext, table
-from nfcpay.cli.params import AMOUNT, DURATION, to_money
-from nfcpay.cli.terminal import LiveStatus, client_of, home_of, money_text, reader_of, tap_options
+from nfcpay.cli.params import AMOUNT, DURATION
+from nfcpay.cli.terminal import (
+    LiveStatus,
+    amount_in,
+    client_of,
+    home_of,
+    money_text,
+    reader_of,
+    tap_options,
+)
 
 
 @click.group()
@@ -53,7 +61,7 @@ def add_card(obj: CliContext, number: str, expiry: str, limit: str) -> None:
     """Register a card as a funding source."""
     home, identity = home_of(obj, "user")
     with client_of(obj, home) as client:
-        money = to_money(limit, identity.currency)
+        money = amount_in(limit, identity.currency)
         _emit_source(
             obj, client.add_card(number.replace(" ", ""), expiry, money.minor, money.currency)
         )
@@ -66,7 +74,7 @@ def add_wallet(obj: CliContext, balance: str) -> None:
     """Register a prepaid wallet as a funding source."""
     home, identity = home_of(obj, "user")
     with client_of(obj, home) as client:
-        money = to_money(balance, identity.currency)
+        money = amount_in(balance, identity.currency)
         _emit_source(obj, client.add_wallet(money.minor, money.currency))
 
 
@@ -77,7 +85,7 @@ def add_bank(obj: CliContext, balance: str) -> None:
     """Register a bank account as a funding source."""
     home, identity = home_of(obj, "user")
     with client_of(obj, home) as client:
-        money = to_money(balance, identity.currency)
+        money = amount_in(balance, identity.currency)
         _emit_source(obj, client.add_bank(money.minor, money.currency))
 
 
@@ -119,9 +127,9 @@ def _rights(currency: str, params: dict[str, Any]) -> Any:
     per_use = params["per_use"]
     expires: timedelta | None = params["expires"]
     return Rights(
-        amount_cap=to_money(params["amount"], currency).minor,
+        amount_cap=amount_in(params["amount"], currency).minor,
         max_uses=params["uses"],
-        per_use_cap=to_money(per_use, currency).minor if per_use else None,
+        per_use_cap=amount_in(per_use, currency).minor if per_use else None,
         expires_in=expires,
         purposes=tuple(params["purposes"]),
         regions=tuple(params["regions"]),
