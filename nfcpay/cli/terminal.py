@@ -71,8 +71,9 @@ def tap_options(command: F) -> F:
 def reader_of(obj: CliContext, listen: bool | None) -> Iterator[Any]:
     """Open the --device reader (imports nfcpy only now)."""
     from nfcpay.transport.reader import open_reader
+    from nfcpay.transport.roles import Mode
 
-    mode = "auto" if listen is None else ("listen" if listen else "poll")
+    mode: Mode = "auto" if listen is None else ("listen" if listen else "poll")
     # nfcpy pins its logger to INFO at import; only -vv should show its chatter
     logging.getLogger("nfc").setLevel(logging.DEBUG if obj.verbose >= 2 else logging.WARNING)
     try:

@@ -166,6 +166,7 @@ def describe_grant(grant: dict[str, Any]) -> str:
 @click.pass_obj
 def give(
     obj: CliContext,
+    /,
     to: str | None,
     grant_id: str | None,
     timeout: float,
@@ -194,7 +195,7 @@ def give(
 @rights_options
 @click.option("--to", required=True, help="The target terminal id the grant is bound to.")
 @click.pass_obj
-def issue(obj: CliContext, to: str, source_id: str | None, **params: Any) -> None:
+def issue(obj: CliContext, /, to: str, source_id: str | None, **params: Any) -> None:
     """Issue a grant ahead of time (hand it over later with `give --grant ID`)."""
     from nfcpay.terminals.user import issue as issue_grant
 

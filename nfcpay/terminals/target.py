@@ -214,14 +214,14 @@ def sign_means(
     home: TerminalHome, identity: Identity, challenge: ChallengeRecord, shares: Sequence[Share]
 ) -> MeansRecord:
     """Payment means for ``challenge``, signed with this terminal's key."""
-    presented = [
+    presented = tuple(
         PresentedGrant(
             grant_id=entry["grant_id"],
             amount=share,
             usage_auth=GrantRecord.from_json(entry["record"]).usage_auth,
         )
         for entry, share in shares
-    ]
+    )
     message = crypto.presentation_message(
         challenge=challenge.nonce,
         merchant_id=challenge.merchant_id,
