@@ -18,8 +18,17 @@ from tests.support.server import PaymentScene
 Final = Callable[[], dict[str, Any]]
 
 
-def _soon(seconds: float) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+def _soon(seconds: float) -> timedelta:
+    """A validity bound relative to the server clock, resolved when the case runs.
+
+    Resolving it at collection time would let a long suite age the bound into the past.
+    """
+    return timedelta(seconds=seconds)
+
+
+def _resolve(api: Api, kwargs: dict[str, Any]) -> dict[str, Any]:
+    now = datetime.fromtimestamp(api.clock.now, UTC)
+    return {k: now + v if isinstance(v, timedelta) else v for k, v in kwargs.items()}
 
 
 def _unknown_grant(api: Api, s: PaymentScene) -> Final:
@@ -135,14 +144,14 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[Api, PaymentScene], Final], str
     ),
     "grant_locked": ({}, _grant_locked, None),
     "unknown_source": ({}, _unknown_source, None),
-    "bill_mismatch": ({"bill_id": "b_dinner"}, _plain(100), None),
+    "bill_mismatch": ({"bill_id": "b_dinner"}, _plain(100), "bill_mismatch"),
 }
 
 
 @pytest.mark.parametrize("code", sorted(CASES))
 def test_each_decline_has_its_code_and_changes_nothing(api: Api, code: str) -> None:
     scene_kwargs, prepare, kind = CASES[code]
-    scene = api.scene(**scene_kwargs)
+    scene = api.scene(**_resolve(api, scene_kwargs))
     final = prepare(api, scene)
     before = api.snapshot()
     seen = {n["notification_id"] for n in scene.owner.client.notifications()}
