@@ -256,7 +256,7 @@ def profiler(pid: int, output: str | None) -> Iterator[None]:
         yield
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    command = [spy, "record", "--pid", str(pid), "--output", output, "--rate", "100"]
+    command = [spy, "record", "--pid", str(pid), "--output", output, "--rate", "200"]
     command += ["--nonblocking", "--gil"]
     if output.endswith(".txt"):
         command += ["--format", "raw"]
