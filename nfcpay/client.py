@@ -6,8 +6,15 @@ caller gives none) so a retry can never charge twice.
 
 Retry policy (only what is safe): a connection that could not be opened is retried for every
 call; a timeout, a 5xx, 429 or a 409 "in progress" only for idempotent calls (GET, PATCH,
-revoke, and payments/refunds, which carry their idempotency key). Retries back off with
-jitter, are bounded by ``max_retries``, and are signed afresh (new timestamp and nonce).
+revoke, and payments/refunds, which carry their idempotency key); a 503
+``database_unavailable`` for every call, because the server sends it only when nothing was
+written. Retries back off with jitter (at least the server's ``Retry-After``), are bounded by
+``max_retries``, and are signed afresh (new timestamp and nonce).
+
+TLS: an ``https://`` server is verified against the system CAs, or against ``verify`` (a CA
+file path, an ``ssl.SSLContext``) — by default the CA file named by ``$NFCPAY_CA`` (the
+``nfcpay --ca`` option). A failed verification is an :class:`ApiError` with code
+``certificate_verify_failed`` and is never retried.
 
 Every method returns the server's JSON as plain ``dict``/``list`` values, exactly the shapes of
 the API contract; list endpoints return the list itself. Failures raise
@@ -20,13 +27,16 @@ A *declined* payment is not an error: ``authorize_payment`` returns it with
 from __future__ import annotations
 
 import json
+import os
 import random
 import secrets
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -34,13 +44,15 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from nfcpay import crypto
-from nfcpay.errors import ApiError, ServerUnavailable
+from nfcpay.errors import ApiError, ConfigError, ServerUnavailable
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_RETRIES = 3
 _BACKOFF_BASE_S = 0.1
 _BACKOFF_MAX_S = 2.0
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+#: The environment variable naming a CA file for verifying the server (``nfcpay --ca``).
+CA_ENV = "NFCPAY_CA"
 
 Json = dict[str, Any]
 
@@ -56,10 +68,13 @@ def build_means(
     grants: Sequence[tuple[str, bytes, int]] = (),
     own_source_id: str | None = None,
     own_amount: int | None = None,
+    bill_id: str | None = None,
+    split_mode: str = "exact",
 ) -> Json:
     """The ``means`` object of a payment request, signed by the presenting terminal.
 
-    ``grants`` holds (grant id, usage-auth bytes, share amount) per grant.
+    ``grants`` holds (grant id, usage-auth bytes, share amount) per grant. ``bill_id`` and
+    ``split_mode`` must be the ones the payment request carries: the signature binds them.
     """
     message = crypto.presentation_message(
         challenge=challenge,
@@ -70,6 +85,8 @@ def build_means(
         grants=[crypto.GrantShare(gid, share) for gid, _, share in grants],
         own_source_id=own_source_id,
         own_amount=own_amount or 0,
+        bill_id=bill_id,
+        split_mode=split_mode,
     )
     means: Json = {
         "presenting_terminal": presenting_terminal,
@@ -111,6 +128,7 @@ class PaymentClient:
         http: httpx.Client | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        verify: str | Path | ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.terminal_id = terminal_id
@@ -119,7 +137,7 @@ class PaymentClient:
         self._timeout = timeout
         self._max_retries = max_retries
         self._owns_http = http is None
-        self._http = http or httpx.Client(transport=transport or _default_transport())
+        self._http = http or httpx.Client(transport=transport or _default_transport(verify))
 
     def close(self) -> None:
         if self._owns_http:
@@ -150,10 +168,19 @@ class PaymentClient:
         transport: httpx.BaseTransport | None = None,
         http: httpx.Client | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
+        verify: str | Path | ssl.SSLContext | None = None,
     ) -> tuple[PaymentClient, Json]:
         """Register ``private_key``'s public half; return a client for the new terminal and
         the server's answer (``terminal_id``, ``merchant_id`` for merchants, ...)."""
-        client = cls(base_url, "new", private_key, transport=transport, http=http, timeout=timeout)
+        client = cls(
+            base_url,
+            "new",
+            private_key,
+            transport=transport,
+            http=http,
+            timeout=timeout,
+            verify=verify,
+        )
         body = _drop_none(
             {
                 "role": role,
@@ -329,12 +356,13 @@ class PaymentClient:
                 attempt += 1
                 if not self._should_retry(error, safe or retry_unsafe, attempt):
                     raise
-                time.sleep(random.uniform(0, min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2**attempt)))
+                backoff = random.uniform(0, min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2**attempt))
+                time.sleep(max(backoff, min(error.retry_after_s or 0, _BACKOFF_MAX_S)))
 
     def _should_retry(self, error: ApiError, safe: bool, attempt: int) -> bool:
         if attempt > self._max_retries:
             return False
-        if error.code == "connect_failed":
+        if error.code in {"connect_failed", "database_unavailable"}:
             return True
         return safe and error.retryable
 
@@ -360,6 +388,14 @@ class PaymentClient:
                 timeout=self._timeout + extra_timeout,
             )
         except httpx.ConnectError as exc:
+            if _certificate_failure(exc):
+                raise ApiError(
+                    f"TLS certificate verification failed for {self.base_url}: "
+                    f"{_certificate_failure(exc)}. Pass the server's CA file with --ca FILE "
+                    f"(env {CA_ENV}) or PaymentClient(verify=...)",
+                    code="certificate_verify_failed",
+                    retryable=False,
+                ) from exc
             raise ServerUnavailable(
                 f"cannot reach the payment server at {self.base_url}: {exc}", code="connect_failed"
             ) from exc
@@ -381,10 +417,42 @@ class PaymentClient:
         }
 
 
-def _default_transport() -> httpx.HTTPTransport:
+def _default_transport(verify: str | Path | ssl.SSLContext | None = None) -> httpx.HTTPTransport:
     # httpx writes request headers and body separately; without TCP_NODELAY, Nagle's
     # algorithm meets the server's delayed ACK and every POST waits ~40 ms.
-    return httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    return httpx.HTTPTransport(
+        verify=tls_context(verify),
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+    )
+
+
+def tls_context(verify: str | Path | ssl.SSLContext | None = None) -> ssl.SSLContext:
+    """The context that verifies the server: ``verify`` (a CA file or a context), else the
+    CA file in ``$NFCPAY_CA``, else the system's trusted CAs."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    cafile = verify or os.environ.get(CA_ENV) or None
+    try:
+        return ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the CA file {cafile}: {exc}") from None
+
+
+def _certificate_failure(exc: BaseException) -> str | None:
+    """The verification error behind a failed TLS handshake, if that is what failed."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause.verify_message or str(cause)
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
 
 
 def new_idempotency_key() -> str:
@@ -403,7 +471,9 @@ def _decode(response: httpx.Response) -> Json:
     message = data.get("message") if isinstance(data, dict) else None
     text = message or f"the payment server answered HTTP {status}"
     if status >= 500 or status in _RETRYABLE_STATUS:
-        raise ServerUnavailable(text, code=code or "server_error", status=status)
+        error = ServerUnavailable(text, code=code or "server_error", status=status)
+        error.retry_after_s = _retry_after(response)
+        raise error
     in_progress = status == 409 and code == "idempotency_in_progress"
     field = data.get("field") if isinstance(data, dict) else None
     raise ApiError(

@@ -153,11 +153,15 @@ def presentation_message(
     grants: Sequence[GrantShare],
     own_source_id: str | None = None,
     own_amount: int = 0,
+    bill_id: str | None = None,
+    split_mode: str = "exact",
 ) -> bytes:
     """The bytes a target terminal signs to present its payment means.
 
     Binding the merchant's fresh challenge, the merchant, the amount and every grant share
     makes a copied NFC payload useless at any other counter, for any other amount, or twice.
+    A group payment also binds its bill and split mode (appended only then, so the bytes of
+    a plain payment are unchanged).
     """
     fields = [
         challenge,
@@ -170,6 +174,8 @@ def presentation_message(
     for share in grants:
         fields += [share.grant_id.encode(), str(share.amount).encode()]
     fields += [(own_source_id or "").encode(), str(own_amount).encode()]
+    if bill_id is not None or split_mode != "exact":
+        fields += [(bill_id or "").encode(), split_mode.encode()]
     return _framed(_PRESENTATION_DOMAIN, fields)
 
 

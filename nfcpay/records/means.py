@@ -18,11 +18,22 @@ funding source and share, and its Ed25519 signature over
 
 from __future__ import annotations
 
+import enum
+
 import ndef
 
 from nfcpay.errors import EncodeError
 from nfcpay.records.base import NfcpayRecord, WireStruct, record_type, wire_struct
-from nfcpay.records.fields import Binary, Currency, Items, Nested, amount, identifier, wire
+from nfcpay.records.fields import (
+    Binary,
+    Choice,
+    Currency,
+    Items,
+    Nested,
+    amount,
+    identifier,
+    wire,
+)
 
 #: Most grants one payment means may bundle (a group bill of eight).
 MAX_GRANTS = 8
@@ -39,9 +50,17 @@ class PresentedGrant(WireStruct):
     usage_auth: bytes = wire(3, Binary(32, 32, secret=True))
 
 
+class SplitMode(enum.StrEnum):
+    """How a group bill's own share is found: named exactly, or whatever the grants leave."""
+
+    EXACT = "exact"
+    REMAINDER = "remainder"
+
+
 @wire_struct
 class MeansRecord(NfcpayRecord):
-    """Presenting terminal, grant shares, optional own source and share, signature.
+    """Presenting terminal, grant shares, optional own source and share, signature, and for
+    a group bill its id and split mode (the merchant passes both on to the server).
 
     ``own_source_id`` and a positive ``own_amount`` go together; at least one grant or an
     own share must be present, and no grant may appear twice.
@@ -58,6 +77,11 @@ class MeansRecord(NfcpayRecord):
     own_source_id: str | None = wire(4, identifier("src"), default=None)
     own_amount: int = wire(5, amount(0), default=0)
     signature: bytes = wire(6, Binary(64, 64, secret=True))
+    #: The group bill these means pay (group payment); signed with the rest.
+    bill_id: str | None = wire(7, identifier("b"), default=None)
+    split_mode: SplitMode = wire(
+        8, Choice(SplitMode, {"exact": 1, "remainder": 2}), default=SplitMode.EXACT
+    )
 
     @property
     def total(self) -> int:

@@ -381,6 +381,8 @@ class PaymentScene:
             grants=grants,
             own_source_id=own_source_id,
             own_amount=own_amount,
+            bill_id=request.get("bill_id"),
+            split_mode=request.get("split_mode", "exact"),
         )
         request.setdefault("currency", self.currency)
         return self.merchant.client.authorize_payment(
@@ -402,6 +404,8 @@ def build_signed_means(
     grants: list[tuple[str, bytes, int]],
     own_source_id: str | None = None,
     own_amount: int | None = None,
+    bill_id: str | None = None,
+    split_mode: str = "exact",
 ) -> dict[str, Any]:
     from nfcpay.client import build_means
 
@@ -415,6 +419,8 @@ def build_signed_means(
         grants=grants,
         own_source_id=own_source_id,
         own_amount=own_amount,
+        bill_id=bill_id,
+        split_mode=split_mode,
     )
 
 

@@ -4,8 +4,9 @@ or none, in ONE transaction.
 Order of work inside the transaction:
 
 1. claim the merchant's idempotency key (a finished earlier request is replayed);
-2. check the split (shares add up), the presenting terminal's signature over the merchant's
-   challenge, and that the challenge is fresh;
+2. check the split (shares add up), that a bill is not paid already (PostgreSQL: a
+   transaction-scoped advisory lock on the bill id serializes its payers), the presenting
+   terminal's signature over the merchant's challenge, and that the challenge is fresh;
 3. lock the grants, then their funding sources, each in sorted id order (PostgreSQL
    ``FOR UPDATE``; SQLite holds the write lock already) and check every rule on every share;
 4. on any failure: release the key, write only the owner notifications, answer "declined";
@@ -40,15 +41,21 @@ CHALLENGE_BYTES = (16, 64)
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """Why one share (or the whole request, ``grant_id`` None) was declined."""
+    """Why one share was declined: a grant's (``grant_id``), the presenting terminal's own
+    (``source_id``), or the whole request's (neither)."""
 
     code: str
     message: str
     grant_id: str | None = None
+    source_id: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {"decline_code": self.code, "message": self.message}
-        return out if self.grant_id is None else {"grant_id": self.grant_id, **out}
+        out: dict[str, Any] = {"decline_code": self.code, "message": self.message}
+        if self.grant_id is not None:
+            out["grant_id"] = self.grant_id
+        elif self.source_id is not None:
+            out["source_id"] = self.source_id
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +86,14 @@ class _Check:
     def money(self, amount: int) -> str:
         return format_minor(amount, self.body.currency)
 
-    def fail(self, code: str, message: str, grant_id: str | None = None) -> None:
-        self.failures.append(Failure(code, message, grant_id))
+    def fail(
+        self, code: str, message: str, grant_id: str | None = None, source_id: str | None = None
+    ) -> None:
+        self.failures.append(Failure(code, message, grant_id, source_id))
+
+    def where(self) -> str:
+        """ " for bill b_…" when the payment pays a group bill (for owner notifications)."""
+        return f" for bill {self.body.bill_id}" if self.body.bill_id else ""
 
     def notify_later(self, owner: str, kind: str, message: str, **fields: Any) -> None:
         self.on_decline.append(
@@ -105,6 +118,8 @@ def authorize(
         raise RuntimeError(f"merchant {merchant_id} of a registered terminal is missing")
     check = _Check(tx, rt, now, body, merchant_id, merchant, body.purpose or merchant["category"])
     own_amount = _check_split(check)
+    if not check.failures:
+        _check_bill(check)
     if not check.failures:
         _check_presentation(check)
     if not check.failures:
@@ -183,6 +198,18 @@ def _check_split(check: _Check) -> int:
     return own
 
 
+def _check_bill(check: _Check) -> None:
+    """A bill is paid at most once (the unique index on payments.bill_id backs this up)."""
+    bill_id = check.body.bill_id
+    if bill_id is None:
+        return
+    if check.tx.dialect == "postgresql":
+        check.tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (bill_id,))
+    paid = check.tx.scalar("SELECT payment_id FROM payments WHERE bill_id = ?", (bill_id,))
+    if paid is not None:
+        check.fail("bill_already_paid", f"bill {bill_id} was already paid by payment {paid}")
+
+
 def _check_presentation(check: _Check) -> None:
     body, means = check.body, check.body.means
     key = check.rt.terminal_key(check.tx, means.presenting_terminal)
@@ -200,12 +227,14 @@ def _check_presentation(check: _Check) -> None:
         grants=[crypto.GrantShare(s.grant_id, s.amount) for s in means.grants],
         own_source_id=means.own_source_id,
         own_amount=means.own_amount or 0,
+        bill_id=body.bill_id,
+        split_mode=body.split_mode,
     )
     if key is None or not crypto.verify_signature(key.public_key, signature, message):
         check.fail(
             "bad_signature",
-            "the presenting terminal's signature over this challenge, merchant, amount "
-            "and shares is missing or wrong",
+            "the presenting terminal's signature over this challenge, merchant, amount, "
+            "shares and bill is missing or wrong",
         )
     elif check.tx.one(
         "SELECT 1 AS x FROM challenges WHERE merchant_id = ? AND challenge = ?",
@@ -251,12 +280,14 @@ def _grant_ok(check: _Check, share: GrantShareIn, row: Row, allowed: bool) -> bo
         check.notify_later(
             owner,
             "terminal_not_allowed",
-            f"terminal {presenting} tried to pay {check.money(share.amount)} with grant {gid}",
+            f"terminal {presenting} tried to pay {check.money(share.amount)}{check.where()} "
+            f"at {check.merchant_id} with grant {gid}",
             grant_id=gid,
             amount=share.amount,
             currency=check.body.currency,
             merchant_id=check.merchant_id,
             terminal_id=presenting,
+            bill_id=check.body.bill_id,
         )
         return False
     if not _usage_auth_ok(check, share, row):
@@ -290,12 +321,14 @@ def _note_mismatch(check: _Check, share: GrantShareIn, row: Row) -> None:
     check.notify_later(
         owner,
         "usage_auth_mismatch",
-        f"a wrong usage-auth was presented for grant {gid}",
+        f"a wrong usage-auth was presented for grant {gid} "
+        f"({check.money(share.amount)}{check.where()} at {check.merchant_id})",
         grant_id=gid,
         amount=share.amount,
         currency=check.body.currency,
         merchant_id=check.merchant_id,
         terminal_id=check.body.means.presenting_terminal,
+        bill_id=check.body.bill_id,
     )
     earlier = check.tx.scalar(
         "SELECT COUNT(*) AS n FROM notifications WHERE grant_id = ? AND kind = ?",
@@ -318,6 +351,9 @@ def _note_mismatch(check: _Check, share: GrantShareIn, row: Row) -> None:
 def _rights_failure(check: _Check, share: GrantShareIn, row: Row) -> tuple[str, str] | None:
     """The first usage right ``share`` breaks, as (decline code, message)."""
     gid, amount, now = row["grant_id"], share.amount, check.now
+    if row["bill_id"] is not None and row["bill_id"] != check.body.bill_id:
+        _note_bill_mismatch(check, share, row)
+        return "bill_mismatch", f"grant {gid} pays only bill {row['bill_id']}"
     if row["status"] == "locked":
         return "grant_locked", f"grant {gid} is locked"
     if row["status"] == "revoked":
@@ -354,9 +390,25 @@ def _scope_failure(check: _Check, row: Row) -> tuple[str, str] | None:
         return "region_not_allowed", f"grant {gid} does not allow region {check.merchant['region']}"
     if merchants is not None and check.merchant_id not in merchants:
         return "merchant_not_allowed", f"grant {gid} does not allow merchant {check.merchant_id}"
-    if row["bill_id"] is not None and row["bill_id"] != check.body.bill_id:
-        return "bill_mismatch", f"grant {gid} pays only bill {row['bill_id']}"
     return None
+
+
+def _note_bill_mismatch(check: _Check, share: GrantShareIn, row: Row) -> None:
+    """A member's bill-bound grant presented outside its bill: tell the member."""
+    gid, bill = row["grant_id"], check.body.bill_id
+    outside = f"bill {bill}" if bill else "a payment outside any bill"
+    check.notify_later(
+        row["issuing_terminal"],
+        "bill_mismatch",
+        f"grant {gid} for bill {row['bill_id']} was presented for {outside} "
+        f"({check.money(share.amount)} at {check.merchant_id})",
+        grant_id=gid,
+        amount=share.amount,
+        currency=check.body.currency,
+        merchant_id=check.merchant_id,
+        terminal_id=check.body.means.presenting_terminal,
+        bill_id=bill,
+    )
 
 
 def _note_expired(check: _Check, row: Row) -> None:
@@ -378,7 +430,11 @@ def _check_own_source(check: _Check, own_amount: int) -> None:
         "SELECT owner_terminal FROM funding_sources WHERE source_id = ?", (source_id,)
     )
     if owner is None or owner != check.body.means.presenting_terminal:
-        check.fail("unknown_source", f"the presenting terminal has no funding source {source_id}")
+        check.fail(
+            "unknown_source",
+            f"the presenting terminal has no funding source {source_id}",
+            source_id=source_id,
+        )
     else:
         check.shares.append(_Share(None, str(source_id), own_amount))
 
@@ -404,7 +460,8 @@ def _check_funding(check: _Check) -> None:
         if failure is not None:
             for share in check.shares:
                 if share.source_id == source_id:
-                    check.fail(*failure, share.grant_id)
+                    own = None if share.grant_id else source_id
+                    check.fail(*failure, share.grant_id, own)
 
 
 def _funding_failure(check: _Check, source: Row, total: int) -> tuple[str, str] | None:
@@ -423,7 +480,8 @@ def _funding_failure(check: _Check, source: Row, total: int) -> tuple[str, str] 
     check.notify_later(
         source["owner_terminal"],
         "limit_declined",
-        f"a payment of {check.money(total)} at {check.merchant_id} was declined: {what} too low",
+        f"a payment of {check.money(total)}{check.where()} at {check.merchant_id} was declined: "
+        f"{what} too low",
         amount=total,
         currency=check.body.currency,
         merchant_id=check.merchant_id,
@@ -508,7 +566,9 @@ def _notify_owners(check: _Check) -> None:
             check.now,
             owner,
             "grant_used",
-            f"grant {gid} paid {check.money(share.amount)} at {check.merchant_id}",
+            f"grant {gid} paid {check.money(share.amount)}"
+            + (f" (your share of bill {check.body.bill_id})" if check.body.bill_id else "")
+            + f" at {check.merchant_id}",
             amount=share.amount,
             merchant_id=check.merchant_id,
             terminal_id=check.body.means.presenting_terminal,

@@ -19,6 +19,7 @@ KINDS = frozenset(
         "grant_expired",
         "grant_revoked",
         "grant_locked",
+        "bill_mismatch",
     }
 )
 PAGE_SIZE = 100

@@ -155,7 +155,10 @@ _V1 = [
 ]
 
 #: Migration number → DDL statements. Append new versions; never edit an applied one.
-MIGRATIONS: dict[int, list[str]] = {1: _V1}
+#: v2 (group payment): a bill is paid at most once, whatever the merchant or terminal.
+_V2 = ["CREATE UNIQUE INDEX payments_bill ON payments (bill_id)"]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
 
 _ADVISORY_LOCK_KEY = 0x6E6663706179  # "nfcpay": serializes migrations across server processes
 

@@ -277,7 +277,10 @@ CASES: dict[str, Case] = {
     "grant_locked": Case("grant_locked", _pay(), setup=_lock_by_wrong_usage_auth),
     "unknown_source": Case("unknown_source", _own_share_from_foreign_source),
     "bill_mismatch": Case(
-        "bill_mismatch", _pay(), late_scene=lambda h: {"bill_id": crypto.new_id("b")}
+        "bill_mismatch",
+        _pay(),
+        late_scene=lambda h: {"bill_id": crypto.new_id("b")},
+        notified=("bill_mismatch",),  # issue 5: the member is told
     ),
 }
 
