@@ -23,7 +23,9 @@
     │   ├── InvalidRequest
     │   ├── AuthenticationFailed
     │   ├── IdempotencyConflict
-    │   └── Conflict                 the request clashes with current state
+    │   ├── Conflict                 the request clashes with current state
+    │   ├── RateLimited              429: too many requests; ``retry_after_s``
+    │   └── DatabaseUnavailable      503: nothing was written; retry later
     └── ApiError                     the client's view of a failed server call
         └── ServerUnavailable        connection refused, timeout, 5xx: retryable
 
@@ -153,11 +155,35 @@ class Conflict(PaymentError):
     status = 409
 
 
+class RateLimited(PaymentError):
+    """Too many requests (or failed authentications) from one terminal; retry later."""
+
+    code = "rate_limited"
+    status = 429
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DatabaseUnavailable(PaymentError):
+    """The database could not be reached, was locked or refused writes. The request's
+    transaction did not commit, so any request (even a non-idempotent one) may be retried."""
+
+    code = "database_unavailable"
+    status = 503
+    retryable = True
+    retry_after_s = 1
+
+
 class ApiError(NfcPayError):
     """A server call failed; ``status`` is the HTTP status (0 when none arrived) and ``field``
     the request field a validation error names."""
 
     code = "api_error"
+    #: Seconds the server asked the caller to wait (``Retry-After`` of a 429/503), if any.
+    retry_after_s: float | None = None
 
     def __init__(
         self,

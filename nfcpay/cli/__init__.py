@@ -7,6 +7,7 @@ would drag hardware libraries into commands that never touch a reader, hence the
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,12 @@ class LazyGroup(click.Group):
     "--json", "as_json", is_flag=True, envvar="NFCPAY_JSON", help="Machine-readable JSON output."
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option(
+    "--ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="NFCPAY_CA",
+    help="CA certificate file that signed an https:// server's certificate [env NFCPAY_CA].",
+)
 @click.version_option(__version__, prog_name="nfcpay")
 @click.pass_context
 def cli(
@@ -85,6 +92,7 @@ def cli(
     device: str | None,
     as_json: bool,
     verbose: int,
+    ca: Path | None,
 ) -> None:
     """nfcpay: let someone pay for you over NFC without handing over your card.
 
@@ -93,6 +101,9 @@ def cli(
     ctx.obj = CliContext.create(
         home=home, server_url=server_url, device=device, as_json=as_json, verbose=verbose
     )
+    if ca is not None:
+        # Every PaymentClient made in this process (and its children, e.g. `demo`) reads it.
+        os.environ["NFCPAY_CA"] = str(ca.resolve())
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import click
 
 from nfcpay.cli.output import CliContext
+from nfcpay.errors import ConfigError
 from nfcpay.server.settings import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -65,23 +67,63 @@ def init(obj: CliContext, data_dir: Path | None) -> None:
 @click.option("--db", "db_url", envvar="NFCPAY_SERVER_DB", help="postgresql://… (default SQLite).")
 @click.option("--host", default=DEFAULT_HOST, show_default=True)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="NFCPAY_SERVER_TLS_CERT",
+    help="Serve HTTPS with this PEM certificate (chain) [env NFCPAY_SERVER_TLS_CERT].",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="NFCPAY_SERVER_TLS_KEY",
+    help="The PEM private key of --tls-cert [env NFCPAY_SERVER_TLS_KEY].",
+)
 @click.pass_obj
-def run(obj: CliContext, data_dir: Path | None, db_url: str | None, host: str, port: int) -> None:
-    """Serve the HTTP API until interrupted."""
+def run(
+    obj: CliContext,
+    data_dir: Path | None,
+    db_url: str | None,
+    host: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
+    """Serve the HTTP API until interrupted.
+
+    Operational limits come from the environment: NFCPAY_SERVER_DB_TIMEOUT (s before 503),
+    NFCPAY_SERVER_RATE_LIMIT / _RATE_BURST (requests per terminal), NFCPAY_SERVER_AUTH_FAILURE_
+    BURST / _RATE, NFCPAY_SERVER_IDEMPOTENCY_RETENTION (s, default 86400).
+    """
     import uvicorn
 
     from nfcpay.server.app import create_app
 
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
     path = _data_dir(data_dir)
     if init_data_dir(path):
         click.echo(f"Initialized a new data directory {path} (master key created).", err=True)
-    settings = ServerSettings(data_dir=path, db_url=db_url, host=host, port=port)
+    settings = dataclasses.replace(
+        ServerSettings.from_env(), data_dir=path, db_url=db_url, host=host, port=port
+    )
     app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        log_level="info" if obj.verbose else "warning",
+        access_log=False,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+    )
+    try:
+        config.load()  # builds the TLS context now: a bad certificate or key fails early
+    except OSError as exc:  # ssl.SSLError included
+        raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from None
     sock = _listen(host, port)
     bound_port = sock.getsockname()[1]
     database = (
         "PostgreSQL" if db_url else f"SQLite {settings.database_url.removeprefix('sqlite:///')}"
     )
-    click.echo(f"nfcpay server listening on http://{host}:{bound_port} ({database})")
-    config = uvicorn.Config(app, log_level="info" if obj.verbose else "warning", access_log=False)
+    scheme = "https" if tls_cert else "http"
+    click.echo(f"nfcpay server listening on {scheme}://{host}:{bound_port} ({database})")
     uvicorn.Server(config).run(sockets=[sock])

@@ -2,16 +2,21 @@
 
 Domain errors become HTTP answers in ONE table, :data:`EXCEPTION_HANDLERS`. Starlette looks
 handlers up along the exception's MRO, so the ``PaymentError`` entry covers the whole family
-(each subclass carries its own ``status`` and ``code``).
+(each subclass carries its own ``status`` and ``code``). 429 and 503 answers carry
+``Retry-After``.
+
+The OpenAPI document names these error answers for every operation (:func:`_openapi`), with
+the one error body the API uses, so a client generator or a schema fuzzer sees the truth.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,25 +24,33 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nfcpay import __version__
 from nfcpay.crypto import FieldCipher
-from nfcpay.errors import PaymentError
+from nfcpay.errors import DatabaseUnavailable, PaymentError
 from nfcpay.server.routes import build_router
-from nfcpay.server.runtime import Runtime
+from nfcpay.server.runtime import Runtime, purge_idempotency_keys, purge_interval_s
 from nfcpay.server.settings import ServerSettings, load_master_key
 from nfcpay.server.store import migrate, open_database
 
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"error": code, "message": message}
     if field is not None:
         body["field"] = field
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _payment_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PaymentError)
-    return _error(exc.status, exc.code, exc.message, getattr(exc, "field", None))
+    retry = getattr(exc, "retry_after_s", None)
+    headers = {"Retry-After": str(retry)} if retry is not None else None
+    return _error(exc.status, exc.code, exc.message, getattr(exc, "field", None), headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -52,7 +65,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return _error(exc.status_code, code, str(exc.detail))
+    return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -68,10 +81,72 @@ EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
 }
 
 
+#: The error answers every signed operation may give (see /work/notes/API.md "Errors").
+_SIGNED_ERRORS = {
+    "401": "Missing, bad, stale or replayed request signature (authentication_failed)",
+    "403": "The calling terminal's role may not do this (forbidden)",
+    "404": "No such object visible to the calling terminal (not_found)",
+    "409": "The request clashes with current state or an idempotency key",
+    "422": "Invalid request; `field` names the offending field (validation_error, ...)",
+    "429": "Too many requests or failed authentications; see Retry-After (rate_limited)",
+    "503": "The database is unavailable; nothing was written; see Retry-After",
+}
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "machine-readable code"},
+        "message": {"type": "string"},
+        "field": {"type": "string"},
+    },
+}
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's document with the API's real error answers (its default 422 body, a
+    ``detail`` list, is not what this server sends)."""
+    original = app.openapi
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Error"] = _ERROR_SCHEMA
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for path, operations in schema.get("paths", {}).items():
+            codes = {"503": _SIGNED_ERRORS["503"]} if path == "/v1/health" else _SIGNED_ERRORS
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in codes.items():
+                    responses[status] = {"description": description, "content": error}
+        app.openapi_schema = schema
+        return schema
+
+    return document
+
+
+async def _purge_idempotency_keys_forever(rt: Runtime) -> None:
+    """The periodic task that enforces the idempotency retention period."""
+    while True:
+        await anyio.sleep(purge_interval_s(rt.settings))
+        try:
+            purged = await anyio.to_thread.run_sync(purge_idempotency_keys, rt)
+        except DatabaseUnavailable as exc:
+            log.warning("idempotency purge skipped: %s", exc.message)
+        except Exception:
+            # A maintenance task must not take the server down; the next round retries.
+            log.exception("idempotency purge failed")
+        else:
+            log.debug("purged %d expired idempotency keys", purged)
+
+
 def create_runtime(settings: ServerSettings) -> Runtime:
     """Load the master key, open the database and bring its schema up to date."""
     cipher = FieldCipher(load_master_key(settings.master_key_path))
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, timeout_s=settings.db_timeout_s)
     try:
         migrate(db)
     except BaseException:
@@ -86,7 +161,10 @@ def create_app(settings: ServerSettings, *, runtime: Runtime | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_purge_idempotency_keys_forever, rt)
+            yield
+            tasks.cancel_scope.cancel()
         rt.db.close()
 
     app = FastAPI(
@@ -98,4 +176,5 @@ def create_app(settings: ServerSettings, *, runtime: Runtime | None = None) -> F
     )
     app.state.runtime = rt
     app.include_router(build_router(rt))
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app

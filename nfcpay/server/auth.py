@@ -4,6 +4,12 @@ The signature covers method, path with query, timestamp, nonce, terminal id and 
 the body (:func:`nfcpay.crypto.request_message`). Here the signature and timestamp are
 checked; the nonce is consumed in the request's own database transaction
 (:meth:`Runtime.unit`) so that a replay is refused on every server process.
+
+Rate limits (per process, :mod:`.ratelimit`): a verified terminal takes one token from its
+request bucket; a failed verification takes one from the failure bucket of (client address,
+claimed terminal id), and an empty failure bucket refuses further attempts before any work.
+Keying failures by address too means an attacker cannot lock a real terminal out by sending
+garbage in its name from elsewhere. Both answer 429 ``rate_limited`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import anyio
 from fastapi import Request
 
 from nfcpay import crypto
-from nfcpay.errors import AuthenticationFailed
+from nfcpay.errors import AuthenticationFailed, RateLimited
+from nfcpay.server.ratelimit import retry_after
 from nfcpay.server.runtime import Caller, Runtime
 
 TERMINAL_HEADER = "x-nfcpay-terminal"
@@ -63,7 +70,30 @@ def _headers(request: Request) -> tuple[str, int, str, bytes]:
 async def verify_request(
     request: Request, runtime: Runtime, *, registering: bool = False
 ) -> SignedRequest:
-    """Check the signature headers of ``request``; raise AuthenticationFailed on any doubt."""
+    """Check the signature headers of ``request``; raise AuthenticationFailed on any doubt,
+    RateLimited when the caller is over its request or failure budget."""
+    address = request.client.host if request.client else "unknown"
+    claimed = request.headers.get(TERMINAL_HEADER, "")
+    failures_key = (address, claimed)
+    wait = runtime.auth_failures.wait(failures_key)
+    if wait:
+        raise RateLimited(
+            "too many failed authentications from this address for this terminal",
+            retry_after_s=retry_after(wait),
+        )
+    try:
+        signed = await _verify(request, runtime, registering=registering)
+    except AuthenticationFailed:
+        runtime.auth_failures.take(failures_key)
+        raise
+    caller = signed.caller.terminal_id
+    wait = runtime.requests.take(("new", address) if registering else caller)
+    if wait:
+        raise RateLimited("too many requests from this terminal", retry_after_s=retry_after(wait))
+    return signed
+
+
+async def _verify(request: Request, runtime: Runtime, *, registering: bool) -> SignedRequest:
     terminal_id, timestamp, nonce, signature = _headers(request)
     if abs(runtime.clock() - timestamp) > runtime.settings.max_clock_skew_s:
         raise AuthenticationFailed("request timestamp is too far from the server clock")

@@ -1,4 +1,5 @@
-"""What every request handler shares: the database, the field cipher and the clock."""
+"""What every request handler shares: the database, the field cipher, the clock and the
+per-process rate limits; plus the periodic purge of expired idempotency keys."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TypeVar
 
 from nfcpay.crypto import FieldCipher
 from nfcpay.errors import AuthenticationFailed
+from nfcpay.server.ratelimit import TokenBuckets
 from nfcpay.server.settings import ServerSettings
 from nfcpay.server.store import Database, Tx
 
@@ -46,6 +48,19 @@ class Runtime:
     clock: Callable[[], float] = time.time
     _last_prune: float = field(default=0.0, repr=False)
     _keys: dict[str, TerminalKey] = field(default_factory=dict, repr=False)
+    #: Requests per authenticated terminal (and per address for registrations).
+    requests: TokenBuckets = field(init=False, repr=False)
+    #: Failed authentications per (client address, claimed terminal id).
+    auth_failures: TokenBuckets = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        # The buckets read the clock through self, so a test clock set later still applies.
+        self.requests = TokenBuckets(s.rate_limit_per_s, s.rate_limit_burst, self._now)
+        self.auth_failures = TokenBuckets(s.auth_failure_per_s, s.auth_failure_burst, self._now)
+
+    def _now(self) -> float:
+        return self.clock()
 
     def now_us(self) -> int:
         return int(self.clock() * 1_000_000)
@@ -86,6 +101,26 @@ class Runtime:
         self._last_prune = now
         horizon = int((now - 2 * self.settings.max_clock_skew_s) * 1_000_000)
         tx.execute("DELETE FROM request_nonces WHERE seen_at < ?", (horizon,))
+
+
+def purge_interval_s(settings: ServerSettings) -> float:
+    """How often :func:`purge_idempotency_keys` runs: keys live between the retention and
+    the retention plus this interval."""
+    return min(settings.idempotency_retention_s, 60.0)
+
+
+def purge_idempotency_keys(runtime: Runtime) -> int:
+    """Delete idempotency keys older than the retention period; returns how many.
+
+    A retry with an expired key is a new request: it may charge again, exactly like a
+    payment API's keys after their retention (merchants retry within minutes, not days).
+    """
+    horizon = runtime.now_us() - int(runtime.settings.idempotency_retention_s * 1_000_000)
+    return runtime.db.run(
+        lambda tx: (
+            tx.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (horizon,)).rowcount
+        )
+    )
 
 
 def consume_nonce(tx: Tx, caller: Caller, now_us: int) -> None:

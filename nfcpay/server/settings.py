@@ -38,15 +38,36 @@ class ServerSettings:
     port: int = DEFAULT_PORT
     #: Accepted clock difference between a terminal's request timestamp and the server.
     max_clock_skew_s: int = 300
+    #: How long a request waits for a locked SQLite file or a PostgreSQL connection before
+    #: it is answered 503 database_unavailable (fail fast instead of piling up requests).
+    db_timeout_s: float = 5.0
+    #: Per-terminal, per-process token bucket: sustained requests per second and burst.
+    #: A flood guard: far above what one real terminal (or the benchmark's merchant) sends.
+    rate_limit_per_s: float = 2000.0
+    rate_limit_burst: int = 4000
+    #: Failed authentications (bad signature, unknown terminal, stale timestamp) allowed per
+    #: (client address, claimed terminal) before it gets 429: burst, then this many per second.
+    auth_failure_burst: int = 10
+    auth_failure_per_s: float = 0.5
+    #: Idempotency keys are kept at least this long (the documented retention period), and
+    #: purged by a periodic task that runs every ``min(retention, 60 s)``.
+    idempotency_retention_s: float = 24 * 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
+        """Settings from ``NFCPAY_SERVER_*`` variables (see :data:`TUNING_ENV`)."""
         env = os.environ if environ is None else environ
+        tuning = {
+            name: _positive(env, variable, kind)
+            for variable, (name, kind) in TUNING_ENV.items()
+            if env.get(variable)
+        }
         return cls(
             data_dir=default_data_dir(env),
             db_url=env.get("NFCPAY_SERVER_DB") or None,
             host=env.get("NFCPAY_SERVER_HOST", DEFAULT_HOST),
             port=int(env.get("NFCPAY_SERVER_PORT", DEFAULT_PORT)),
+            **tuning,  # type: ignore[arg-type]
         )
 
     @property
@@ -56,6 +77,27 @@ class ServerSettings:
     @property
     def master_key_path(self) -> Path:
         return self.data_dir / MASTER_KEY_FILE
+
+
+#: Environment variable → (settings field, type) for the operational knobs.
+TUNING_ENV: dict[str, tuple[str, type[int] | type[float]]] = {
+    "NFCPAY_SERVER_DB_TIMEOUT": ("db_timeout_s", float),
+    "NFCPAY_SERVER_RATE_LIMIT": ("rate_limit_per_s", float),
+    "NFCPAY_SERVER_RATE_BURST": ("rate_limit_burst", int),
+    "NFCPAY_SERVER_AUTH_FAILURE_BURST": ("auth_failure_burst", int),
+    "NFCPAY_SERVER_AUTH_FAILURE_RATE": ("auth_failure_per_s", float),
+    "NFCPAY_SERVER_IDEMPOTENCY_RETENTION": ("idempotency_retention_s", float),
+}
+
+
+def _positive(env: Mapping[str, str], variable: str, kind: type[int] | type[float]) -> float:
+    try:
+        value = kind(env[variable])
+    except ValueError:
+        raise ConfigError(f"{variable}={env[variable]!r} is not a {kind.__name__}") from None
+    if value <= 0:
+        raise ConfigError(f"{variable} must be positive, not {env[variable]!r}")
+    return value
 
 
 def init_data_dir(data_dir: Path) -> bool:

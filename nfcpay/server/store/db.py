@@ -11,6 +11,13 @@ the two databases are confined to this module and the DDL in :mod:`.migrations`:
 * PostgreSQL (psycopg 3): a small pool of connections at READ COMMITTED; services lock the
   rows they will change with ``SELECT … FOR UPDATE`` (:attr:`Tx.for_update`) in sorted id
   order, so concurrent authorizations queue on the rows instead of overspending them.
+
+When the database itself is the problem (SQLite file locked beyond the timeout, read-only,
+full or failing; PostgreSQL unreachable or its connection killed) :meth:`Database.run` raises
+:class:`~nfcpay.errors.DatabaseUnavailable` (HTTP 503) quickly, and only when the transaction
+certainly did not commit. Broken PostgreSQL connections are dropped from the pool and the
+transaction is retried once on a fresh one, so the server recovers by itself when the
+database returns. A failure *during* COMMIT has an unknown outcome and is not translated.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from nfcpay.errors import ConfigError
+from nfcpay.errors import ConfigError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,11 @@ Params = Sequence[Any]
 
 #: How often one transaction is retried after losing a race before the error surfaces (500).
 MAX_ATTEMPTS = 30
+#: Default wait for a locked database or a new connection before answering 503.
+DEFAULT_TIMEOUT_S = 5.0
+#: SQLite primary result codes that mean "the database is unusable right now", not a bug:
+#: BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 13, 14, 15})
 
 
 class _Cursor(Protocol):
@@ -48,6 +60,10 @@ class _Cursor(Protocol):
 
 class RetryableConflict(Exception):
     """Raised inside a transaction to have :meth:`Database.run` roll back and run it again."""
+
+
+class _StaleConnection(Exception):
+    """A pooled connection turned out to be dead before anything committed: retry afresh."""
 
 
 class Tx:
@@ -100,16 +116,25 @@ class Database:
     """Base class: a dialect name, :meth:`run` with retries, and :meth:`close`."""
 
     dialect: str
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
     def run(self, work: Callable[[Tx], T]) -> T:
         """Run ``work(tx)`` in one transaction, retrying it if it lost a race; commit its result.
 
         Any exception from ``work`` rolls the whole transaction back and propagates.
+        Raises :class:`DatabaseUnavailable` when the database cannot be used.
         """
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 with self._transaction() as tx:
                     return work(tx)
+            except _StaleConnection:
+                if attempt == MAX_ATTEMPTS:
+                    raise DatabaseUnavailable(
+                        "the payment database connection keeps failing; retry later"
+                    ) from None
+                log.warning("database connection was lost; retrying on a new one")
+                continue
             except Exception as exc:
                 if attempt == MAX_ATTEMPTS or not self._is_retryable(exc):
                     raise
@@ -132,10 +157,11 @@ class Database:
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(self, path: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.path = path
+        self.timeout_s = timeout_s
         self._conn = sqlite3.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
+            str(path), isolation_level=None, check_same_thread=False, timeout=timeout_s
         )
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -145,29 +171,61 @@ class SqliteDatabase(Database):
 
     @contextmanager
     def _transaction(self) -> Iterator[Tx]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        # Requests queue on the process lock as well as on the file lock: both waits are
+        # bounded so a locked file answers 503 quickly instead of piling up requests.
+        if not self._lock.acquire(timeout=self.timeout_s):
+            raise DatabaseUnavailable(
+                f"the payment database is busy (no turn within {self.timeout_s:g} s); retry later"
+            )
+        try:
+            self._begin()
             try:
                 yield Tx(self._conn, self.dialect)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error) and _sqlite_unavailable(exc):
+                    raise DatabaseUnavailable(
+                        f"the payment database cannot be written ({_sqlite_reason(exc)}); "
+                        "nothing was saved, retry later"
+                    ) from None
                 raise
-            self._conn.execute("COMMIT")
+        finally:
+            self._lock.release()
 
-    def _is_retryable(self, exc: Exception) -> bool:
-        return super()._is_retryable(exc) or (
-            isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
-        )
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE, which waits up to the busy timeout for other processes' writes."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if not _sqlite_unavailable(exc):
+                raise
+            raise DatabaseUnavailable(
+                f"the payment database is unavailable ({_sqlite_reason(exc)}, waited "
+                f"{self.timeout_s:g} s); nothing was saved, retry later"
+            ) from None
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
 
+def _sqlite_unavailable(exc: sqlite3.Error) -> bool:
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_UNAVAILABLE
+
+
+def _sqlite_reason(exc: sqlite3.Error) -> str:
+    """The SQLite error text: fixed strings such as "database is locked", never values."""
+    return str(exc) or getattr(exc, "sqlite_errorname", "unavailable")
+
+
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 8, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
         try:
             import psycopg
             from psycopg.rows import dict_row
@@ -177,41 +235,90 @@ class PostgresDatabase(Database):
         self._url = url
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._all: list[Any] = []
-        self._connect = functools.partial(psycopg.connect, url, row_factory=dict_row)
+        self.timeout_s = timeout_s
+        self._connect = functools.partial(
+            psycopg.connect,
+            url,
+            row_factory=dict_row,
+            connect_timeout=max(1, round(timeout_s)),
+        )
         self._free = threading.Semaphore(pool_size)
+        self._all_lock = threading.Lock()
         try:
-            self._pool.put(self._new_connection())
+            self._pool.put(self._connect_tracked())
         except psycopg.OperationalError as exc:
-            raise ConfigError(f"cannot connect to PostgreSQL: {exc}") from None
+            raise ConfigError(f"cannot connect to PostgreSQL: {_pg_reason(exc)}") from None
 
-    def _new_connection(self) -> Any:
+    def _connect_tracked(self) -> Any:
         conn = self._connect()
-        self._all.append(conn)
+        with self._all_lock:
+            self._all.append(conn)
         return conn
 
-    @contextmanager
-    def _checkout(self) -> Iterator[Any]:
-        with self._free:
-            try:
-                conn = self._pool.get_nowait()
-            except queue.Empty:
-                conn = self._new_connection()
-            if conn.closed:
+    def _new_connection(self) -> Any:
+        try:
+            return self._connect_tracked()
+        except self._psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"cannot reach the payment database (PostgreSQL: {_pg_reason(exc)}); retry later"
+            ) from None
+
+    def _discard(self, conn: Any) -> None:
+        with self._all_lock:
+            if conn in self._all:
                 self._all.remove(conn)
-                conn = self._new_connection()
+        conn.close()
+
+    def _discard_idle(self) -> None:
+        """After one dead connection, assume the idle ones died with it (server restart,
+        pg_terminate_backend of all sessions): drop them rather than fail on each in turn."""
+        while True:
             try:
-                yield conn
+                self._discard(self._pool.get_nowait())
+            except queue.Empty:
+                return
+
+    @contextmanager
+    def _checkout(self) -> Iterator[tuple[Any, bool]]:
+        """A connection and whether it came from the pool (a reused one may be stale)."""
+        if not self._free.acquire(timeout=self.timeout_s):
+            raise DatabaseUnavailable(
+                f"all payment database connections are busy (waited {self.timeout_s:g} s)"
+            )
+        try:
+            try:
+                conn, reused = self._pool.get_nowait(), True
+            except queue.Empty:
+                conn, reused = self._new_connection(), False
+            if conn.closed:
+                self._discard(conn)
+                conn, reused = self._new_connection(), False
+            try:
+                yield conn, reused
             finally:
-                self._pool.put(conn)
+                if conn.closed or conn.broken:
+                    self._discard(conn)
+                else:
+                    self._pool.put(conn)
+        finally:
+            self._free.release()
 
     @contextmanager
     def _transaction(self) -> Iterator[Tx]:
-        with self._checkout() as conn:
+        with self._checkout() as (conn, reused):
             try:
                 yield Tx(conn, self.dialect)
-            except BaseException:
-                if not conn.closed:
+            except BaseException as exc:
+                if not (conn.closed or conn.broken):
                     conn.rollback()
+                elif isinstance(exc, self._psycopg.Error):
+                    # The connection died before COMMIT, so the server rolled it back.
+                    self._discard_idle()
+                    if reused:
+                        raise _StaleConnection from None
+                    raise DatabaseUnavailable(
+                        "the payment database connection was lost; nothing was saved, retry later"
+                    ) from None
                 raise
             conn.commit()
 
@@ -222,14 +329,23 @@ class PostgresDatabase(Database):
         )
 
     def close(self) -> None:
-        for conn in self._all:
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
             conn.close()
 
 
-def open_database(url: str) -> Database:
-    """Open ``sqlite:///path`` or ``postgresql://…``."""
+def _pg_reason(exc: Exception) -> str:
+    """The first line of a connection error (host, port and cause; never a password)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def open_database(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Database:
+    """Open ``sqlite:///path`` or ``postgresql://…``; ``timeout_s`` bounds lock and connect
+    waits before :class:`DatabaseUnavailable`."""
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDatabase(url)
+        return PostgresDatabase(url, timeout_s=timeout_s)
     if url.startswith("sqlite:///"):
-        return SqliteDatabase(Path(url.removeprefix("sqlite:///")))
+        return SqliteDatabase(Path(url.removeprefix("sqlite:///")), timeout_s=timeout_s)
     raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://…")
