@@ -1,0 +1,100 @@
+"""Guessing and flooding (issue 6, attack suite), against real server processes:
+per-terminal request limits answer 429 with Retry-After; repeated bad signatures from one
+terminal are throttled; repeated wrong usage-auth values lock the grant and notify its owner.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nfcpay import crypto
+from nfcpay.errors import ServerUnavailable
+from tests.hardening.support import no_retry
+from tests.support.server import payment_scene, register_terminal, start_server
+
+LIMITS = {
+    "NFCPAY_SERVER_RATE_LIMIT": "1",
+    "NFCPAY_SERVER_RATE_BURST": "5",
+    "NFCPAY_SERVER_AUTH_FAILURE_BURST": "3",
+    "NFCPAY_SERVER_AUTH_FAILURE_RATE": "1",
+}
+
+
+def test_per_terminal_request_limit_429_with_retry_after(tmp_path: Path) -> None:
+    with start_server(tmp_path / "srv", env=LIMITS) as server:
+        busy = register_terminal(server.url, "user")
+        calm = register_terminal(server.url, "user")
+        client = no_retry(busy, server.url)
+        answered = 0
+        with pytest.raises(ServerUnavailable) as caught:
+            for _ in range(10):
+                client.me()
+                answered += 1
+        assert answered <= 5
+        error = caught.value
+        assert (error.status, error.code) == (429, "rate_limited")
+        assert error.retry_after_s is not None and error.retry_after_s >= 1
+        assert calm.client.me()["terminal_id"] == calm.terminal_id, "limits are per terminal"
+
+        time.sleep(error.retry_after_s)
+        assert client.me()["terminal_id"] == busy.terminal_id
+        # The regular client honours Retry-After and retries idempotent calls by itself.
+        for _ in range(6):
+            busy.client.me()
+
+
+def test_bad_signatures_from_one_terminal_are_throttled(tmp_path: Path) -> None:
+    with start_server(tmp_path / "srv", env=LIMITS) as server:
+        victim = register_terminal(server.url, "user")
+        forger = crypto.generate_terminal_key()
+        with httpx.Client(base_url=server.url) as http:
+
+            def forged() -> httpx.Response:
+                path = "/v1/terminals/me"
+                ts, nonce = int(time.time()), secrets.token_urlsafe(18)
+                message = crypto.request_message("GET", path, ts, nonce, victim.terminal_id, b"")
+                return http.get(
+                    path,
+                    headers={
+                        "X-Nfcpay-Terminal": victim.terminal_id,
+                        "X-Nfcpay-Timestamp": str(ts),
+                        "X-Nfcpay-Nonce": nonce,
+                        "X-Nfcpay-Signature": crypto.b64e(forger.sign(message)),
+                    },
+                )
+
+            statuses = [forged().status_code for _ in range(6)]
+            assert statuses[:3] == [401, 401, 401]
+            assert statuses[3:] == [429, 429, 429]
+            throttled = forged()
+            assert throttled.json()["error"] == "rate_limited"
+            assert int(throttled.headers["Retry-After"]) >= 1
+            # The failure budget refills (1 per second here) and then verification resumes.
+            time.sleep(int(throttled.headers["Retry-After"]) + 0.1)
+            assert forged().status_code == 401
+
+
+def test_wrong_usage_auth_locks_grant_and_notifies_owner(tmp_path: Path) -> None:
+    with start_server(tmp_path / "srv") as server:
+        scene = payment_scene(server.url, max_uses=10)
+        declines = []
+        for _ in range(5):
+            guess = [(scene.grant_id, secrets.token_bytes(32), 1_000)]
+            declines.append(scene.pay(1_000, grants=guess)["decline_code"])
+        assert declines[:4] == ["usage_auth_mismatch"] * 4
+        assert declines[4] in {"usage_auth_mismatch", "grant_locked"}
+        # Even the genuine usage-auth is refused now: the grant is locked.
+        assert scene.pay(1_000)["decline_code"] == "grant_locked"
+        assert scene.owner.client.get_grant(scene.grant_id)["status"] == "locked"
+
+        kinds = [n["kind"] for n in scene.owner.client.notifications()]
+        assert kinds.count("usage_auth_mismatch") == 5
+        assert kinds.count("grant_locked") == 1
+        assert all(n["grant_id"] == scene.grant_id for n in scene.owner.client.notifications())
+        assert scene.target.client.notifications() == [], "only the owner is told"
+        assert server.audit() == []
