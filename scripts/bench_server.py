@@ -61,6 +61,8 @@ AMOUNT = 1
 CURRENCY = "KRW"
 PATH = "/v1/payments"
 WARMUP_REQUESTS_PER_CONNECTION = 10
+#: Requests are signed before the run; the server accepts timestamps up to 300 s old.
+MAX_SIGNED_AGE_S = 240
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,7 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help="py-spy the server during the HTTP run (.svg/.txt)")
     parser.add_argument("--json", action="store_true", help="also print a JSON summary line")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
-    return bench(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    if not args.requests and args.duration > MAX_SIGNED_AGE_S:
+        parser.error(f"--duration above {MAX_SIGNED_AGE_S} s: pre-signed requests would go stale")
+    return bench(args)
 
 
 if __name__ == "__main__":
