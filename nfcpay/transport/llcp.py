@@ -4,7 +4,9 @@ The waiting side binds the service name before the link comes up; the tapping si
 connects to it by name. Messages travel length-prefixed (:mod:`~nfcpay.transport.framing`)
 and are cut to the peer's send MIU; nfcpay announces a link and socket MIU of
 ``timing.LLCP_MIU`` so most messages need one I-PDU, and still works with peers that keep
-the 128-byte default. nfcpy's LLC runs in a background thread for the life of the tap.
+the 128-byte default. nfcpy's LLC runs in a background thread for the life of the tap;
+:mod:`~nfcpay.transport.llc` closes nfcpy's connection set-up races, so either side may
+speak first.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from nfcpay import errors
 from nfcpay.transport import timing
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.framing import Deframer, chunks, frame
+from nfcpay.transport.llc import Llc
 from nfcpay.transport.nfcpy import map_nfc_errors
 from nfcpay.transport.roles import Role
 
@@ -132,9 +135,7 @@ def _open_connection(
     try:
         with map_nfc_errors(f"opening LLCP service {urn}"):
             if listener is not None:
-                accepted = listener.accept()
-                _wait_until_sent(listener, link)
-                return accepted
+                return listener.accept()
             sock = new_socket(link.llc)
             sock.connect(urn)
             return sock
@@ -148,24 +149,13 @@ def _open_connection(
         watchdog.cancel()
 
 
-def _wait_until_sent(listener: nfc.llcp.Socket, link: LinkThread) -> None:
-    """Hold our first I-PDU until the CONNECTION COMPLETE PDU has left.
-
-    nfcpy queues CC on the listening socket and data on the accepted one, and dequeues the
-    accepted socket first; an I-PDU sent straight after ``accept()`` can then overtake CC in
-    one AGF frame, and the peer (still in CONNECT state) drops it.
-    """
-    while listener._tco.send_queue and link.alive:
-        time.sleep(0.001)
-
-
 @contextmanager
 def llcp_tap(
     clf: nfc.ContactlessFrontend, *, service: str, offer: bool, role: Role, deadline: float | None
 ) -> Iterator[LlcpChannel]:
     """One tap over LLCP: link up, service connection, then the channel; link down on exit."""
     urn = service_urn(service)
-    llc = nfc.llcp.llc.LogicalLinkController(miu=timing.LLCP_MIU, lto=timing.LLCP_LTO_MS, sec=False)
+    llc = Llc(miu=timing.LLCP_MIU, lto=timing.LLCP_LTO_MS, sec=False)
     listener = None
     if offer:
         listener = new_socket(llc)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+LATE_PEER = Path(__file__).with_name("late_peer.py")
 
 
 @pytest.fixture
@@ -30,10 +31,11 @@ def port() -> int:
 class Peer:
     """One ``python -m nfcpay.transport.peer`` process; its JSON events arrive on a queue."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, late: str | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+        program = [str(LATE_PEER), late] if late else ["-m", "nfcpay.transport.peer"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nfcpay.transport.peer", *args],
+            [sys.executable, *program, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -87,11 +89,11 @@ class Peer:
 
 @pytest.fixture
 def spawn() -> Iterator[Any]:
-    """Start peer processes; all are killed at the end of the test."""
+    """Start peer processes (``late="connect"|"accept"``: late_peer.py); all killed at the end."""
     peers: list[Peer] = []
 
-    def start(*args: str) -> Peer:
-        peer = Peer(*args)
+    def start(*args: str, late: str | None = None) -> Peer:
+        peer = Peer(*args, late=late)
         peers.append(peer)
         return peer
 
