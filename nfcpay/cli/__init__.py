@@ -27,6 +27,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "target": "nfcpay.cli.target:target",
     "merchant": "nfcpay.cli.merchant:merchant",
     "demo": "nfcpay.cli.demo:demo",
+    "group": "nfcpay.cli.group:group",
 }
 
 

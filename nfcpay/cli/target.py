@@ -103,15 +103,47 @@ def _show_wallet(data: dict[str, Any]) -> None:
 
 @target.command()
 @click.option("--grant", "grant_ids", multiple=True, help="Pay with this grant (repeat).")
+@click.option("--bill", "bill_id", help="Pay this group bill (see `nfcpay group collect`).")
+@click.option(
+    "--own-source",
+    "own_source_id",
+    help="With --bill: your funding source for your own share (default: the first active).",
+)
 @tap_options
 @click.pass_obj
-def pay(obj: CliContext, grant_ids: tuple[str, ...], timeout: float, listen: bool | None) -> None:
+def pay(
+    obj: CliContext,
+    grant_ids: tuple[str, ...],
+    bill_id: str | None,
+    own_source_id: str | None,
+    timeout: float,
+    listen: bool | None,
+) -> None:
     """Tap the merchant's terminal, answer its challenge and show the result it sends back."""
     from nfcpay.terminals.target import pay as pay_merchant
 
-    home, _ = home_of(obj, "target")
+    home, identity = home_of(obj, "target")
+    if bill_id is not None and grant_ids:
+        raise click.UsageError("--bill presents the bill's grants: no --grant with it")
+    if bill_id is not None and own_source_id is None:
+        from nfcpay.errors import ConfigError
+        from nfcpay.terminals.user import default_source
+
+        with client_of(obj, home) as client:
+            try:
+                own_source_id = default_source(client, identity.currency)
+            except ConfigError:
+                own_source_id = None  # fine while the members' shares cover the bill
     with reader_of(obj, listen) as reader, LiveStatus(obj) as live:
-        paid = pay_merchant(home, reader, grant_ids=grant_ids, timeout=timeout, status=live)
+        paid = pay_merchant(
+            home,
+            reader,
+            grant_ids=grant_ids,
+            bill_id=bill_id,
+            own_source_id=own_source_id,
+            timeout=timeout,
+            status=live,
+        )
     receipt = paid.receipt
     money = money_text(receipt["amount"], receipt["currency"])
     if paid.status == "approved":

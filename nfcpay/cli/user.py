@@ -59,7 +59,7 @@ def _emit_source(obj: CliContext, source: dict[str, Any]) -> None:
 @click.pass_obj
 def add_card(obj: CliContext, number: str, expiry: str, limit: str) -> None:
     """Register a card as a funding source."""
-    home, identity = home_of(obj, "user")
+    home, identity = home_of(obj, "user", "target")
     with client_of(obj, home) as client:
         money = amount_in(limit, identity.currency)
         _emit_source(
@@ -72,7 +72,7 @@ def add_card(obj: CliContext, number: str, expiry: str, limit: str) -> None:
 @click.pass_obj
 def add_wallet(obj: CliContext, balance: str) -> None:
     """Register a prepaid wallet as a funding source."""
-    home, identity = home_of(obj, "user")
+    home, identity = home_of(obj, "user", "target")
     with client_of(obj, home) as client:
         money = amount_in(balance, identity.currency)
         _emit_source(obj, client.add_wallet(money.minor, money.currency))
@@ -83,7 +83,7 @@ def add_wallet(obj: CliContext, balance: str) -> None:
 @click.pass_obj
 def add_bank(obj: CliContext, balance: str) -> None:
     """Register a bank account as a funding source."""
-    home, identity = home_of(obj, "user")
+    home, identity = home_of(obj, "user", "target")
     with client_of(obj, home) as client:
         money = amount_in(balance, identity.currency)
         _emit_source(obj, client.add_bank(money.minor, money.currency))
@@ -93,7 +93,7 @@ def add_bank(obj: CliContext, balance: str) -> None:
 @click.pass_obj
 def sources(obj: CliContext) -> None:
     """List this terminal's funding sources."""
-    home, _ = home_of(obj, "user")
+    home, _ = home_of(obj, "user", "target")
     with client_of(obj, home) as client:
         found = client.list_sources()
     headers = ["source", "kind", "card", "status", "available"]

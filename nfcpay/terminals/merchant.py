@@ -150,6 +150,8 @@ def _pending(home: TerminalHome, challenge: ChallengeRecord, means: MeansRecord)
         "purpose": challenge.purpose,
         "challenge": crypto.b64e(challenge.nonce),
         "means": api_means(means),
+        "bill_id": means.bill_id,
+        "split_mode": means.split_mode.value,
     }
     _save(home, receipt, request)
     return receipt
@@ -181,6 +183,8 @@ def _authorize(home: TerminalHome, client: PaymentClient, receipt: Charge) -> No
             purpose=request["purpose"],
             challenge=crypto.b64d(request["challenge"]),
             means=request["means"],
+            bill_id=request.get("bill_id"),
+            split_mode=request.get("split_mode", "exact"),
             idempotency_key=receipt.idempotency_key,
         )
     except ServerUnavailable as exc:

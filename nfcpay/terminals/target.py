@@ -25,6 +25,7 @@ from typing import Any
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
 from nfcpay.errors import Declined, LinkLost, TransportError
+from nfcpay.group import bill as group_bill
 from nfcpay.money import format_minor
 from nfcpay.records import (
     AckRecord,
@@ -34,6 +35,7 @@ from nfcpay.records import (
     PresentedGrant,
     ResultRecord,
 )
+from nfcpay.records.means import SplitMode
 from nfcpay.terminals import exchange
 from nfcpay.terminals.exchange import Status, quiet
 from nfcpay.terminals.home import Identity, TerminalHome
@@ -110,13 +112,17 @@ def pay(
     reader: Reader,
     *,
     grant_ids: Sequence[str] = (),
+    bill_id: str | None = None,
+    own_source_id: str | None = None,
     timeout: float | None = None,
     status: Status = quiet,
 ) -> Paid:
     """Tap the merchant, answer its challenge with signed payment means, get the result.
 
     With ``grant_ids`` exactly those grants are presented (the server decides); otherwise
-    the held grants that fit the challenge are chosen here.
+    the held grants that fit the challenge are chosen here. With ``bill_id`` the group
+    bill collected here is paid: every member's grant with its share, and the rest of the
+    bill from ``own_source_id`` (see :func:`nfcpay.group.bill.means_plan`).
     """
     identity = home.require_role("target")
     with exchange.tap(
@@ -125,9 +131,14 @@ def pay(
         exchange.send(channel, exchange.hello_from(home, identity))
         challenge = exchange.receive(channel, ChallengeRecord)
         status(f"Merchant {challenge.merchant_id} asks for {_money(challenge)}.")
-        shares = _shares_or_refuse(channel, home, challenge, grant_ids)
-        means = sign_means(home, identity, challenge, shares)
-        receipt = _new_receipt(challenge, shares)
+        if bill_id is None:
+            shares = _shares_or_refuse(channel, home, challenge, grant_ids)
+            means = sign_means(home, identity, challenge, shares)
+        else:
+            shares, means = _bill_means_or_refuse(
+                channel, home, identity, challenge, bill_id, own_source_id
+            )
+        receipt = _new_receipt(challenge, shares, means)
         home.put("receipts", receipt["receipt_id"], receipt)
         try:
             exchange.send(channel, means)
@@ -141,7 +152,37 @@ def pay(
                 "was charged"
             ) from exc
     _record_result(home, receipt, result)
+    if bill_id is not None and receipt["status"] == "approved":
+        group_bill.mark_paid(home, bill_id, receipt)
     return Paid(receipt)
+
+
+def _bill_means_or_refuse(
+    channel: Channel,
+    home: TerminalHome,
+    identity: Identity,
+    challenge: ChallengeRecord,
+    bill_id: str,
+    own_source_id: str | None,
+) -> tuple[list[Share], MeansRecord]:
+    try:
+        bill = group_bill.load(home, bill_id)
+        members, own = group_bill.means_plan(bill, challenge, own_source_id)
+    except Declined as exc:
+        exchange.refuse(channel, exc.code, exc.message)
+        raise
+    shares = [(home.get("grants", grant_id), amount) for grant_id, amount in members]
+    means = sign_means(
+        home,
+        identity,
+        challenge,
+        shares,
+        own_source_id=own_source_id if own else None,
+        own_amount=own,
+        bill_id=bill_id,
+        split_mode=SplitMode(bill["mode"]),
+    )
+    return shares, means
 
 
 def _money(challenge: ChallengeRecord, minor: int | None = None) -> str:
@@ -211,9 +252,18 @@ def usable(entry: Json, challenge: ChallengeRecord) -> bool:
 
 
 def sign_means(
-    home: TerminalHome, identity: Identity, challenge: ChallengeRecord, shares: Sequence[Share]
+    home: TerminalHome,
+    identity: Identity,
+    challenge: ChallengeRecord,
+    shares: Sequence[Share],
+    *,
+    own_source_id: str | None = None,
+    own_amount: int = 0,
+    bill_id: str | None = None,
+    split_mode: SplitMode = SplitMode.EXACT,
 ) -> MeansRecord:
-    """Payment means for ``challenge``, signed with this terminal's key."""
+    """Payment means for ``challenge``, signed with this terminal's key (a group bill's
+    means also carry the collector's own share, the bill and its split mode)."""
     presented = tuple(
         PresentedGrant(
             grant_id=entry["grant_id"],
@@ -229,16 +279,26 @@ def sign_means(
         currency=challenge.currency,
         presenting_terminal=identity.terminal_id,
         grants=[crypto.GrantShare(p.grant_id, p.amount) for p in presented],
+        own_source_id=own_source_id,
+        own_amount=own_amount,
+        bill_id=bill_id,
+        split_mode=split_mode.value,
     )
     return MeansRecord(
         presenting_terminal=identity.terminal_id,
         currency=challenge.currency,
         grants=presented,
+        own_source_id=own_source_id,
+        own_amount=own_amount,
         signature=home.private_key().sign(message),
+        bill_id=bill_id,
+        split_mode=split_mode,
     )
 
 
-def _new_receipt(challenge: ChallengeRecord, shares: Sequence[Share]) -> Json:
+def _new_receipt(
+    challenge: ChallengeRecord, shares: Sequence[Share], means: MeansRecord | None = None
+) -> Json:
     return {
         "receipt_id": crypto.new_id("rc"),
         "status": "sent",
@@ -255,6 +315,9 @@ def _new_receipt(challenge: ChallengeRecord, shares: Sequence[Share]) -> Json:
             }
             for entry, share in shares
         ],
+        "bill_id": means.bill_id if means else None,
+        "own_source_id": means.own_source_id if means else None,
+        "own_amount": means.own_amount if means else 0,
         "payment_id": None,
         "approval_code": None,
         "decline_code": None,

@@ -1,0 +1,268 @@
+"""``nfcpay group ...``: split a bill among members, each paying their share from their own
+card, and pay it at the counter in one atomic authorization.
+
+The collector (a target terminal) WAITS in `group collect`; each member (a user terminal)
+TAPS it with `group join`. The collector then pays with `nfcpay target pay --bill ID`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from nfcpay.cli.output import EXIT_DECLINED, CliContext, table
+from nfcpay.cli.params import AMOUNT, DURATION
+from nfcpay.cli.terminal import (
+    LiveStatus,
+    amount_in,
+    client_of,
+    home_of,
+    money_text,
+    reader_of,
+    tap_options,
+)
+from nfcpay.errors import ApiError, MoneyError
+
+
+@click.group()
+def group() -> None:
+    """Group payment: collect members' shares over NFC, then pay the whole bill at once.
+
+    \b
+    collector:  nfcpay group collect --total 100,000 --members 3
+    members:    nfcpay group join [--max 40,000]          (each taps the collector)
+    collector:  nfcpay target pay --bill b_… --own-source src_…
+    """
+
+
+def _plan(total: int, share: int | None, shares: list[int] | None, members: int | None) -> Any:
+    from nfcpay.group import split
+
+    try:
+        if shares is not None:
+            if members is not None and members != len(shares):
+                raise click.UsageError(f"--members {members} but {len(shares)} --shares given")
+            return split.plan_explicit(total, shares)
+        if members is None:
+            raise click.UsageError("say how many members join: --members N (or --shares a,b,…)")
+        if share is not None:
+            return split.plan_fixed(total, share, members)
+        return split.plan_equal(total, members)
+    except MoneyError as exc:
+        raise click.UsageError(exc.message) from None
+
+
+@group.command()
+@click.option("--total", type=AMOUNT, help="The bill total (a new bill).")
+@click.option("--share", type=AMOUNT, help="Every member pays this; you pay the rest.")
+@click.option("--shares", help="Each member's share, comma separated: 30000,25000,…")
+@click.option(
+    "--members",
+    type=click.IntRange(0, 8),
+    help="How many others join (default: equal split with you).",
+)
+@click.option(
+    "--expires",
+    type=DURATION,
+    default="15m",
+    show_default=True,
+    help="How long the members' grants stay valid.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["exact", "remainder"]),
+    default="exact",
+    show_default=True,
+    help="exact: the shares must add up to what the merchant charges; remainder: your "
+    "source pays whatever the members' shares leave.",
+)
+@click.option(
+    "--bill", "bill_id", help="Go on collecting for this existing bill (e.g. after `group drop`)."
+)
+@tap_options
+@click.pass_obj
+def collect(
+    obj: CliContext,
+    total: str | None,
+    share: str | None,
+    shares: str | None,
+    members: int | None,
+    expires: timedelta,
+    mode: str,
+    bill_id: str | None,
+    timeout: float,
+    listen: bool | None,
+) -> None:
+    """Start (or continue) a bill and wait for each member's tap until all have joined."""
+    from nfcpay.group import bill as bills
+    from nfcpay.group.flows import collect as collect_taps
+    from nfcpay.group.flows import require_bill
+
+    home, identity = home_of(obj, "target")
+    if bill_id is not None:
+        if total or share or shares:
+            raise click.UsageError("--bill continues a bill: no --total/--share/--shares")
+        bill = require_bill(home, bill_id)
+    else:
+        if total is None:
+            raise click.UsageError("a new bill needs --total (or --bill ID to continue one)")
+        if share and shares:
+            raise click.UsageError("--share and --shares do not go together")
+        currency = identity.currency
+        parsed = None
+        if shares is not None:
+            parsed = [amount_in(text, currency).minor for text in shares.split(",") if text]
+        split = _plan(
+            amount_in(total, currency).minor,
+            amount_in(share, currency).minor if share else None,
+            parsed,
+            members,
+        )
+        bill = bills.new_bill(home, identity, split, mode=mode, expires_in=expires)
+        obj.status(
+            f"Bill {bill['bill_id']}: {money_text(bill['total'], bill['currency'])}, your share "
+            f"{money_text(bill['collector_share'], bill['currency'])} ({mode} mode)."
+        )
+    with reader_of(obj, listen) as reader, LiveStatus(obj) as live:
+        result = collect_taps(home, reader, bill["bill_id"], timeout=timeout, status=live)
+    obj.emit(result.to_json(), lambda: _show_bill(result.bill, result.events))
+    if not result.complete:
+        click.get_current_context().exit(EXIT_DECLINED)
+
+
+@group.command()
+@click.option(
+    "--source", "source_id", help="Funding source for your share (default: the first active)."
+)
+@click.option("--max", "maximum", type=AMOUNT, help="Refuse a share over this amount.")
+@click.option(
+    "--confirm/--yes",
+    "confirm",
+    default=True,
+    show_default=True,
+    help="Ask before paying the share (--yes: do not ask).",
+)
+@click.option(
+    "--purpose", "purposes", multiple=True, help="Allowed category for your grant (repeat)."
+)
+@click.option("--merchant", "merchants", multiple=True, help="Allowed merchant m_… (repeat).")
+@tap_options
+@click.pass_obj
+def join(
+    obj: CliContext,
+    source_id: str | None,
+    maximum: str | None,
+    confirm: bool,
+    purposes: tuple[str, ...],
+    merchants: tuple[str, ...],
+    timeout: float,
+    listen: bool | None,
+) -> None:
+    """Tap the collector, see your share, and pay it with a grant for exactly that share."""
+    from nfcpay.group.flows import join as join_bill
+    from nfcpay.records import SplitRequestRecord
+
+    home, identity = home_of(obj, "user")
+    cap = amount_in(maximum, identity.currency).minor if maximum else None
+
+    def ask(request: SplitRequestRecord) -> bool:
+        money = money_text(request.amount, request.currency)
+        return click.confirm(
+            f"\nPay {money} of bill {request.bill_id} collected by {request.collector_terminal}?",
+            default=True,
+            err=True,
+        )
+
+    with client_of(obj, home) as client, reader_of(obj, listen) as reader, LiveStatus(obj) as live:
+        joined = join_bill(
+            home,
+            client,
+            reader,
+            source_id=source_id,
+            maximum=cap,
+            confirm=ask if confirm and not obj.as_json else None,
+            purposes=purposes,
+            merchants=merchants,
+            timeout=timeout,
+            status=live,
+        )
+    data = joined.to_json()
+    obj.emit(
+        data,
+        f"Joined bill {data['bill_id']}: your share "
+        f"{money_text(data['amount'], data['currency'])} is granted to "
+        f"{data['collector_terminal']} (grant {data['grant']['grant_id']}, one use, until "
+        f"{data['expires_at']}).",
+    )
+
+
+@group.command()
+@click.argument("bill_id")
+@click.option("--offline", is_flag=True, help="Do not ask the server about the grants.")
+@click.pass_obj
+def status(obj: CliContext, bill_id: str, offline: bool) -> None:
+    """Who has joined a bill, what is still missing, and whether it is paid."""
+    from nfcpay.group.flows import require_bill
+    from nfcpay.terminals.target import refresh
+
+    home, _ = home_of(obj, "target")
+    bill = require_bill(home, bill_id)
+    if not offline:
+        with client_of(obj, home) as client:
+            try:
+                refresh(home, client)
+            except ApiError as exc:
+                obj.status(f"Server unreachable ({exc.message}); showing what is stored.")
+    grants = {g["grant_id"]: g["last_known"] for g in home.items("grants")}
+    for slot in bill["slots"]:
+        slot["grant_status"] = grants.get(slot["grant_id"], {}).get("status")
+    obj.emit({"ok": True, "bill": bill}, lambda: _show_bill(bill, []))
+
+
+@group.command()
+@click.argument("bill_id")
+@click.argument("member")
+@click.pass_obj
+def drop(obj: CliContext, bill_id: str, member: str) -> None:
+    """Drop MEMBER (a terminal id) from a bill: their share is open again for someone else
+    (`group collect --bill BILL_ID`) or for your own source in remainder mode."""
+    from nfcpay.group import bill as bills
+    from nfcpay.group.flows import require_bill
+
+    home, _ = home_of(obj, "target")
+    bill = require_bill(home, bill_id)
+    slot = bills.drop(bill, member)
+    if bill["mode"] == "remainder":
+        bill["slots"].remove(slot)  # the collector's remainder covers it
+        bill["collector_share"] += slot["amount"]
+        bills.refresh_status(bill)
+    bills.save(home, bill)
+    obj.emit({"ok": True, "bill": bill}, lambda: _show_bill(bill, []))
+
+
+def _show_bill(bill: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    from nfcpay.group import bill as bills
+
+    currency = bill["currency"]
+    for event in events:
+        mark = "✓" if event["ok"] else "✗"
+        click.echo(f"{mark} {event['message']}")
+    rows = [
+        [
+            str(slot["slot"]),
+            money_text(slot["amount"], currency),
+            slot["status"],
+            slot["member"] or "",
+            slot["grant_id"] or "",
+        ]
+        for slot in bill["slots"]
+    ]
+    click.echo(table(["slot", "share", "status", "member", "grant"], rows))
+    click.echo(
+        f"Collector's own share: {money_text(bill['collector_share'], currency)} "
+        f"({bill['mode']} mode). {bills.progress(bill)}. Status: {bill['status']}."
+    )
+    if bill["status"] == "ready":
+        click.echo(f"Pay it with: nfcpay target pay --bill {bill['bill_id']} --own-source SRC")

@@ -1,0 +1,259 @@
+"""The group conversations over NFC (service ``split``): the collector waits, members tap.
+
+=========  ==================  ======================================================
+service    waits (listens)     conversation
+=========  ==================  ======================================================
+``split``  collector (target)  member: hello → collector: split request →
+                               member: grant (or a refusal) → collector: ack
+=========  ==================  ======================================================
+
+The member's terminal has the server issue the grant *during* the tap (capped at exactly
+the share, one use, valid until the request lapses, allowed terminal = the collector,
+bound to the bill), so grant and usage-auth go back in the same tap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from nfcpay.client import PaymentClient
+from nfcpay.errors import ConfigError, Declined, NfcPayError, TransportError
+from nfcpay.group import bill as bills
+from nfcpay.group.split import within_maximum
+from nfcpay.money import format_minor
+from nfcpay.records import AckRecord, GrantRecord, HelloRecord, Role, SplitRequestRecord
+from nfcpay.terminals import exchange
+from nfcpay.terminals.exchange import Status, quiet
+from nfcpay.terminals.home import Identity, TerminalHome
+from nfcpay.terminals.target import held_entry
+from nfcpay.terminals.user import default_source, grant_record
+from nfcpay.transport.channel import Channel
+from nfcpay.transport.reader import Reader
+
+SPLIT_SERVICE = "split"
+Json = dict[str, Any]
+#: Asked before the member's grant is issued: True to pay the share.
+Confirm = Callable[[SplitRequestRecord], bool]
+
+
+@dataclass
+class Collected:
+    """What ``collect`` ended with: the bill and one line per tap."""
+
+    bill: Json
+    events: list[Json] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not bills.open_slots(self.bill)
+
+    def to_json(self) -> Json:
+        return {"ok": self.complete, "bill": self.bill, "events": self.events}
+
+
+def collect(
+    home: TerminalHome,
+    reader: Reader,
+    bill_id: str,
+    *,
+    timeout: float | None = None,
+    status: Status = quiet,
+) -> Collected:
+    """Wait for members' taps until every slot of the bill is joined or ``timeout`` passes.
+
+    A tap that fails (member refused, link lost, wrong grant) leaves its slot open and the
+    collector waits for the next tap.
+    """
+    identity = home.require_role("target")
+    bill = bills.load(home, bill_id)
+    result = Collected(bill)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while bills.open_slots(bill):
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        status(bills.progress(bill))
+        try:
+            with exchange.tap(
+                reader, SPLIT_SERVICE, offer=True, timeout=left, status=status, what="collect"
+            ) as channel:
+                event = _collect_one(channel, home, identity, bill)
+        except Declined as exc:
+            event = {"ok": False, "code": exc.code, "message": exc.message}
+        except TransportError as exc:
+            if left is not None and deadline is not None and time.monotonic() >= deadline:
+                break
+            event = {"ok": False, "code": exc.code, "message": exc.message}
+        result.events.append(event)
+        status(event["message"])
+    return result
+
+
+def _collect_one(channel: Channel, home: TerminalHome, identity: Identity, bill: Json) -> Json:
+    hello = exchange.receive(channel, HelloRecord)
+    member = hello.terminal_id
+    if hello.role is not Role.USER:
+        message = f"a {hello.role.value} terminal tapped; members join with a user terminal"
+        exchange.refuse(channel, "wrong_role", message)
+        raise Declined(message, code="wrong_role")
+    if bills.slot_of(bill, member) is not None:
+        message = f"member {member} has already joined bill {bill['bill_id']}"
+        exchange.refuse(channel, "already_joined", message, ref=bill["bill_id"])
+        raise Declined(message, code="already_joined")
+    slot = bills.open_slots(bill)[0]
+    exchange.send(channel, bills.split_request(bill, slot))
+    grant = exchange.receive(channel, GrantRecord, exchange.RESULT_TIMEOUT)
+    try:
+        bills.check_member_grant(bill, slot, member, grant)
+    except Declined as exc:
+        exchange.refuse(channel, exc.code, exc.message, ref=grant.grant_id)
+        raise
+    home.put("grants", grant.grant_id, held_entry(grant))
+    bills.record_join(bill, slot, member, grant.grant_id)
+    bills.save(home, bill)
+    exchange.send(channel, AckRecord(accepted=True, ref=grant.grant_id))
+    money = format_minor(slot["amount"], bill["currency"])
+    return {
+        "ok": True,
+        "member": member,
+        "slot": slot["slot"],
+        "amount": slot["amount"],
+        "grant_id": grant.grant_id,
+        "message": f"member {member} joined with {money} (grant {grant.grant_id}); "
+        + bills.progress(bill),
+    }
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A member's side of a join: the request it answered and the grant it gave."""
+
+    request: SplitRequestRecord
+    grant: Json
+
+    def to_json(self) -> Json:
+        return {
+            "ok": True,
+            "bill_id": self.request.bill_id,
+            "collector_terminal": self.request.collector_terminal,
+            "amount": self.request.amount,
+            "currency": self.request.currency,
+            "expires_at": self.request.expires_at.isoformat(),
+            "grant": self.grant,
+        }
+
+
+def join(
+    home: TerminalHome,
+    client: PaymentClient,
+    reader: Reader,
+    *,
+    source_id: str | None = None,
+    maximum: int | None = None,
+    confirm: Confirm | None = None,
+    purposes: tuple[str, ...] = (),
+    merchants: tuple[str, ...] = (),
+    timeout: float | None = None,
+    status: Status = quiet,
+) -> Joined:
+    """Tap the collector, read its split request and pay the share with a fresh grant."""
+    identity = home.require_role("user")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        opened = False
+        try:
+            with exchange.tap(
+                reader,
+                SPLIT_SERVICE,
+                offer=False,
+                timeout=None if deadline is None else max(0.1, deadline - time.monotonic()),
+                status=status,
+                what="join a bill",
+            ) as channel:
+                opened = True
+                return _join_in_tap(
+                    channel, home, identity, client, source_id, maximum, confirm,
+                    purposes, merchants, status,
+                )  # fmt: skip
+        except TransportError:
+            # The collector's reader was between two members' taps: nothing was said yet,
+            # so tapping again is safe.
+            if opened or (deadline is not None and time.monotonic() >= deadline):
+                raise
+            time.sleep(0.05)
+
+
+def _join_in_tap(
+    channel: Channel,
+    home: TerminalHome,
+    identity: Identity,
+    client: PaymentClient,
+    source_id: str | None,
+    maximum: int | None,
+    confirm: Confirm | None,
+    purposes: tuple[str, ...],
+    merchants: tuple[str, ...],
+    status: Status,
+) -> Joined:
+    exchange.send(channel, exchange.hello_from(home, identity))
+    request = exchange.receive(channel, SplitRequestRecord)
+    money = format_minor(request.amount, request.currency)
+    status(f"Bill {request.bill_id} from {request.collector_terminal}: your share is {money}.")
+    _accept_or_refuse(channel, identity, request, maximum, confirm)
+    try:
+        answer = client.issue_grant(
+            source_id or default_source(client, identity.currency),
+            [request.collector_terminal],
+            amount_cap=request.amount,
+            currency=request.currency,
+            max_uses=1,
+            valid_until=request.expires_at,
+            purposes=list(purposes) or None,
+            merchants=list(merchants) or None,
+            bill_id=request.bill_id,
+        )
+    except NfcPayError as exc:
+        exchange.refuse(channel, "issue_failed", f"the member's server refused: {exc.message}")
+        raise
+    grant: Json = answer["grant"]
+    entry = {"grant": grant, "auth_code": answer["auth_code"]}
+    home.put("grants", grant["grant_id"], entry)
+    exchange.send(channel, grant_record(entry, identity, request.collector_terminal))
+    exchange.receive(channel, AckRecord)  # a refusal raises Declined
+    return Joined(request, grant)
+
+
+def _accept_or_refuse(
+    channel: Channel,
+    identity: Identity,
+    request: SplitRequestRecord,
+    maximum: int | None,
+    confirm: Confirm | None,
+) -> None:
+    money = format_minor(request.amount, request.currency)
+    refusal: tuple[str, str] | None = None
+    if request.currency != identity.currency:
+        refusal = ("currency_mismatch", f"the share is in {request.currency}")
+    elif request.expires_at <= datetime.now(UTC):
+        refusal = ("request_expired", f"the split request lapsed at {request.expires_at}")
+    elif not within_maximum(request.amount, maximum):
+        cap = format_minor(maximum or 0, request.currency)
+        refusal = ("over_maximum", f"the share {money} is over this member's maximum {cap}")
+    elif confirm is not None and not confirm(request):
+        refusal = ("refused_by_member", f"the member declined to pay {money}")
+    if refusal is not None:
+        exchange.refuse(channel, *refusal, ref=request.bill_id)
+        raise Declined(refusal[1], code=refusal[0])
+
+
+def require_bill(home: TerminalHome, bill_id: str) -> Json:
+    """A bill of this collector, or a clear error."""
+    home.require_role("target")
+    try:
+        return bills.load(home, bill_id)
+    except ConfigError:
+        raise ConfigError(f"no bill {bill_id} in {home.path}") from None
