@@ -96,6 +96,7 @@ def one_tap(reader: Reader, args: argparse.Namespace, index: int) -> None:
         received=received,
         link_ms=round(1000 * (linked - started), 2),
         talk_ms=round(1000 * (talked - linked), 2),
+        close_ms=round(1000 * (ended - talked), 2),
         total_ms=round(1000 * (ended - started), 2),
         at=round(time.time(), 4),
     )
