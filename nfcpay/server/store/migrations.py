@@ -158,7 +158,10 @@ _V1 = [
 #: v2 (group payment): a bill is paid at most once, whatever the merchant or terminal.
 _V2 = ["CREATE UNIQUE INDEX payments_bill ON payments (bill_id)"]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
+#: v3 (hardening): the periodic idempotency purge finds expired keys by index, not a scan.
+_V3 = ["CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)"]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
 
 _ADVISORY_LOCK_KEY = 0x6E6663706179  # "nfcpay": serializes migrations across server processes
 
