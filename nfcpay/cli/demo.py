@@ -307,8 +307,14 @@ def run_story(stage: Stage, say: Callable[[str], None]) -> list[Step]:
 
 @click.command()
 @click.option("--keep", is_flag=True, help="Keep the data directory and say how to inspect it.")
+@click.option(
+    "--group",
+    "members",
+    type=click.IntRange(2, 8),
+    help="Run the group-payment story instead, with this many members.",
+)
 @click.pass_obj
-def demo(obj: CliContext, keep: bool) -> None:
+def demo(obj: CliContext, keep: bool, members: int | None) -> None:
     """Run the whole story on this machine: a server, four terminals, the loopback reader.
 
     Exit status 0 only if every step ended as expected.
@@ -321,7 +327,12 @@ def demo(obj: CliContext, keep: bool) -> None:
         say("Starting the payment server (SQLite in a throw-away directory) ...")
         stage.start_server()
         say(f"Server at {stage.server_url}. Each terminal below is its own process.\n")
-        steps = run_story(stage, say)
+        if members is None:
+            steps = run_story(stage, say)
+        else:
+            from nfcpay.cli.demo_group import run_group_story
+
+            steps = run_group_story(stage, say, members)
     finally:
         stage.stop_server()
         if not keep:

@@ -106,3 +106,22 @@ def test_member_over_max_refuses_and_slot_stays_open(cli: Cli) -> None:
     assert done.status == 0, done
     assert [e["ok"] for e in done.data["events"]] == [False, True, True]
     assert "over this member's maximum" in done.data["events"][0]["message"]
+
+
+@pytest.mark.slow
+def test_demo_group_story() -> None:
+    """`nfcpay demo --group 3`: over-limit member declines the bill, replacement approves it."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "nfcpay", "--json", "demo", "--group", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    data = json.loads(run.stdout.strip().splitlines()[-1])
+    assert run.returncode == 0 and data["ok"], data
+    names = [step["name"] for step in data["steps"]]
+    assert names[-3:] == ["group_declined", "group_replace", "group_approved"]

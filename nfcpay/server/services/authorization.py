@@ -460,8 +460,10 @@ def _check_funding(check: _Check) -> None:
         if failure is not None:
             for share in check.shares:
                 if share.source_id == source_id:
+                    code, message = failure
+                    whose = f"grant {share.grant_id}" if share.grant_id else "own share"
                     own = None if share.grant_id else source_id
-                    check.fail(*failure, share.grant_id, own)
+                    check.fail(code, f"{whose}: {message}", share.grant_id, own)
 
 
 def _funding_failure(check: _Check, source: Row, total: int) -> tuple[str, str] | None:
