@@ -7,7 +7,15 @@ from typing import Any
 import click
 
 from nfcpay.cli.output import EXIT_DECLINED, EXIT_SERVER, CliContext, table
-from nfcpay.cli.terminal import LiveStatus, client_of, home_of, money_text, reader_of, tap_options
+from nfcpay.cli.terminal import (
+    LiveStatus,
+    client_of,
+    grant_lines,
+    home_of,
+    money_text,
+    reader_of,
+    tap_options,
+)
 from nfcpay.errors import ApiError
 
 
@@ -22,20 +30,13 @@ def target() -> None:
 
 def _grant_summary(view: dict[str, Any]) -> str:
     currency = view["currency"]
-    parts = [
+    return grant_lines(
         f"Grant {click.style(view['grant_id'], bold=True)} from {view['issuing_terminal']}",
-        f"  cap {money_text(view['amount_cap'], currency)}, remaining "
-        f"{money_text(view['remaining_amount'], currency)}, uses left "
+        view,
+        currency=currency,
+        remaining=f"{money_text(view['remaining_amount'], currency)}, uses left "
         f"{view['remaining_uses']}/{view['max_uses']}",
-    ]
-    if view.get("per_use_cap"):
-        parts.append(f"  per use at most {money_text(view['per_use_cap'], currency)}")
-    if view.get("valid_until"):
-        parts.append(f"  valid until {view['valid_until']}")
-    for name in ("purposes", "regions", "merchants"):
-        if view.get(name):
-            parts.append(f"  {name}: {', '.join(view[name])}")
-    return "\n".join(parts)
+    )
 
 
 @target.command()

@@ -49,6 +49,26 @@ def money_text(minor: int | None, currency: str) -> str:
     return "-" if minor is None else format_minor(minor, currency)
 
 
+def grant_lines(header: str, rights: dict[str, Any], *, currency: str, remaining: str) -> str:
+    """A grant's usage rights as an indented paragraph under ``header``.
+
+    ``rights`` holds amount_cap, max_uses and the optional per_use_cap, valid_until,
+    purposes, regions and merchants, whether it comes from the server or an NFC record.
+    """
+    lines = [
+        header,
+        f"  cap {money_text(rights['amount_cap'], currency)}, remaining {remaining}",
+    ]
+    if rights.get("per_use_cap"):
+        lines.append(f"  per use at most {money_text(rights['per_use_cap'], currency)}")
+    if rights.get("valid_until"):
+        lines.append(f"  valid until {rights['valid_until']}")
+    for name in ("purposes", "regions", "merchants"):
+        if rights.get(name):
+            lines.append(f"  {name}: {', '.join(rights[name])}")
+    return "\n".join(lines)
+
+
 def tap_options(command: F) -> F:
     """``--timeout`` and ``--listen/--poll`` for every command that waits for or makes a tap."""
     command = click.option(

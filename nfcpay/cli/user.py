@@ -13,6 +13,7 @@ from nfcpay.cli.terminal import (
     LiveStatus,
     amount_in,
     client_of,
+    grant_lines,
     home_of,
     money_text,
     reader_of,
@@ -140,22 +141,15 @@ def _rights(currency: str, params: dict[str, Any]) -> Any:
 def describe_grant(grant: dict[str, Any]) -> str:
     """One paragraph on what a grant (server view) allows."""
     rights, currency = grant["rights"], grant["currency"]
-    lines = [
+    return grant_lines(
         f"Grant {click.style(grant['grant_id'], bold=True)} "
         f"(virtual card …{grant['virtual_card_number'][-4:]}) for "
         f"{', '.join(grant['allowed_terminals'])}",
-        f"  cap {money_text(rights['amount_cap'], currency)}, remaining "
-        f"{money_text(grant['remaining_amount'], currency)}, uses left "
+        rights,
+        currency=currency,
+        remaining=f"{money_text(grant['remaining_amount'], currency)}, uses left "
         f"{grant['remaining_uses']}/{rights['max_uses']}, status {grant['status']}",
-    ]
-    if rights.get("per_use_cap"):
-        lines.append(f"  per use at most {money_text(rights['per_use_cap'], currency)}")
-    if rights.get("valid_until"):
-        lines.append(f"  valid until {rights['valid_until']}")
-    for name in ("purposes", "regions", "merchants"):
-        if rights.get(name):
-            lines.append(f"  {name}: {', '.join(rights[name])}")
-    return "\n".join(lines)
+    )
 
 
 @user.command()
