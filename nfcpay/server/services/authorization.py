@@ -100,6 +100,20 @@ class _Check:
             lambda: notifications.notify(self.tx, self.now, owner, kind, message, **fields)
         )
 
+    def notify_share_owner(
+        self, row: Row, share: GrantShareIn, kind: str, message: str, **fields: Any
+    ) -> None:
+        """Tell a grant's owner about this attempt on it: who, how much, where, which bill."""
+        context = {
+            "grant_id": row["grant_id"],
+            "amount": share.amount,
+            "currency": self.body.currency,
+            "merchant_id": self.merchant_id,
+            "terminal_id": self.body.means.presenting_terminal,
+            "bill_id": self.body.bill_id,
+        }
+        self.notify_later(row["issuing_terminal"], kind, message, **{**context, **fields})
+
 
 def authorize(
     tx: Tx, rt: Runtime, caller: Caller, body: PaymentIn, key: str, digest: bytes
@@ -273,21 +287,16 @@ def _check_grants(check: _Check) -> None:
 
 def _grant_ok(check: _Check, share: GrantShareIn, row: Row, allowed: bool) -> bool:
     """Check one grant share; on failure record it and return False."""
-    gid, owner = share.grant_id, row["issuing_terminal"]
+    gid = share.grant_id
     presenting = check.body.means.presenting_terminal
     if not allowed:
         check.fail("terminal_not_allowed", f"terminal {presenting} may not use grant {gid}", gid)
-        check.notify_later(
-            owner,
+        check.notify_share_owner(
+            row,
+            share,
             "terminal_not_allowed",
             f"terminal {presenting} tried to pay {check.money(share.amount)}{check.where()} "
             f"at {check.merchant_id} with grant {gid}",
-            grant_id=gid,
-            amount=share.amount,
-            currency=check.body.currency,
-            merchant_id=check.merchant_id,
-            terminal_id=presenting,
-            bill_id=check.body.bill_id,
         )
         return False
     if not _usage_auth_ok(check, share, row):
@@ -318,17 +327,12 @@ def _usage_auth_ok(check: _Check, share: GrantShareIn, row: Row) -> bool:
 
 def _note_mismatch(check: _Check, share: GrantShareIn, row: Row) -> None:
     gid, owner = row["grant_id"], row["issuing_terminal"]
-    check.notify_later(
-        owner,
+    check.notify_share_owner(
+        row,
+        share,
         "usage_auth_mismatch",
         f"a wrong usage-auth was presented for grant {gid} "
         f"({check.money(share.amount)}{check.where()} at {check.merchant_id})",
-        grant_id=gid,
-        amount=share.amount,
-        currency=check.body.currency,
-        merchant_id=check.merchant_id,
-        terminal_id=check.body.means.presenting_terminal,
-        bill_id=check.body.bill_id,
     )
     earlier = check.tx.scalar(
         "SELECT COUNT(*) AS n FROM notifications WHERE grant_id = ? AND kind = ?",
@@ -397,17 +401,12 @@ def _note_bill_mismatch(check: _Check, share: GrantShareIn, row: Row) -> None:
     """A member's bill-bound grant presented outside its bill: tell the member."""
     gid, bill = row["grant_id"], check.body.bill_id
     outside = f"bill {bill}" if bill else "a payment outside any bill"
-    check.notify_later(
-        row["issuing_terminal"],
+    check.notify_share_owner(
+        row,
+        share,
         "bill_mismatch",
         f"grant {gid} for bill {row['bill_id']} was presented for {outside} "
         f"({check.money(share.amount)} at {check.merchant_id})",
-        grant_id=gid,
-        amount=share.amount,
-        currency=check.body.currency,
-        merchant_id=check.merchant_id,
-        terminal_id=check.body.means.presenting_terminal,
-        bill_id=bill,
     )
 
 
