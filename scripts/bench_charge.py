@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import free_udp_port, start_server
 
 from nfcpay.money import Money
 from nfcpay.terminals import merchant as merchant_flow
@@ -33,22 +34,6 @@ from nfcpay.transport.reader import open_reader
 
 AMOUNT = 1_000
 PAUSE_BETWEEN_TAPS = 0.8
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "nfcpay", "server", "run", "--data-dir", str(data_dir)]
-    process = subprocess.Popen([*command, "--port", "0"], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "listening on " in line:
-            return process, line.split("listening on ", 1)[1].split()[0]
-    raise SystemExit("server did not start")
 
 
 def set_up(root: Path, url: str, taps: int) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchlib import free_udp_port, start_server
+
 from nfcpay import crypto
 from nfcpay.client import PaymentClient, build_means
 from nfcpay.terminals.account import connect, init_terminal
@@ -36,22 +37,6 @@ from nfcpay.terminals.home import TerminalHome
 MEMBERS = 4
 CARDS = ("4111111111111111", "5555555555554444", "4012888888881881", "378282246310005")
 SHOP = {"name": "Bench", "category": "5812", "region": "KR-11", "settlement_account": "B-1"}
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "nfcpay", "server", "run", "--data-dir", str(data_dir)]
-    process = subprocess.Popen([*command, "--port", "0"], stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "listening on " in line:
-            return process, line.split("listening on ", 1)[1].split()[0]
-    raise SystemExit("server did not start")
 
 
 def nfcpay(root: Path, home: str, *args: str, device: str | None = None) -> subprocess.Popen[str]:
