@@ -10,7 +10,6 @@ import pytest
 
 from nfcpay.errors import ApiError
 from tests.server.conftest import Api
-from tests.support.server import build_signed_means
 
 
 def test_same_key_same_body_replays_without_charging(api: Api) -> None:
@@ -52,15 +51,7 @@ def test_declines_store_no_key(api: Api) -> None:
 
 def test_parallel_requests_with_one_key_charge_once(api: Api) -> None:
     scene = api.scene(max_uses=10)
-    challenge = secrets.token_bytes(16)
-    signed = build_signed_means(
-        scene.target,
-        merchant=scene.merchant,
-        challenge=challenge,
-        amount=100,
-        currency="KRW",
-        grants=[(scene.grant_id, scene.usage_auth(), 100)],
-    )
+    challenge, signed = scene.signed_means(100)
 
     def pay(_: int) -> dict[str, object]:
         return scene.merchant.client.authorize_payment(

@@ -19,7 +19,6 @@ from nfcpay.errors import ApiError
 from tests.support.server import (
     PaymentScene,
     ServerProcess,
-    build_signed_means,
     payment_scene,
     postgres_schema,
     register_terminal,
@@ -157,15 +156,7 @@ def _race(scene: PaymentScene, servers: list[ServerProcess], amount: int, n: int
     ]
 
     def pay(i: int) -> str:
-        challenge = secrets.token_bytes(16)
-        means = build_signed_means(
-            scene.target,
-            merchant=scene.merchant,
-            challenge=challenge,
-            amount=amount,
-            currency="KRW",
-            grants=[(scene.grant_id, scene.usage_auth(), amount)],
-        )
+        challenge, means = scene.signed_means(amount)
         answer = merchants[i % len(merchants)].authorize_payment(
             amount=amount, currency="KRW", challenge=challenge, means=means
         )

@@ -356,6 +356,21 @@ class PaymentScene:
             self.auth_code, self.grant_id, self.owner.terminal_id, presenting.terminal_id
         )
 
+    def signed_means(
+        self, amount: int, *, merchant: Terminal | None = None
+    ) -> tuple[bytes, dict[str, Any]]:
+        """A fresh challenge and the target's means paying ``amount`` with this grant, signed."""
+        challenge = secrets.token_bytes(16)
+        means = build_signed_means(
+            self.target,
+            merchant=merchant or self.merchant,
+            challenge=challenge,
+            amount=amount,
+            currency=self.currency,
+            grants=[(self.grant_id, self.usage_auth(), amount)],
+        )
+        return challenge, means
+
     def pay(
         self,
         amount: int,

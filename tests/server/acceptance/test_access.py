@@ -21,7 +21,7 @@ import pytest
 
 from nfcpay import crypto
 from tests.server.acceptance.conftest import Harness, changed_tables
-from tests.support.server import PaymentScene, Terminal, build_signed_means
+from tests.support.server import PaymentScene, Terminal
 
 
 @dataclass
@@ -105,18 +105,7 @@ class Call:
 
 
 def _payment_body(w: World, *, by: Terminal | None = None) -> bytes:
-    challenge = secrets.token_bytes(16)
-    shop = by or w.a.merchant
-    means = build_signed_means(
-        w.target,
-        merchant=shop,
-        challenge=challenge,
-        amount=100,
-        currency="KRW",
-        grants=[(w.a.grant_id, w.a.usage_auth(), 100)],
-    )
-    body = {"amount": 100, "currency": "KRW", "challenge": crypto.b64e(challenge), "means": means}
-    return json.dumps(body).encode()
+    return _payment_body_for(w.a, merchant=by)
 
 
 def _signed_call(
@@ -376,16 +365,8 @@ def test_replayed_request_is_refused(harness: Harness, world: World, kind: str) 
     _refused(harness, fresh, 401)
 
 
-def _payment_body_for(scene: PaymentScene) -> bytes:
-    challenge = secrets.token_bytes(16)
-    means = build_signed_means(
-        scene.target,
-        merchant=scene.merchant,
-        challenge=challenge,
-        amount=100,
-        currency="KRW",
-        grants=[(scene.grant_id, scene.usage_auth(), 100)],
-    )
+def _payment_body_for(scene: PaymentScene, *, merchant: Terminal | None = None) -> bytes:
+    challenge, means = scene.signed_means(100, merchant=merchant)
     body = {"amount": 100, "currency": "KRW", "challenge": crypto.b64e(challenge), "means": means}
     return json.dumps(body).encode()
 

@@ -21,7 +21,7 @@ import pytest
 from nfcpay import crypto
 from nfcpay.client import build_means
 from tests.server.acceptance.conftest import Harness, changed_tables
-from tests.support.server import PaymentScene, Terminal, build_signed_means
+from tests.support.server import PaymentScene, Terminal
 
 AMOUNT = 1_000
 Request = Callable[[], dict[str, Any]]
@@ -88,29 +88,13 @@ def _signed_by_other_key(h: Harness, s: PaymentScene) -> Request:
 
 def _copied_to_other_counter(h: Harness, s: PaymentScene) -> Request:
     """Means signed for merchant A, replayed by merchant B: useless at another counter."""
-    challenge = secrets.token_bytes(16)
-    means = build_signed_means(
-        s.target,
-        merchant=s.merchant,
-        challenge=challenge,
-        amount=AMOUNT,
-        currency="KRW",
-        grants=[(s.grant_id, s.usage_auth(), AMOUNT)],
-    )
+    challenge, means = s.signed_means(AMOUNT)
     other_shop = h.terminal("merchant")
     return lambda: _post(other_shop, means, challenge)
 
 
 def _amount_changed_after_signing(h: Harness, s: PaymentScene) -> Request:
-    challenge = secrets.token_bytes(16)
-    means = build_signed_means(
-        s.target,
-        merchant=s.merchant,
-        challenge=challenge,
-        amount=AMOUNT - 1,
-        currency="KRW",
-        grants=[(s.grant_id, s.usage_auth(), AMOUNT - 1)],
-    )
+    challenge, means = s.signed_means(AMOUNT - 1)
     means["grants"][0]["amount"] = AMOUNT
     return lambda: _post(s.merchant, means, challenge)
 
