@@ -73,10 +73,7 @@ def add_card(obj: CliContext, number: str, expiry: str, limit: str) -> None:
 @click.pass_obj
 def add_wallet(obj: CliContext, balance: str) -> None:
     """Register a prepaid wallet as a funding source."""
-    home, identity = home_of(obj, "user", "target")
-    with client_of(obj, home) as client:
-        money = amount_in(balance, identity.currency)
-        _emit_source(obj, client.add_wallet(money.minor, money.currency))
+    _add_balance_source(obj, balance, "wallet")
 
 
 @user.command("add-bank")
@@ -84,10 +81,16 @@ def add_wallet(obj: CliContext, balance: str) -> None:
 @click.pass_obj
 def add_bank(obj: CliContext, balance: str) -> None:
     """Register a bank account as a funding source."""
+    _add_balance_source(obj, balance, "bank")
+
+
+def _add_balance_source(obj: CliContext, balance: str, kind: str) -> None:
+    """Register a wallet or bank account, which the sandbox issuer knows by its balance."""
     home, identity = home_of(obj, "user", "target")
     with client_of(obj, home) as client:
         money = amount_in(balance, identity.currency)
-        _emit_source(obj, client.add_bank(money.minor, money.currency))
+        add = client.add_wallet if kind == "wallet" else client.add_bank
+        _emit_source(obj, add(money.minor, money.currency))
 
 
 @user.command()
