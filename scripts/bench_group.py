@@ -161,6 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--json", action="store_true", help="also print a JSON summary line")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -184,6 +185,18 @@ def main() -> None:
     for name, times in (("single grant", single), ("4-member group bill", group)):
         p90 = statistics.quantiles(times, n=10)[-1]
         print(f"  {name}: {statistics.median(times) * ms:.1f} ms ({p90 * ms:.1f} ms)")
+    single_ms, group_ms = statistics.median(single) * ms, statistics.median(group) * ms
+    print(f"  group / single: {group_ms / single_ms:.2f}")
+    if args.json:
+        summary = {
+            "collect_s": round(collect, 3),
+            "pay_s": round(pay, 3),
+            "startup_s": round(boot, 3),
+            "single_auth_p50_ms": round(single_ms, 2),
+            "group4_auth_p50_ms": round(group_ms, 2),
+            "group_to_single_ratio": round(group_ms / single_ms, 3),
+        }
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     figures = measure(args.rounds)
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print(json.dumps(figures))
         return
     print(f"{'record':<10} {'bytes':>5} {'build+encode µs':>16} {'decode µs':>10}")
     for name, row in figures.items():
