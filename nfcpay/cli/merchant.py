@@ -17,6 +17,7 @@ from nfcpay.cli.terminal import (
     reader_of,
     tap_options,
 )
+from nfcpay.terminals import refunds
 
 
 @click.group()
@@ -114,16 +115,23 @@ def payments(obj: CliContext) -> None:
 @merchant.command()
 @click.argument("payment_id")
 @click.option("--amount", type=AMOUNT, help="Part of the payment (default: all that is left).")
-@click.option("--idempotency-key", help="Reuse the key of an earlier attempt to retry it safely.")
+@click.option(
+    "--idempotency-key",
+    help="Use this key instead (by default an unanswered refund's own key is reused).",
+)
 @click.pass_obj
 def refund(
     obj: CliContext, payment_id: str, amount: str | None, idempotency_key: str | None
 ) -> None:
-    """Refund a payment, fully or in part."""
+    """Refund a payment, fully or in part.
+
+    If the server's answer is lost (exit 5), run the same command again: it resends the
+    saved request with the same idempotency key, so the payment is never refunded twice.
+    """
     home, identity = home_of(obj, "merchant")
     minor = amount_in(amount, identity.currency).minor if amount else None
     with client_of(obj, home) as client:
-        done = client.refund(payment_id, minor, idempotency_key=idempotency_key)
+        done = refunds.refund(home, client, payment_id, minor, idempotency_key=idempotency_key)
     currency = done["currency"]
     obj.emit(
         {"ok": True, "refund": done},

@@ -145,7 +145,7 @@ class TerminalHome:
             )
         return identity
 
-    # --- collections: grants, receipts, bills ------------------------------------------------
+    # --- collections: grants, receipts, bills, refunds ------------------------------------
 
     def put(self, kind: str, item_id: str, data: dict[str, Any]) -> None:
         self._write_json(self._item_path(kind, item_id), data)
@@ -166,7 +166,7 @@ class TerminalHome:
                 yield self._read_json(path)
 
     def _item_path(self, kind: str, item_id: str) -> Path:
-        if kind not in ("grants", "receipts", "bills") or not _SAFE_NAME.match(item_id):
+        if kind not in ("grants", "receipts", "bills", "refunds") or not _SAFE_NAME.match(item_id):
             raise ValueError(f"bad item {kind}/{item_id}")
         return self.path / kind / f"{item_id}.json"
 
