@@ -10,6 +10,7 @@ money, grants, payments, refunds, idempotency, terminals or notifications change
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -393,3 +394,63 @@ def test_each_terminal_lists_only_its_own(harness: Harness, world: World) -> Non
         body = response.json()
         answers.append((response.status_code, body["error"], body["message"].replace(cursor, "?")))
     assert answers[0] == answers[1] and answers[0][0] in (404, 422)
+
+
+#: Operations whose answers list the caller's own objects: test_each_terminal_lists_only_its_own
+#: shows another terminal's objects never appear in them.
+OWN_LISTS = {
+    "GET /v1/terminals/me",
+    "GET /v1/funding-sources",
+    "GET /v1/grants",
+    "GET /v1/payments",
+    "GET /v1/notifications",
+}
+#: Answered without a signature (health) or signed by the new key itself (registration,
+#: refused in AUTH_CASES when it names an existing terminal or another key).
+UNSIGNED = {"GET /v1/health", "POST /v1/terminals"}
+
+
+def _operations(harness: Harness) -> dict[str, re.Pattern[str]]:
+    """Every operation of the real server's OpenAPI document, with a pattern for its path."""
+    paths = harness.http.get(harness.url + "/openapi.json").json()["paths"]
+    return {
+        f"{method.upper()} {path}": re.compile(re.sub(r"\{[^}]+\}", "[^/]+", path) + r"(\?.*)?$")
+        for path, item in paths.items()
+        for method in item
+    }
+
+
+def _operation_of(operations: dict[str, re.Pattern[str]], call: Call) -> str:
+    [name] = [
+        op
+        for op, pattern in operations.items()
+        if op.split()[0] == call.method and pattern.match(call.path)
+    ]
+    return name
+
+
+def test_every_operation_is_tried_with_another_terminals_credentials_and_ids(
+    harness: Harness, world: World
+) -> None:
+    """A new endpoint without a boundary case fails here until one is written."""
+    operations = _operations(harness)
+    tried = {_operation_of(operations, build(world)) for build, _, _ in OWNERSHIP_CASES.values()}
+    untried = set(operations) - tried - OWN_LISTS - UNSIGNED
+    assert not untried, f"no other-terminal case in OWNERSHIP_CASES for {sorted(untried)}"
+    me = world.m2.client.me()
+    assert me["terminal_id"] == world.m2.terminal_id and world.a.owner.terminal_id not in str(me)
+
+
+def test_every_signed_operation_refuses_an_unsigned_request(harness: Harness, world: World) -> None:
+    ids = {
+        "grant_id": world.a.grant_id,
+        "source_id": world.a.source["source_id"],
+        "payment_id": world.payment_id,
+    }
+    for operation in sorted(set(_operations(harness)) - UNSIGNED):
+        method, template = operation.split()
+        path = template.format(**ids)
+        # A fresh claimed id each time keeps this under the failed-authentication throttle.
+        headers = {"Content-Type": "application/json", "X-Nfcpay-Terminal": crypto.new_id("t")}
+        answer = _refused(harness, Call(method, path, b"{}", headers), 401)
+        assert answer["error"] == "authentication_failed", operation
