@@ -14,18 +14,23 @@ _DURATION_RE = re.compile(r"(\d+)\s*([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: Longest validity a grant may be given from the command line.
 MAX_DURATION = timedelta(days=366)
+#: Longest text read as a duration or an amount: far more than any real one needs, and
+#: short enough that no number in it is too long for int() (Python refuses > 4300 digits).
+MAX_CHARS = 40
 
 
 def parse_duration(text: str) -> timedelta:
     """``90s``, ``15m``, ``2h``, ``1d12h`` → timedelta; anything else raises ValueError."""
     compact = text.strip().lower().replace(" ", "")
+    if len(compact) > MAX_CHARS:
+        raise ValueError(f"duration {text[:MAX_CHARS]!r}… is too long: use e.g. 2h or 1d12h")
     if not compact or _DURATION_RE.sub("", compact):
         raise ValueError(f"cannot read duration {text!r}: use e.g. 90s, 15m, 2h or 1d12h")
     total = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_RE.findall(compact))
-    duration = timedelta(seconds=total)
-    if not timedelta(0) < duration <= MAX_DURATION:
+    # compare whole seconds first: timedelta() itself overflows past 999,999,999 days
+    if not 0 < total <= MAX_DURATION.total_seconds():
         raise ValueError(f"duration {text!r} must be between 1s and {MAX_DURATION.days} days")
-    return duration
+    return timedelta(seconds=total)
 
 
 class DurationType(click.ParamType):
@@ -55,6 +60,8 @@ class AmountType(click.ParamType):
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> str:
         text = str(value)
+        if len(text) > MAX_CHARS:
+            self.fail(f"amount {text[:MAX_CHARS]!r}… is too long", param, ctx)
         try:
             parse_amount(text, "KWD")  # the most permissive exponent: syntax check only
         except MoneyError as exc:
