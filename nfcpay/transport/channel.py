@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from typing import Literal
 
-from nfcpay.transport import timing
+from nfcpay.transport import faults, timing
 
 
 class Channel(abc.ABC):
@@ -21,6 +21,10 @@ class Channel(abc.ABC):
     carrier: Literal["llcp", "tt3"]
     #: "listen" (we were discovered) or "poll" (we discovered the peer)
     role: Literal["listen", "poll"]
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        faults.instrument(cls)  # a no-op unless the NFCPAY_FAULT_LINK_DROP test hook is set
 
     @abc.abstractmethod
     def send(self, message: bytes, timeout: float = timing.SEND_TIMEOUT) -> None:
