@@ -21,7 +21,7 @@ import contextlib
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -170,11 +170,17 @@ def _bulk_inserts(dialect: str, rows: int, now_us: int) -> list[tuple[str, int]]
     ]
 
 
-def populate(db: Database, rows: int, now_us: int | None = None) -> None:
+def populate(
+    db: Database,
+    rows: int,
+    now_us: int | None = None,
+    progress: Callable[[str, int, float], None] | None = None,
+) -> None:
     """Add ``rows`` grants and ``rows`` past payments (and everything that goes with them) by
     bulk SQL, one transaction per statement; then PostgreSQL ANALYZEs them, as autovacuum
     would. PostgreSQL skips the per-row foreign key triggers while loading (the rows are
-    consistent by construction), which needs a superuser such as the test's ``postgres``."""
+    consistent by construction), which needs a superuser such as the test's ``postgres``.
+    ``progress(table, rows, seconds)`` hears of each statement as it completes."""
     now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
     prefix, series = _SERIES[db.dialect]
     inserts = _bulk_inserts(db.dialect, rows, now_us)
@@ -186,11 +192,17 @@ def populate(db: Database, rows: int, now_us: int | None = None) -> None:
             sql = sql.replace("%", "%%")  # psycopg reads % as a placeholder
         tx.execute(sql)
 
-    for statement, count in inserts:
+    tables = [re.findall(r"INSERT INTO (\w+)", statement)[0] for statement, _ in inserts]
+    for table, (statement, count) in zip(tables, inserts, strict=True):
+        began = time.perf_counter()
         db.run(lambda tx, statement=statement, count=count: load(tx, statement, count))
+        if progress is not None:
+            progress(table, count, time.perf_counter() - began)
     if db.dialect == "postgresql":
-        tables = dict.fromkeys(re.findall(r"INSERT INTO (\w+)", " ".join(s for s, _ in inserts)))
-        db.run(lambda tx: tx.execute(f"ANALYZE {', '.join(tables)}"))
+        began = time.perf_counter()
+        db.run(lambda tx: tx.execute(f"ANALYZE {', '.join(dict.fromkeys(tables))}"))
+        if progress is not None:
+            progress("ANALYZE", 0, time.perf_counter() - began)
 
 
 # --- observing the statements ------------------------------------------------------------------
