@@ -33,7 +33,11 @@ DEFAULT_CURRENCY = "KRW"
 #: 64-bit column and far below anything a sandbox issuer should ever see.
 MAX_MINOR = 10**15
 
-_AMOUNT_RE = re.compile(r"^(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?$")
+#: ASCII digits only: ``\d`` alone would read fullwidth or Arabic-Indic digits as numbers.
+_AMOUNT_RE = re.compile(r"^(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?$", re.ASCII)
+#: Longer input than this cannot be an amount under MAX_MINOR; refusing it early also keeps
+#: int() away from thousands of digits (Python refuses over 4,300 with a bare ValueError).
+_MAX_AMOUNT_TEXT = 40
 
 
 def exponent(currency: str) -> int:
@@ -87,6 +91,8 @@ def parse_amount(text: str, currency: str = DEFAULT_CURRENCY) -> Money:
     currency has, negative numbers, floats in exponent form and empty input are refused with a
     message that says why.
     """
+    if len(text) > _MAX_AMOUNT_TEXT:
+        raise MoneyError(f"amount is {len(text)} characters long; expected e.g. 12000 or 12.50")
     cleaned = text.strip().replace("_", "")
     parts = cleaned.split()
     if len(parts) == 2:

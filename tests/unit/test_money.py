@@ -38,6 +38,9 @@ def test_parse_amount_accepts_what_people_type(text: str, currency: str, minor: 
         ("12 EUR", "USD", "expected USD"),
         ("1 2 3", "KRW", "cannot read"),
         ("5", "XXX", "unknown currency"),
+        ("9" * 5000, "KRW", "5000 characters long"),
+        ("\uff11\uff12,\uff10\uff10\uff10", "KRW", "cannot read"),  # fullwidth 12,000
+        ("\u0661\u0662\u0663", "KRW", "cannot read"),  # Arabic-Indic 123
     ],
 )
 def test_parse_amount_refuses_with_reason(text: str, currency: str, fragment: str) -> None:
