@@ -19,7 +19,7 @@ from typing import Any
 
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
-from nfcpay.errors import ConfigError, Declined, NfcPayError
+from nfcpay.errors import ConfigError, Declined, NfcPayError, TransportError
 from nfcpay.records import AckRecord, GrantRecord, HelloRecord, Role
 from nfcpay.terminals import exchange
 from nfcpay.terminals.exchange import Status, quiet
@@ -120,11 +120,25 @@ def give(
         if entry is None:
             status(f"Target {target} tapped; asking the server for a grant ...")
             entry = _obtain_in_tap(channel, home, client, what, target, source_id)
-        exchange.send(channel, grant_record(entry, identity, target))
-        ack = exchange.receive(channel, AckRecord)
+        try:
+            exchange.send(channel, grant_record(entry, identity, target))
+            ack = exchange.receive(channel, AckRecord)
+        except TransportError as exc:
+            raise _unconfirmed(exc, entry["grant"]["grant_id"], target) from exc
     if not ack.accepted:
         raise Declined(f"target {target} refused the grant: {ack.message}", code=str(ack.code))
     return Given(entry["grant"], target)
+
+
+def _unconfirmed(exc: TransportError, grant_id: str, target: str) -> TransportError:
+    """The link went while grant ``grant_id`` was on its way: the target may or may not
+    hold it, so a retry must hand over this grant, not issue a second one."""
+    return type(exc)(
+        f"{exc.message}; grant {grant_id} may not have reached {target}: hand it over with "
+        f"`nfcpay user give --grant {grant_id}` (or `nfcpay user revoke {grant_id}`), "
+        "do not issue another",
+        code=exc.code,
+    )
 
 
 def _obtain(
