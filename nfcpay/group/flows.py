@@ -200,10 +200,69 @@ def _join_in_tap(
     status: Status,
 ) -> Joined:
     exchange.send(channel, exchange.hello_from(home, identity))
-    request = exchange.receive(channel, SplitRequestRecord)
+    answer = exchange.receive_or_refusal(channel, SplitRequestRecord)
+    if isinstance(answer, AckRecord):
+        return _joined_before(home, answer)
+    request = answer
     money = format_minor(request.amount, request.currency)
     status(f"Bill {request.bill_id} from {request.collector_terminal}: your share is {money}.")
     _accept_or_refuse(channel, identity, request, maximum, confirm)
+    entry = _share_grant(home, request)
+    if entry is None:
+        entry = _issue_share(
+            channel, home, identity, client, request, source_id, purposes, merchants
+        )
+    exchange.send(channel, grant_record(entry, identity, request.collector_terminal))
+    exchange.receive(channel, AckRecord)  # a refusal raises Declined
+    return Joined(request, entry["grant"])
+
+
+def _share_grant(home: TerminalHome, request: SplitRequestRecord) -> Json | None:
+    """The grant this member already issued for exactly this share, if any.
+
+    A tap that ended after the grant was issued may or may not have delivered it; tapping
+    again hands over the same grant, so a bill never holds two grants of one member.
+    """
+    for entry in home.items("grants"):
+        grant = entry["grant"]
+        if (
+            grant.get("bill_id") == request.bill_id
+            and grant["allowed_terminals"] == [request.collector_terminal]
+            and grant["currency"] == request.currency
+            and grant["rights"]["amount_cap"] == request.amount
+        ):
+            return entry
+    return None
+
+
+def _joined_before(home: TerminalHome, refusal: AckRecord) -> Joined:
+    """The collector says this member has already joined bill ``refusal.ref``: a tap whose
+    ack was lost. With the grant for that bill held here, the join is done."""
+    held = [e["grant"] for e in home.items("grants") if e["grant"].get("bill_id") == refusal.ref]
+    if refusal.code != "already_joined" or not refusal.ref or not held:
+        raise exchange.declined(refusal)
+    grant = held[-1]
+    request = SplitRequestRecord(
+        bill_id=grant["bill_id"],
+        collector_terminal=grant["allowed_terminals"][0],
+        currency=grant["currency"],
+        amount=grant["rights"]["amount_cap"],
+        expires_at=datetime.fromisoformat(grant["rights"]["valid_until"]),
+    )
+    return Joined(request, grant)
+
+
+def _issue_share(
+    channel: Channel,
+    home: TerminalHome,
+    identity: Identity,
+    client: PaymentClient,
+    request: SplitRequestRecord,
+    source_id: str | None,
+    purposes: tuple[str, ...],
+    merchants: tuple[str, ...],
+) -> Json:
+    """Have the server issue this member's grant for the share; keep it here."""
     try:
         answer = client.issue_grant(
             source_id or default_source(client, identity.currency),
@@ -222,9 +281,7 @@ def _join_in_tap(
     grant: Json = answer["grant"]
     entry = {"grant": grant, "auth_code": answer["auth_code"]}
     home.put("grants", grant["grant_id"], entry)
-    exchange.send(channel, grant_record(entry, identity, request.collector_terminal))
-    exchange.receive(channel, AckRecord)  # a refusal raises Declined
-    return Joined(request, grant)
+    return entry
 
 
 def _accept_or_refuse(

@@ -56,13 +56,28 @@ def send(channel: Channel, record: NfcpayRecord) -> None:
 
 def receive(channel: Channel, expect: type[R], timeout: float = REPLY_TIMEOUT) -> R:
     """The peer's next record, which must be ``expect`` or a refusal."""
+    record = receive_or_refusal(channel, expect, timeout)
+    if isinstance(record, expect):
+        return record
+    raise declined(record)
+
+
+def receive_or_refusal(
+    channel: Channel, expect: type[R], timeout: float = REPLY_TIMEOUT
+) -> R | AckRecord:
+    """The peer's next record: ``expect``, or the peer's refusing ack (with its code and ref)."""
     record = decode_one(channel.receive(timeout), (expect, AckRecord))
     if isinstance(record, expect):
         return record
     if isinstance(record, AckRecord) and not record.accepted:
-        reason = record.message or str(record.code)
-        raise Declined(f"the other terminal refused: {reason}", code=str(record.code))
+        return record
     raise ProtocolViolation(f"expected {expect.type_name}, got {record.type_name}")
+
+
+def declined(refusal: AckRecord) -> Declined:
+    """The error for the peer's refusal."""
+    reason = refusal.message or str(refusal.code)
+    return Declined(f"the other terminal refused: {reason}", code=str(refusal.code))
 
 
 def refuse(channel: Channel, code: str, message: str, ref: str | None = None) -> None:
