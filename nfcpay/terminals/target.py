@@ -419,3 +419,5 @@ def _settle(home: TerminalHome, receipt: Json) -> None:
         updated_at=now_iso(),
     )
     home.put("receipts", receipt["receipt_id"], receipt)
+    if charged and receipt.get("bill_id"):
+        group_bill.mark_paid(home, receipt["bill_id"], receipt)
