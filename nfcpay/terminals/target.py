@@ -344,6 +344,7 @@ def _record_result(home: TerminalHome, receipt: Json, result: ResultRecord) -> N
     )
     home.put("receipts", receipt["receipt_id"], receipt)
     if result.approved:
+        _after_charge(home, receipt)
         for share in receipt["grants"]:
             entry = home.get("grants", share["grant_id"])
             known = entry["last_known"]
@@ -419,5 +420,26 @@ def _settle(home: TerminalHome, receipt: Json) -> None:
         updated_at=now_iso(),
     )
     home.put("receipts", receipt["receipt_id"], receipt)
-    if charged and receipt.get("bill_id"):
-        group_bill.mark_paid(home, receipt["bill_id"], receipt)
+    if charged:
+        _after_charge(home, receipt)
+        if receipt.get("bill_id"):
+            group_bill.mark_paid(home, receipt["bill_id"], receipt)
+
+
+def _after_charge(home: TerminalHome, charged: Json) -> None:
+    """Move the baseline of every other unsettled receipt past ``charged``.
+
+    An unsettled receipt was made from a view of its grants that did not include this
+    charge (a tap retried after a lost result, before ``target wallet``); without this, the
+    use and amount the retry spent would later be read as the lost tap's charge too.
+    """
+    spent = {share["grant_id"]: share["amount"] for share in charged["grants"]}
+    for other in home.items("receipts"):
+        if other["receipt_id"] == charged["receipt_id"] or other["status"] not in UNSETTLED:
+            continue
+        shares = [share for share in other["grants"] if share["grant_id"] in spent]
+        for share in shares:
+            share["remaining_uses_before"] -= 1
+            share["remaining_amount_before"] -= spent[share["grant_id"]]
+        if shares:
+            home.put("receipts", other["receipt_id"], other)
