@@ -3,22 +3,32 @@
 The field lists are derived at test time — from each record class's ``wire_fields()``
 (nested structs and list items included) and from the pydantic request schemas — so a field
 added later is tampered automatically. Each field gets the changes its kind allows: bit
-flips and short or zeroed bytes, ±1 / zero / negative / too-large integers, another real
+flips and short or inverted bytes, ±1 / zero / negative / too-large integers, another real
 terminal's, merchant's or grant's id, another or an unknown currency, another enum member,
 a dropped, doubled or added list item; optional fields left out are put in.
 
-What is already covered elsewhere and not repeated: one hand-picked change per decline code
+Already covered elsewhere and not repeated: one hand-picked change per decline code
 (tests/server/acceptance/test_declines.py: other key, other counter, amount after signing,
-wrong usage-auth, ...), tampered *request signatures* and headers (test_access.py), random
+wrong usage-auth, ...), tampered request signatures and headers (test_access.py), random
 bytes through the decoders (tests/records/test_fuzz.py).
 
-Paths, all real: NDEF records are encoded, tampered at the CBOR level, re-framed and decoded
-by ``decode_one``; the target's side is ``held_entry`` / ``choose_shares`` / ``sign_means``
-of a real terminal home, the merchant's is ``api_means`` and its signed client, and the
-server is one ``nfcpay server run`` process. A tampered record ends one of three ways:
-refused on the wire (DecodeError), rejected by the API (4xx), or declined by the server.
-Either way :func:`full_snapshot` shows no change but the documented ones: the owner's
-usage-auth-mismatch notification and, at the fifth, the grant's lock.
+Added here, all on real code paths:
+
+* every bit flip and every field change of every record type decodes to a different
+  record or is refused — never to the original;
+* grant (user → target), challenge (merchant → target) and means (target → merchant)
+  records changed in flight: tampered at the CBOR level, re-framed, decoded by
+  ``decode_one``, kept and answered by a real target home (``held_entry``,
+  ``choose_shares``, ``sign_means``: the target signs over what it received), forwarded by
+  the merchant's ``api_means`` and signed client to one ``nfcpay server run`` process;
+* means changed and signed again by the target itself (a dishonest target);
+* every request body field changed after signing (in transit), and every payment body
+  field changed by the merchant that signs the request.
+
+A change ends refused on the wire (DecodeError), rejected by the API (4xx) or declined, and
+:func:`full_snapshot` shows nothing changed but the documented usage-auth counter: the
+owner's mismatch notification and, at the fifth, the grant's lock. Exceptions are listed
+with their reason: HARMLESS, TARGET_MAY, and the strict-xfail GAPS / TARGET_GAPS.
 
 Hello, ack, split and result records carry no authority the server sees (the merchant takes
 amount, currency and nonce from its own challenge, the identity from the signed means): they
@@ -28,6 +38,7 @@ get the byte-level test only.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import secrets
 import typing
@@ -268,17 +279,11 @@ SAMPLE_OTHERS = Others({"t": "t_othertarget", "m": "m_othershop", "g": "g_otherg
 
 @pytest.mark.parametrize("name", sorted(RECORD_CLASSES))
 def test_every_field_of_every_record_type_gets_mutations(name: str) -> None:
+    """Every declared field, nested ones included, is changed (a field of a kind with no
+    mutations yet fails here, in kind_mutations or plausible)."""
     record = sample_records()[name]
     mutations = struct_mutations(type(record), record.to_wire(), SAMPLE_OTHERS)
-    assert {m.field.split("[0]")[0] for m in mutations} >= {
-        spec.name for spec in type(record).wire_fields()
-    }
-    assert {m.field for m in mutations} >= field_names(type(record)) - {
-        # an empty list has no first item to change; put_in/added cover it
-        n
-        for n in field_names(type(record))
-        if "[0]" in n and not record.to_wire()
-    }
+    assert {m.field for m in mutations} >= field_names(type(record))
 
 
 @pytest.mark.parametrize("name", sorted(RECORD_CLASSES))
@@ -318,6 +323,7 @@ class World:
     homes: dict[str, TerminalHome]
     clients: dict[str, PaymentClient]
     others: Others = field(default_factory=lambda: Others({}))
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
 
     def snapshot(self) -> Snapshot:
         return self.server.query(full_snapshot)
@@ -397,6 +403,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         for client in w.clients.values():
             client.close()
+        w.http.close()
         server.stop()
     assert "Traceback" not in server.log(), server.log()
 
@@ -526,6 +533,76 @@ def test_tampered_record_charges_nothing(world: World, record: str, mutation_id:
         assert result not in ("approved", CONTROL["grant"]), result
     else:
         assert result in ("refused", CONTROL["grant"]), result
+    assert_only_counters_changed(world, before, world.terminal_id("user"))
+
+
+def re_signed(world: World, octets: bytes, challenge: ChallengeRecord) -> bytes:
+    """``octets`` (a changed means) signed again with the target's own key, as the target
+    itself could; a record that no longer decodes is passed on unchanged."""
+    try:
+        means = decode_one(octets, MeansRecord)
+    except DecodeError:
+        return octets
+    message = crypto.presentation_message(
+        challenge=challenge.nonce,
+        merchant_id=challenge.merchant_id,
+        amount=challenge.amount,
+        currency=challenge.currency,
+        presenting_terminal=means.presenting_terminal,
+        grants=[crypto.GrantShare(g.grant_id, g.amount) for g in means.grants],
+        own_source_id=means.own_source_id,
+        own_amount=means.own_amount,
+        bill_id=means.bill_id,
+        split_mode=means.split_mode.value,
+    )
+    signature = world.homes["target"].private_key().sign(message)
+    return encode_message([dataclasses.replace(means, signature=signature)])
+
+
+#: Changes the target may make to its own means and sign: allowed, and charged exactly as
+#: the challenge asks (the split mode of a plain payment changes nothing).
+TARGET_MAY = {"split_mode"}
+#: Changes a target can sign that should still be refused (strict xfail: fix, then remove).
+TARGET_GAPS = {
+    "currency": GAPS["means.currency"],
+    "bill_id": "server bug (see /work/notes/server-bugs.md): a plain grant's payment may "
+    "name any bill id; it is approved and the payment row then takes that bill id, so the "
+    "real bill of that id can no longer be paid (bill_already_paid)",
+}
+
+
+def re_signed_cases() -> list[Any]:
+    cases = []
+    for param in record_cases():
+        record, mutation_id = param.values
+        field_name = mutation_id.split("-", 1)[0].split("[", 1)[0]
+        if record != "means" or field_name == "signature":
+            continue
+        marks = []
+        if field_name in TARGET_GAPS and mutation_id.endswith(("-other", "-put_in")):
+            marks = [pytest.mark.xfail(strict=True, reason=TARGET_GAPS[field_name])]
+        cases.append(pytest.param(mutation_id, marks=marks, id=mutation_id))
+    return cases
+
+
+@pytest.mark.parametrize("mutation_id", re_signed_cases())
+def test_means_changed_and_re_signed_by_the_target_charges_nothing_else(
+    world: World, mutation_id: str
+) -> None:
+    """A dishonest target changes its own means and signs them: declined, or charged exactly
+    what the merchant's challenge asks and nothing else."""
+    records = scene_records(world, "means")
+    challenge, original = records["challenge"], records["means"]
+    assert isinstance(challenge, ChallengeRecord)
+    mutations = struct_mutations(MeansRecord, original.to_wire(), world.others)
+    (mutation,) = [m for m in mutations if m.id == mutation_id]
+    octets = re_signed(world, tampered_octets(original, mutation), challenge)
+    before = world.snapshot()
+    result = outcome(lambda: world.charge(challenge, octets))
+    if mutation.field in TARGET_MAY:
+        assert result in ("refused", "approved"), result
+        return
+    assert result != "approved", result
     assert_only_counters_changed(world, before, world.terminal_id("user"))
 
 
@@ -745,12 +822,14 @@ def send(
     else:
         headers = sign(call.signer, call.method, call.path, b"", signed_body=signed)
     headers["Idempotency-Key"] = f"k-{secrets.token_hex(8)}"
-    return httpx.request(call.method, world.server.url + call.path, content=raw, headers=headers)
+    return world.http.request(
+        call.method, world.server.url + call.path, content=raw, headers=headers
+    )
 
 
 def request_models(world: World) -> set[str]:
     """The request body models of every route, from the server's own OpenAPI document."""
-    spec = httpx.get(f"{world.server.url}/openapi.json").json()
+    spec = world.http.get(f"{world.server.url}/openapi.json").json()
     refs = set()
     for operations in spec["paths"].values():
         for operation in operations.values():
@@ -779,18 +858,19 @@ def test_untampered_calls_are_accepted(world: World) -> None:
 
 def test_every_body_field_changed_in_transit_is_refused(world: World) -> None:
     """Any change after the terminal signed the body: refused (401, or 422 when the changed
-    body is not even well-formed), and nothing changes."""
+    body is not even well-formed), and nothing changes. The signature covers the body's
+    bytes, so one change per field is enough here (the kinds of change matter below)."""
     cases = 0
     built = calls(world)
     before = world.snapshot()
     for name, call in built.items():
-        model = getattr(schemas, name)
-        for mutation in body_mutations(model, call.body, world.others):
+        mutations = body_mutations(getattr(schemas, name), call.body, world.others)
+        for mutation in {m.field: m for m in reversed(mutations)}.values():
             response = send(world, call, apply(call.body, mutation), signed_body=call.body)
             assert response.status_code in (401, 422), (name, mutation, response.text)
             cases += 1
     assert changed_tables(before, world.snapshot()) == []
-    assert cases > 100
+    assert cases == sum(len(model_fields(getattr(schemas, name))) for name in built)
 
 
 def payment_cases() -> list[str]:
