@@ -423,13 +423,16 @@ def outcome(attempt: Callable[[], Json]) -> str:
     return f"declined:{answer['decline_code']}"
 
 
-def assert_only_counters_changed(world: World, before: Snapshot, owner: str) -> None:
-    """Nothing changed but usage-auth counters: mismatch notifications and a grant lock."""
+def assert_only_counters_changed(world: World, before: Snapshot, result: str) -> None:
+    """Nothing changed but usage-auth counters: mismatch notifications to the user (the
+    owner), one for each ``usage_auth_mismatch`` decline, and a grant lock."""
     after = world.snapshot()
     assert set(changed_tables(before, after)) <= {"notifications", "grants"}
     new_notes = set(after["notifications"]) - set(before["notifications"])
     assert {row for row in new_notes if not (set(row) & COUNTER_KINDS)} == set()
-    assert all(owner in row for row in new_notes)
+    assert all(world.terminal_id("user") in row for row in new_notes)
+    told = any("usage_auth_mismatch" in row for row in new_notes)
+    assert told == (result == "declined:usage_auth_mismatch"), (result, new_notes)
     for row in set(after["grants"]) - set(before["grants"]):
         assert "locked" in row
 
@@ -533,7 +536,7 @@ def test_tampered_record_charges_nothing(world: World, record: str, mutation_id:
         assert result not in ("approved", CONTROL["grant"]), result
     else:
         assert result in ("refused", CONTROL["grant"]), result
-    assert_only_counters_changed(world, before, world.terminal_id("user"))
+    assert_only_counters_changed(world, before, result)
 
 
 def re_signed(world: World, octets: bytes, challenge: ChallengeRecord) -> bytes:
@@ -603,7 +606,7 @@ def test_means_changed_and_re_signed_by_the_target_charges_nothing_else(
         assert result in ("refused", "approved"), result
         return
     assert result != "approved", result
-    assert_only_counters_changed(world, before, world.terminal_id("user"))
+    assert_only_counters_changed(world, before, result)
 
 
 # --- API bodies ----------------------------------------------------------------------------
@@ -906,5 +909,6 @@ def test_payment_body_changed_by_the_merchant_charges_nothing(
         world, Call("POST", "/v1/payments", scene.merchant, body), apply(body, mutation)
     )
     assert response.status_code in (200, 422), response.text
-    assert response.json().get("status") != "approved", response.text
-    assert_only_counters_changed(world, before, world.terminal_id("user"))
+    answer = response.json()
+    assert answer.get("status") != "approved", response.text
+    assert_only_counters_changed(world, before, f"declined:{answer.get('decline_code')}")
