@@ -6,15 +6,17 @@ and plain ``IOError`` with an errno (opening a device). :func:`map_nfc_errors` i
 place where all of them become :mod:`nfcpay.errors` transport errors, raised ``from`` the
 original so the nfcpy traceback stays available with ``-vv``.
 
-The loopback reader is nfcpy's own ``udp`` driver with one change (see
+The loopback reader is nfcpy's own ``udp`` driver with two changes (see
 :class:`LoopbackDevice`): a poll that finds nobody gives up after 20 ms, as RF hardware
-does, instead of the driver's one second.
+does, instead of the driver's one second; and a listening side that has not been
+activated yet ignores a stale "RF off" from the previous tap's poller.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -97,16 +99,35 @@ class LoopbackDevice(nfc.clf.udp.Device):  # type: ignore[misc]
     readers give up after a few milliseconds, so on loopback a poll that lands while the
     peer is between two listen calls would cost a second per tap. Only the waits made while
     sensing are shortened; every frame still goes through the unmodified driver code.
+
+    The driver's poller announces "RF off" from the *previous* link only when it next
+    polls, in the datagram right before its SENS_REQ. A listen call that gets it gives up,
+    and the next listen call opens a new socket, dropping the SENS_REQ: every tap from the
+    same poller lost one poll (20 ms wait plus ``timing.POLL_PAUSE``). A device waiting for
+    its activation has no link the field could break, so until the first frame of a listen
+    call arrives, "RF off" is skipped; after it, it still ends the link as before.
     """
 
     _sensing = False
+    _awaiting_activation = False
     #: Set to a reader name to refuse every listen call as that reader's nfcpy driver does.
     refuses_listen_as: str | None = None
 
     def _recv_data(self, timeout: float | None, *brty_list: str) -> Any:
         if self._sensing and timeout is not None:
             timeout = min(timeout, LOOPBACK_SENSE_TIMEOUT)
-        return super()._recv_data(timeout, *brty_list)
+        if not self._awaiting_activation:
+            return super()._recv_data(timeout, *brty_list)
+        deadline = None if timeout is None else time.time() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.time())
+            try:
+                received = super()._recv_data(left, *brty_list)
+            except nfc.clf.BrokenLinkError:
+                log.debug("skipped a stale RF off while waiting to be activated")
+                continue
+            self._awaiting_activation = False
+            return received
 
     def sense_tta(self, target: Any) -> Any:
         return self._sense(super().sense_tta, target)
@@ -118,24 +139,25 @@ class LoopbackDevice(nfc.clf.udp.Device):  # type: ignore[misc]
         return self._sense(super().sense_ttf, target)
 
     def listen_tta(self, target: Any, timeout: float) -> Any:
-        self._refuse_listen()
-        return super().listen_tta(target, timeout)
+        return self._listen(super().listen_tta, target, timeout)
 
     def listen_ttb(self, target: Any, timeout: float) -> Any:
-        self._refuse_listen()
-        return super().listen_ttb(target, timeout)
+        return self._listen(super().listen_ttb, target, timeout)
 
     def listen_ttf(self, target: Any, timeout: float) -> Any:
-        self._refuse_listen()
-        return super().listen_ttf(target, timeout)
+        return self._listen(super().listen_ttf, target, timeout)
 
     def listen_dep(self, target: Any, timeout: float) -> Any:
-        self._refuse_listen()
-        return super().listen_dep(target, timeout)
+        return self._listen(super().listen_dep, target, timeout)
 
-    def _refuse_listen(self) -> None:
+    def _listen(self, method: Any, target: Any, timeout: float) -> Any:
         if self.refuses_listen_as:
             raise nfc.clf.UnsupportedTargetError(f"{self.refuses_listen_as} cannot listen")
+        self._awaiting_activation = True
+        try:
+            return method(target, timeout)
+        finally:
+            self._awaiting_activation = False
 
     def _sense(self, method: Any, target: Any) -> Any:
         self._sensing = True
