@@ -19,14 +19,35 @@ has no retransmission, so the sender waits for an acknowledgement that never com
   before the CC (the new socket comes first in the SAP) and overtake it in one AGF.
   :meth:`Llc.accept` waits for the CONNECT, then builds and inserts the connection under
   the LLC lock with the CC on the new connection's own queue, so it always leaves first.
+
+Two timing changes, both inside the LLCP 1.3 and NFC-DEP rules for every reader:
+
+* **No idle nap while a PDU waits.** nfcpy's run loop sleeps 1 ms before each collection
+  and, once 10 SYMM PDUs have been received in the life of the link (the count never
+  resets), 50 ms more whenever it has nothing to send. The side holding the turn then sits
+  on a queued PDU for up to 50 ms: a merchant's result, ready after a 40 ms server call,
+  waited for the tapping side's next SYMM. :class:`Llc` waits on an event that every
+  queued PDU sets, and caps the idle wait at ``timing.LLCP_IDLE_PACE``. LLCP only bounds
+  the gap between PDUs from above (the LTO, 500 ms here; the NFC-DEP RWT of 77 ms for the
+  target's answer), so answering sooner is always allowed; the cost is a few more SYMM
+  exchanges per second while idle.
+* **DISC answered at once.** nfcpy's NFC-DEP target, on link deactivation, does not answer
+  the DEP_REQ it holds; it waits for the initiator to time out (one RWT, 77 ms) and send
+  ATN, and only answers the repeated request. Every LLCP tap paid ~80 ms at tear-down.
+  :class:`DepTarget` answers the held request with the DISC straight away: an NFC-DEP
+  target is meant to answer each request within RWT; ATN is the initiator's recovery
+  for a target that did not.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
+import threading
 from typing import Any
 
+import nfc.dep
 import nfc.llcp
 import nfc.llcp.err
 import nfc.llcp.llc
@@ -38,12 +59,33 @@ from nfcpay.transport import timing
 log = logging.getLogger(__name__)
 
 
+class SendQueue(collections.deque):  # type: ignore[type-arg]
+    """A socket's outbound PDU queue that wakes the LLC when a PDU is appended.
+
+    nfcpy appends to ``send_queue`` from the application thread (CONNECT, I, DISC) and
+    pops from the LLC thread; ``appendleft`` (a PDU put back) comes from the LLC itself.
+    """
+
+    def __init__(self, pending: threading.Event) -> None:
+        super().__init__()
+        self._pending = pending
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        self._pending.set()
+
+
 class Dlc(nfc.llcp.tco.DataLinkConnection):  # type: ignore[misc]
     """A data-link connection that becomes ESTABLISHED when its CC is dispatched.
 
     Used for every connection-oriented socket of an :class:`Llc`: nfcpy's SAP only takes
-    sockets of one class, so listening and accepted sockets are of this class too.
+    sockets of one class, so listening and accepted sockets are of this class too. Its
+    send queue wakes the LLC (see :class:`SendQueue`).
     """
+
+    def __init__(self, recv_miu: int, recv_win: int, pending: threading.Event) -> None:
+        super().__init__(recv_miu, recv_win)
+        self.send_queue = SendQueue(pending)
 
     def enqueue(self, rcvd_pdu: Any) -> Any:
         if rcvd_pdu.name != "CC":
@@ -65,12 +107,47 @@ class Dlc(nfc.llcp.tco.DataLinkConnection):  # type: ignore[misc]
 
 
 class Llc(nfc.llcp.llc.LogicalLinkController):  # type: ignore[misc]
-    """LogicalLinkController whose connection set-up is free of thread races."""
+    """LogicalLinkController free of set-up races that sends a queued PDU without delay."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        #: Set when an application thread queues a PDU (or wants the loop to look again).
+        self.pending = threading.Event()
 
     def socket(self, socket_type: int) -> Any:
         if socket_type == nfc.llcp.DATA_LINK_CONNECTION:
-            return Dlc(recv_miu=128, recv_win=1)
+            return Dlc(recv_miu=128, recv_win=1, pending=self.pending)
         return super().socket(socket_type)
+
+    def collect(self, delay: float | None = None) -> Any:
+        """nfcpy's collection, after waiting at most ``delay`` (capped) for a queued PDU.
+
+        nfcpy asks for 10 ms before the initiator's first PDU, 1 ms before every later
+        one (room for the application to queue a reply that rides along) and 50 ms on an
+        idle link; the wait ends as soon as a PDU is queued, and never exceeds
+        ``timing.LLCP_IDLE_PACE``.
+        """
+        if delay:
+            self.pending.wait(min(delay, timing.LLCP_IDLE_PACE))
+        self.pending.clear()
+        return super().collect()
+
+    def terminate(self, reason: str) -> None:
+        """nfcpy's link termination, with :class:`DepTarget` deactivated as nfcpy's own.
+
+        nfcpy picks the MAC's deactivation by ``type(self.mac) ==``, which a subclass
+        fails; its target branch is repeated here, then nfcpy shuts the SAPs down.
+        """
+        mac = self.mac
+        if not isinstance(mac, DepTarget):
+            super().terminate(reason)
+            return
+        mac.deactivate(data=nfc.llcp.pdu.encode(nfc.llcp.pdu.Disconnect(0, 0)))
+        self.mac = None
+        try:
+            super().terminate(reason)
+        finally:
+            self.mac = mac
 
     def accept(self, socket: Any) -> Any:
         if not isinstance(socket, nfc.llcp.tco.DataLinkConnection):
@@ -85,7 +162,7 @@ class Llc(nfc.llcp.llc.LogicalLinkController):  # type: ignore[misc]
         # new connection is in the SAP, and no PDU for it can reach the listening socket.
         with self.lock, socket.lock:
             connect = socket.recv_queue.popleft()
-            client = Dlc(socket.recv_miu, socket.recv_win)
+            client = Dlc(socket.recv_miu, socket.recv_win, self.pending)
             client.addr, client.peer = socket.addr, connect.ssap
             client.send_miu = min(connect.miu, self.cfg["send-miu"])
             client.send_win = connect.rw
@@ -96,3 +173,41 @@ class Llc(nfc.llcp.llc.LogicalLinkController):  # type: ignore[misc]
             self.sap[client.addr].insert_socket(client)
         log.debug("accepted CONNECT from SAP %d on SAP %d", client.peer, client.addr)
         return client
+
+
+class DepTarget(nfc.dep.Target):  # type: ignore[misc]
+    """nfcpy's NFC-DEP target that answers the request it holds when the link ends.
+
+    The LLC target loop ends holding an unanswered DEP_REQ: the initiator's DISC, or the
+    SYMM it sent before we decided to close. nfcpy's ``deactivate`` only listens, so the
+    initiator waits one RWT, sends ATN and repeats the request before it gets the DISC.
+    Here the held request is answered with the DISC at once; the rest (DSL/RLS, ATN,
+    repeated requests) is nfcpy's own loop.
+    """
+
+    _holding = False
+    _answer: Any = None
+
+    def exchange(self, send_data: Any, timeout: float) -> Any:
+        self._holding = False
+        received = super().exchange(send_data, timeout)
+        self._holding = received is not None
+        return received
+
+    def deactivate(self, data: Any = b"") -> None:
+        if data and self._holding:
+            pfb = nfc.dep.DEP_RES.PFB(
+                nfc.dep.DEP_RES.LastInformation, self.nad is not None, self.did is not None,
+                self.pni,
+            )  # fmt: skip
+            self._answer = nfc.dep.DEP_RES(pfb, self.did, self.nad, bytearray(data))
+        self._holding = False
+        try:
+            super().deactivate(bytearray(data))
+        finally:
+            self._answer = None
+
+    def send_res_recv_req(self, res: Any, deadline: float) -> Any:
+        if res is None and self._answer is not None:
+            res, self._answer = self._answer, None  # the first turn of nfcpy's _deactivate
+        return super().send_res_recv_req(res, deadline)

@@ -28,7 +28,7 @@ from nfcpay import errors
 from nfcpay.transport import timing
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.framing import Deframer, chunks, frame
-from nfcpay.transport.llc import Llc
+from nfcpay.transport.llc import DepTarget, Llc
 from nfcpay.transport.nfcpy import map_nfc_errors
 from nfcpay.transport.roles import Role
 
@@ -55,7 +55,7 @@ def remaining(deadline: float | None) -> float | None:
 class LinkThread:
     """Runs an activated LLC's symmetry loop until closed or the link breaks."""
 
-    def __init__(self, llc: nfc.llcp.llc.LogicalLinkController) -> None:
+    def __init__(self, llc: Llc) -> None:
         self.llc = llc
         self._stop = threading.Event()
         self._ended = threading.Event()
@@ -77,6 +77,7 @@ class LinkThread:
     def close(self, timeout: float = 2.0) -> None:
         """End the link (sends LLCP DISC when possible) and wait for the loop to stop."""
         self._stop.set()
+        self.llc.pending.set()  # an idle loop looks at the stop flag now, not after its nap
         self._ended.wait(timeout)
 
 
@@ -109,7 +110,7 @@ def _activate_once(
 ) -> bool:
     if role == "listen":
         window = timing.LISTEN_SLICE if left is None else min(timing.LISTEN_SLICE, left)
-        return bool(llc.activate(mac=nfc.dep.Target(clf), timeout=window))
+        return bool(llc.activate(mac=DepTarget(clf), timeout=window))
     # One passive 106A poll instead of nfcpy's search (active mode, then two 106A and two
     # 212F polls 100 ms apart): every listen-capable reader answers 106A, and a miss then
     # costs one poll, not a quarter second.

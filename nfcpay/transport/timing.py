@@ -9,12 +9,14 @@ directly and uses the values below instead:
   DEP search (active mode, then 2x106A and 2x212F polls 100 ms apart);
 * the waiting side listens in ``LISTEN_SLICE`` windows and re-arms at once after a tap;
 * the loopback reader shortens the udp driver's 1 s wait for a poll answer to 20 ms
-  (``nfcpy.LOOPBACK_SENSE_TIMEOUT``), as RF hardware gives up after milliseconds.
+  (``nfcpy.LOOPBACK_SENSE_TIMEOUT``), as RF hardware gives up after milliseconds;
+* the LLC answers a queued PDU at once and naps at most ``LLCP_IDLE_PACE`` when idle,
+  instead of nfcpy's 50 ms, and the NFC-DEP target answers the final DISC without making
+  the initiator wait one RWT (:mod:`nfcpay.transport.llc`).
 
-What stays: NFC-DEP RWT of 77 ms (nfcpy's default wt=8). It cannot go lower because the
-nfcpy LLC target delays idle SYMM answers by 50 ms; it makes every LLCP link teardown cost
-about one RWT (nfcpy's target answers the final DISC only after the initiator's ATN).
-Measured (scripts/bench_nfc.py, loopback): LLCP tap cycle ~140 ms, Type 3 mailbox ~10 ms.
+What stays: NFC-DEP RWT of 77 ms (nfcpy's default wt=8), the limit for the target's answer
+to each request; the idle pace stays far below it. LLCP LTO 500 ms (nfcpy's default).
+Measured figures: ``scripts/bench_nfc.py`` and ``scripts/bench_charge.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ POLL_PAUSE = 0.01
 #: LLCP link timeout announced to the peer (ms). nfcpy's default; the target's run loop
 #: waits LTO + 10 ms for each PDU, so this is also how fast a vanished peer is noticed.
 LLCP_LTO_MS = 500
+
+#: Longest nap of an idle LLC before its next SYMM (nfcpy naps 50 ms once the link has
+#: seen 10 SYMMs). A PDU queued meanwhile ends the nap at once, so this bounds how long a
+#: side waits for the peer's turn: the tapping side's next SYMM is what lets the waiting
+#: side send. Far inside the NFC-DEP RWT (77 ms) and the LTO; costs ~100 extra SYMM
+#: exchanges a second on an idle link (loopback: under 5% of a core per side).
+LLCP_IDLE_PACE = 0.005
 
 #: LLCP link MIU announced (bytes). With a matching socket receive MIU a 600-byte message
 #: crosses in one I-PDU (NFC-DEP chains it into 254-byte frames), instead of five
