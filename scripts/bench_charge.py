@@ -3,11 +3,23 @@
 Starts the bundled server, registers a user, a target and a merchant, gives the target one
 grant with plenty of uses, then runs the merchant and the target as two processes that
 charge and pay ``--taps`` times. The merchant waits (listens) as at a counter; the target
-taps once the merchant is listening again, so each figure is one tap: link up, hello,
-challenge, signed means, the server's authorization, and the result back at the target.
+taps 0.8 s after the previous charge, so the merchant is listening again.
 
-    .venv/bin/python scripts/bench_charge.py --taps 30
+What each figure spans, all measured in the target process from the moment ``pay()`` is
+called, i.e. when the tapping side starts polling:
 
+  charge    until ``pay()`` returns: link up, hello, challenge, signed means, the merchant's
+            pending receipt, the server's authorization, the result at the target, the link
+            torn down and the target's receipt and grant saved (the headline figure)
+  result    until the result message has arrived at the target
+  link      until the LLCP connection to the merchant is open (poll, activation, CONNECT)
+  merchant  from the means sent to the result received: the merchant's turn (receipt
+            writes, server call, result over NFC)
+  close     from the result received to the tap closed (LLCP/NFC-DEP tear-down)
+
+    .venv/bin/python scripts/bench_charge.py --taps 20 [--json]
+
+``--json`` ends the output with one line ``{"charge_p50_ms": …, "charge_p95_ms": …, …}``.
 Also prints the wall time of one ``nfcpay demo`` run with ``--demo``.
 """
 
@@ -20,7 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from benchlib import free_udp_port, start_server
 
@@ -30,7 +45,8 @@ from nfcpay.terminals import target as target_flow
 from nfcpay.terminals.account import connect, init_terminal
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.user import Rights, grant_record, issue
-from nfcpay.transport.reader import open_reader
+from nfcpay.transport.channel import Channel
+from nfcpay.transport.reader import Reader, open_reader
 
 AMOUNT = 1_000
 PAUSE_BETWEEN_TAPS = 0.8
@@ -62,21 +78,70 @@ def run_merchant(home: Path, device: str, taps: int) -> None:
                 raise SystemExit(f"charge not approved: {done}")
 
 
+class StampedChannel(Channel):
+    """The tap's channel, noting when each send returned and each message arrived."""
+
+    def __init__(self, channel: Channel, stamps: list[tuple[str, float]]) -> None:
+        self.carrier, self.role = channel.carrier, channel.role
+        self._channel, self._stamps = channel, stamps
+
+    def send(self, message: bytes, timeout: float = 3.0) -> None:
+        self._channel.send(message, timeout)
+        self._stamps.append(("sent", time.perf_counter()))
+
+    def receive(self, timeout: float) -> bytes:
+        message = self._channel.receive(timeout)
+        self._stamps.append(("received", time.perf_counter()))
+        return message
+
+
+class StampedReader:
+    """The reader as ``target.pay`` uses it (plan, describe, tap), with the tap's stamps."""
+
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+        self.stamps: list[tuple[str, float]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    @contextmanager
+    def tap(self, *args: Any, **kwargs: Any) -> Iterator[Channel]:
+        with self._reader.tap(*args, **kwargs) as channel:
+            self.stamps.append(("linked", time.perf_counter()))
+            yield StampedChannel(channel, self.stamps)
+        self.stamps.append(("closed", time.perf_counter()))
+
+
+def phases(started: float, stamps: list[tuple[str, float]], ended: float) -> dict[str, float]:
+    """One charge's figures (seconds, see the module docstring) from the stamps of its tap."""
+    last = {name: t for name, t in stamps}  # the last stamp of each kind
+    return {
+        "charge": ended - started,
+        "result": last["received"] - started,
+        "link": last["linked"] - started,
+        "merchant": last["received"] - last["sent"],
+        "close": last["closed"] - last["received"],
+    }
+
+
 def run_target(home: Path, device: str, taps: int) -> None:
     terminal = TerminalHome(home)
-    timings = []
-    with open_reader(device) as reader:
+    figures = []
+    with open_reader(device) as opened:
+        reader = StampedReader(opened)
         for _ in range(taps):
             time.sleep(PAUSE_BETWEEN_TAPS)
+            reader.stamps.clear()
             started = time.perf_counter()
-            paid = target_flow.pay(terminal, reader, timeout=30)
-            timings.append(time.perf_counter() - started)
+            paid = target_flow.pay(terminal, reader, timeout=30)  # type: ignore[arg-type]
+            figures.append(phases(started, reader.stamps, time.perf_counter()))
             if paid.status != "approved":
                 raise SystemExit(f"payment not approved: {paid.receipt}")
-    print(json.dumps({"ms": [round(1000 * t, 1) for t in timings]}))
+    print(json.dumps({name: [round(1000 * f[name], 1) for f in figures] for name in figures[0]}))
 
 
-def bench(taps: int) -> list[float]:
+def bench(taps: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="nfcpay-bench-") as tmp:
         root = Path(tmp)
         server, url = start_server(root / "server")
@@ -95,7 +160,12 @@ def bench(taps: int) -> list[float]:
         finally:
             server.terminate()
             server.wait(10)
-    return list(json.loads(payer.stdout)["ms"])
+    figures: dict[str, list[float]] = json.loads(payer.stdout)
+    return figures
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20, method="inclusive")[18]
 
 
 def demo_wall() -> float:
@@ -112,6 +182,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path)
     parser.add_argument("--device")
     parser.add_argument("--demo", action="store_true", help="also time `nfcpay demo` (3 runs)")
+    parser.add_argument("--json", action="store_true", help="end with one JSON summary line")
     args = parser.parse_args()
     if args.role == "merchant":
         run_merchant(args.home, args.device, args.taps)
@@ -119,16 +190,25 @@ def main() -> None:
     if args.role == "target":
         run_target(args.home, args.device, args.taps)
         return
-    timings = bench(args.taps)
+    figures = bench(args.taps)
+    charge = figures["charge"]
     print(
-        f"merchant charge over loopback, tap → decision → result at the target, {len(timings)} "
-        f"taps: median {statistics.median(timings):.1f} ms, min {min(timings):.1f} ms, "
-        f"max {max(timings):.1f} ms"
+        f"merchant charge over loopback, {len(charge)} taps, target's pay() from its first poll "
+        f"to return (tap → decision → result → link down → receipt saved): median "
+        f"{statistics.median(charge):.1f} ms, min {min(charge):.1f} ms, max {max(charge):.1f} ms"
     )
+    for name, values in figures.items():
+        print(f"  {name:9} p50 {statistics.median(values):6.1f} ms  p95 {p95(values):6.1f} ms")
+    summary = {}
+    for name, values in figures.items():
+        summary[f"{name}_p50_ms"] = round(statistics.median(values), 1)
+        summary[f"{name}_p95_ms"] = round(p95(values), 1)
     if args.demo:
         walls = [demo_wall() for _ in range(3)]
         print(f"nfcpay demo wall time, 3 runs: median {statistics.median(walls):.2f} s "
               f"({', '.join(f'{w:.2f}' for w in walls)})")  # fmt: skip
+    if args.json:
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

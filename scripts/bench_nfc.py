@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """Benchmark the NFC transport over the loopback reader (two real processes, real nfcpy).
 
-For each carrier it reports, over N back-to-back taps:
-  hand-off   link up -> one grant message delivered -> acknowledgement back (tapping side)
-  link-up    tap() called -> channel ready (tapping side, peer already waiting)
-  tap cycle  time between two consecutive completed taps on the waiting side
+For each carrier it reports, over N back-to-back taps (the first tap of each run, which
+waits for the other process to start, is left out):
+  hand-off   channel ready -> one grant message sent -> the peer's acknowledgement message
+             received (tapping side; excludes link-up and tear-down)
+  link-up    tap() called, i.e. the tapping side starts polling -> channel ready (LLCP:
+             poll, NFC-DEP activation, LLCP CONNECT/CC), the peer already waiting
+  tap cycle  time between two consecutive completed taps on the waiting side: tear-down,
+             re-listen, the tapper's next poll, link-up and the conversation
 The dead-drop hand-off is a write tap plus a read tap against an emulated Type 3 tag.
 Targets: hand-off median <= 30 ms, tap cycle <= 150 ms.
 
-    python scripts/bench_nfc.py [--taps 30]
+    python scripts/bench_nfc.py [--taps 30] [--json]
+
+``--json`` ends the output with one line ``{"handoff_p50_ms": …, "tap_cycle_p50_ms": …, …}``
+(LLCP figures, the default carrier; Type 3 figures under ``tt3_…``).
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ import argparse
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchlib import free_udp_port
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -29,12 +37,6 @@ sys.path.insert(0, str(REPO))
 from nfcpay.records import encode_message  # noqa: E402
 from nfcpay.records.samples import sample_records  # noqa: E402
 from nfcpay.transport import open_reader, read_tag, write_tag  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def peer(*args: str) -> subprocess.Popen[str]:
@@ -59,7 +61,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def bench_carrier(carrier: str, grant: bytes, taps: int) -> dict[str, list[float]]:
-    port = free_port()
+    port = free_udp_port()
     waiter = peer(
         "--device",
         f"loopback:{port}?as=rcs380",
@@ -96,7 +98,7 @@ def bench_carrier(carrier: str, grant: bytes, taps: int) -> dict[str, list[float
 
 
 def bench_deaddrop(grant: bytes, taps: int) -> dict[str, list[float]]:
-    port = free_port()
+    port = free_udp_port()
     tag = peer("--device", f"loopback:{port}", "--deaddrop", "tag", "--taps", str(2 * taps))
     time.sleep(0.5)
     handoffs = []
@@ -127,6 +129,7 @@ def row(name: str, data: dict[str, list[float]]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--taps", type=int, default=30)
+    parser.add_argument("--json", action="store_true", help="end with one JSON summary line")
     args = parser.parse_args()
     records = sample_records()
     grant = encode_message([records["grant"]])
@@ -151,6 +154,19 @@ def main() -> None:
     print("\nencoded size of each record type (one-record NDEF message):")
     for name, record in records.items():
         print(f"  {name:10} {len(encode_message([record])):4d} bytes")
+    if args.json:
+        print(json.dumps(summary(dict(results))))
+
+
+def summary(results: dict[str, dict[str, list[float]]]) -> dict[str, float]:
+    """The JSON line: LLCP figures unprefixed, Type 3 figures as ``tt3_…`` (ms)."""
+    out = {}
+    for carrier, prefix in (("llcp", ""), ("tt3", "tt3_")):
+        data = results[carrier]
+        for name, key in (("handoff", "handoff"), ("link", "link_up"), ("cycle", "tap_cycle")):
+            for q in (0.5, 0.95):
+                out[f"{prefix}{key}_p{round(100 * q)}_ms"] = round(pct(data[name], q), 1)
+    return out
 
 
 if __name__ == "__main__":
