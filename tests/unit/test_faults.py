@@ -1,7 +1,8 @@
-"""The NFCPAY_FAULT_LINK_DROP test hook: parsing, and that it stays off unless set."""
+"""The NFCPAY_FAULT_LINK_DROP test hook: parsing, off unless set, and when it fires."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,3 +65,73 @@ def test_a_malformed_value_stops_a_command_with_a_config_error() -> None:
     )  # fmt: skip
     assert done.returncode == 6, done
     assert "send:zero" in done.stdout and ENV in done.stdout
+
+
+_PROBE = """
+import json, sys
+import nfc.clf
+from nfcpay.errors import LinkLost
+from nfcpay.transport.channel import Channel
+
+class Probe(Channel):
+    carrier, role = "llcp", "poll"
+    def __init__(self):
+        self.log = []
+    def send(self, message, timeout=3.0):
+        self.log.append("sent " + message.decode())
+    def receive(self, timeout):
+        self.log.append("took")
+        return b"m"
+
+def silent():
+    frontend = object.__new__(nfc.clf.ContactlessFrontend)
+    try:
+        frontend.exchange(b"frame", 0.01)
+    except nfc.clf.TimeoutError:
+        return True
+    except Exception:
+        return False  # the real exchange ran (no device): not silenced
+    return False
+
+channel, events = Probe(), []
+for step in sys.argv[1:]:
+    if step == "tap":  # a new tap begins: the reader polls again
+        try:
+            object.__new__(nfc.clf.ContactlessFrontend).sense()
+        except Exception:
+            pass  # no device behind it; only the start of the poll matters
+        events.append([step, "ok", silent()])
+        continue
+    try:
+        channel.send(step.encode()) if step.startswith("s") else channel.receive(1)
+        events.append([step, "ok", silent()])
+    except LinkLost as exc:
+        events.append([step, "dropped", silent()])
+print(json.dumps({"events": events, "log": channel.log}))
+"""
+
+
+def probe(fault: str, *steps: str) -> dict[str, list]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *steps],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, ENV: fault},
+    )  # fmt: skip
+    return dict(json.loads(done.stdout))
+
+
+def test_send_n_drops_before_the_nth_send_once_and_silences_the_reader_until_a_tap() -> None:
+    result = probe("send:2", "s1", "r", "s2", "s3", "tap", "s4")
+    assert result["events"] == [
+        ["s1", "ok", False], ["r", "ok", False], ["s2", "dropped", True], ["s3", "ok", True],
+        ["tap", "ok", False], ["s4", "ok", False],
+    ]  # fmt: skip
+    assert result["log"] == ["sent s1", "took", "sent s3", "sent s4"]  # s2 never left
+
+
+def test_recv_n_drops_after_the_nth_message_arrived() -> None:
+    result = probe("recv:2", "r", "s1", "r", "r")
+    assert [e[:2] for e in result["events"]] == [
+        ["r", "ok"], ["s1", "ok"], ["r", "dropped"], ["r", "ok"]
+    ]  # fmt: skip
+    assert result["log"] == ["took", "sent s1", "took", "took"]  # taken, then discarded
