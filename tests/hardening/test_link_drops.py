@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -46,6 +46,7 @@ from tests.e2e.conftest import Cli, Done, finish, free_udp_port
 from tests.support.server import DEFAULT_MERCHANT, ServerProcess, start_server, state_snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.nfc_sim]
+T = TypeVar("T")
 
 TAP_TIMEOUT = "15"
 #: The collector waits for three taps (the member, the member again, Bo).
@@ -54,6 +55,9 @@ COLLECT_TIMEOUT = "45"
 #: vanished peer overlap; 2 cores stay busy with the processes' start-up.
 LANES = 4
 NFC = 4
+#: A person taps again after exit 4. The retries carry no fault, but the loopback stack
+#: itself can lose a link on a starved machine; the retry is then simply repeated.
+RETRIES = 3
 #: Each side's messages in order, per conversation (see nfcpay.terminals.exchange).
 GIVE = {"target": ("send", "recv", "send"), "user": ("recv", "send", "recv")}
 PAY = {"target": ("send", "recv", "send", "recv"), "merchant": ("recv", "send", "recv", "send")}
@@ -168,6 +172,15 @@ class Counter:
 Case = Callable[[Counter, str], None]
 
 
+def retried(tap: Callable[[], T], done: Callable[[T], bool]) -> T:
+    """Tap again until ``done``, as a person would after the NFC status (at most RETRIES)."""
+    for _ in range(RETRIES - 1):
+        outcome = tap()
+        if done(outcome):
+            return outcome
+    return tap()
+
+
 def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
     """Table → number of rows added or changed."""
     return {
@@ -243,15 +256,26 @@ def give_case(counter: Counter, spec: str) -> None:
 
     # The retry: the same command, or handing over the grant the error message names.
     if issued:
-        named = re.search(r"give --grant (g_\w+)", give.data["message"])
-        assert named and named.group(1) == issued[0]["grant_id"], give.data
-        give_args = ("give", "--grant", named.group(1))
-    give, receive = counter.clean_tap(("user", "user", *give_args), ("target", "target", "receive"))
+        assert given_grant(give) == issued[0]["grant_id"], give.data
+    for _ in range(RETRIES):
+        grant_id = given_grant(give)
+        args = ("give", "--grant", grant_id) if grant_id else give_args
+        give, receive = counter.clean_tap(("user", "user", *args), ("target", "target", "receive"))
+        if give.status == receive.status == 0:
+            break
     assert (give.status, receive.status) == (0, 0), (give, receive)
     [grant] = server_grants(server, user_id)
     assert [e["grant_id"] for e in target.items("grants")] == [grant["grant_id"]]
     assert_complete(target.get("grants", grant["grant_id"]), user, target_id)
     assert changed(before, counter.snapshot()) == {"grants": 1}
+
+
+def given_grant(give: Done) -> str | None:
+    """The grant a `user give` handed over, or says (on exit 4) to hand over again."""
+    if give.status == 0:
+        return str(give.data["grant"]["grant_id"])
+    named = re.search(r"give --grant (g_\w+)", give.data.get("message", ""))
+    return named.group(1) if named else None
 
 
 # --- pay: merchant charge (waits) <-> target pay (taps) -------------------------------------
@@ -302,17 +326,22 @@ def pay_with_drop(
         assert charge.status == NFC, charge
         assert payments == [] and list(merchant.items("receipts")) == [], charge
         assert counter.snapshot() == before  # nothing at all reached the server
-        # The customer taps again at once (before `target wallet`); the merchant charges again.
-        charge, pay = counter.clean_tap(charge_args, pay_args)
-        assert (charge.status, pay.status) == (0, 0), (charge, pay)
-        assert charge.data["payment_id"] == pay.data["payment_id"]
+        # The customer taps again at once (before `target wallet`) until the merchant has
+        # charged; if only its result is lost on the way, the wallet settles it below.
+        charge, pay = retried(
+            lambda: counter.clean_tap(charge_args, pay_args), lambda taps: taps[0].status == 0
+        )
+        assert charge.status == 0 and charge.data["status"] == "approved", charge
+        assert pay.status in (0, NFC), pay
+        if pay.status == 0:
+            assert charge.data["payment_id"] == pay.data["payment_id"]
 
     settle_both(merchant, target)
     charges = merchant_receipts(merchant)
     assert [c.status for c in charges] == ["approved"]
     assert server_payments(counter.server, merchant_id) == [charges[0].payment_id]
-    states = sorted(r["status"] for r in target.items("receipts"))
-    assert states in (["approved"], ["approved", "not_charged"]), states
+    states = [r["status"] for r in target.items("receipts")]
+    assert states.count("approved") == 1 and set(states) <= {"approved", "not_charged"}, states
     assert changed(before, counter.snapshot()).get("payments") == 1
     assert counter.server.audit() == []
 
@@ -387,9 +416,9 @@ def join_case(counter: Counter, spec: str) -> None:
         assert_complete(entry, ann, collector.identity().terminal_id)
 
     # The member taps again (the collector still waits for the second slot), then Bo.
-    again = finish(counter.start("member", *join))
+    again = retried(lambda: finish(counter.start("member", *join)), lambda d: d.status == 0)
     assert again.status == 0, again
-    bo = finish(counter.start("bo", *join))
+    bo = retried(lambda: finish(counter.start("bo", *join)), lambda d: d.status == 0)
     assert bo.status == 0, bo
     done = finish(collecting)
     assert done.status == 0 and done.data["bill"]["status"] == "ready", done
