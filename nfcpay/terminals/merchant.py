@@ -118,9 +118,17 @@ def _converse(
     )
     exchange.send(channel, challenge)
     means = exchange.receive(channel, MeansRecord)
-    receipt = _pending(home, challenge, means)
+    try:
+        request = payment_request(challenge, means)
+    except Declined as exc:
+        exchange.refuse(channel, exc.code, exc.message)
+        raise
+    receipt = _pending(home, challenge, means, request)
     status(f"Target {means.presenting_terminal} presented; asking the payment server ...")
     _authorize(home, client, receipt)
+    # The result goes out before the answer is saved: one durable write less while the
+    # customer waits. A crash in between leaves the pending receipt (request and key), and
+    # `merchant settle` gets the same decision back from the server.
     try:
         exchange.send(channel, result_record(receipt))
         receipt.delivered = True
@@ -130,7 +138,46 @@ def _converse(
     return receipt
 
 
-def _pending(home: TerminalHome, challenge: ChallengeRecord, means: MeansRecord) -> Charge:
+def payment_request(challenge: ChallengeRecord, means: MeansRecord) -> Json:
+    """What the server is asked for ``means`` answering this terminal's ``challenge``.
+
+    Amount, purpose and nonce come from the merchant's own challenge; the means must be in
+    its currency (Declined ``currency_mismatch`` otherwise: the record was changed on the way
+    or the target answered another challenge).
+    """
+    if means.currency != challenge.currency:
+        raise Declined(
+            f"the means are in {means.currency}; this charge is in {challenge.currency}",
+            code="currency_mismatch",
+        )
+    return {
+        "amount": challenge.amount,
+        "currency": challenge.currency,
+        "purpose": challenge.purpose,
+        "challenge": crypto.b64e(challenge.nonce),
+        "means": api_means(means),
+        "bill_id": means.bill_id,
+        "split_mode": means.split_mode.value,
+    }
+
+
+def ask_server(client: PaymentClient, request: Json, idempotency_key: str | None = None) -> Json:
+    """Send a :func:`payment_request` to the server; its answer (approved or declined)."""
+    return client.authorize_payment(
+        amount=request["amount"],
+        currency=request["currency"],
+        purpose=request["purpose"],
+        challenge=crypto.b64d(request["challenge"]),
+        means=request["means"],
+        bill_id=request.get("bill_id"),
+        split_mode=request.get("split_mode", "exact"),
+        idempotency_key=idempotency_key,
+    )
+
+
+def _pending(
+    home: TerminalHome, challenge: ChallengeRecord, means: MeansRecord, request: Json
+) -> Charge:
     """Write the pending receipt with the exact request, before the server hears of it."""
     receipt = Charge(
         receipt_id=crypto.new_id("rc"),
@@ -144,15 +191,6 @@ def _pending(home: TerminalHome, challenge: ChallengeRecord, means: MeansRecord)
         created_at=now_iso(),
         updated_at=now_iso(),
     )
-    request = {
-        "amount": challenge.amount,
-        "currency": challenge.currency,
-        "purpose": challenge.purpose,
-        "challenge": crypto.b64e(challenge.nonce),
-        "means": api_means(means),
-        "bill_id": means.bill_id,
-        "split_mode": means.split_mode.value,
-    }
     _save(home, receipt, request)
     return receipt
 
@@ -174,26 +212,16 @@ def api_means(means: MeansRecord) -> Json:
 
 
 def _authorize(home: TerminalHome, client: PaymentClient, receipt: Charge) -> None:
-    """Send the stored request with the receipt's idempotency key; record the answer."""
-    request = _request_of(home, receipt)
+    """Send the stored request with the receipt's idempotency key; fill in the answer (the
+    caller saves it)."""
     try:
-        answer = client.authorize_payment(
-            amount=request["amount"],
-            currency=request["currency"],
-            purpose=request["purpose"],
-            challenge=crypto.b64d(request["challenge"]),
-            means=request["means"],
-            bill_id=request.get("bill_id"),
-            split_mode=request.get("split_mode", "exact"),
-            idempotency_key=receipt.idempotency_key,
-        )
+        answer = ask_server(client, _request_of(home, receipt), receipt.idempotency_key)
     except ServerUnavailable as exc:
         receipt.message = (
             f"{exc.message}; the charge is not settled — run `nfcpay merchant settle "
             f"{receipt.receipt_id}` when the server is back (it cannot charge twice)"
         )
         receipt.updated_at = now_iso()
-        _save(home, receipt)
         return
     except ApiError as exc:
         answer = {"status": "declined", "decline_code": exc.code, "message": exc.message}
@@ -204,7 +232,6 @@ def _authorize(home: TerminalHome, client: PaymentClient, receipt: Charge) -> No
     receipt.message = answer.get("message") or ""
     receipt.replayed = bool(answer.get("replayed"))
     receipt.updated_at = now_iso()
-    _save(home, receipt)
 
 
 def result_record(receipt: Charge) -> ResultRecord:
@@ -260,5 +287,6 @@ def settle(
     for receipt in chosen:
         if receipt.status == "pending":
             _authorize(home, client, receipt)
+            _save(home, receipt)
         settled.append(receipt)
     return settled

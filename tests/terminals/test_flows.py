@@ -83,7 +83,9 @@ def pending_charge(scene: Scene, amount: int) -> merchant.Charge:
     challenge = challenge_for(scene, amount)
     shares = target.choose_shares(scene.target, challenge)
     means = target.sign_means(scene.target, scene.target.identity(), challenge, shares)
-    return merchant._pending(scene.merchant, challenge, means)
+    return merchant._pending(
+        scene.merchant, challenge, means, merchant.payment_request(challenge, means)
+    )
 
 
 def test_server_unreachable_keeps_the_receipt_pending_and_settle_charges_once(
