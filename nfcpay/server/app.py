@@ -17,14 +17,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from nfcpay import __version__
 from nfcpay.crypto import FieldCipher
 from nfcpay.errors import DatabaseUnavailable, PaymentError
+from nfcpay.server import fastpath
 from nfcpay.server.routes import build_router
 from nfcpay.server.runtime import Runtime, purge_idempotency_keys, purge_interval_s
 from nfcpay.server.settings import ServerSettings, load_master_key
@@ -175,6 +178,21 @@ def create_app(settings: ServerSettings, *, runtime: Runtime | None = None) -> F
         lifespan=lifespan,
     )
     app.state.runtime = rt
-    app.include_router(build_router(rt))
+    router = build_router(rt)
+    app.include_router(router)
+    _route_payments_fast(app, router, rt)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _route_payments_fast(app: FastAPI, router: APIRouter, rt: Runtime) -> None:
+    """Put the lean POST /v1/payments endpoint first; FastAPI's route is its fallback."""
+    (route,) = [
+        r
+        for r in router.routes
+        if isinstance(r, APIRoute) and r.path == fastpath.PATH and "POST" in r.methods
+    ]
+    fast = fastpath.PaymentFastPath(rt, route.handle)
+    app.router.routes.insert(
+        0, Route(fastpath.PATH, fast, methods=["POST"], include_in_schema=False)
+    )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import anyio
 from fastapi import Request
 
 from nfcpay import crypto
@@ -104,8 +103,8 @@ async def _verify(request: Request, runtime: Runtime, *, registering: bool) -> S
         public_key = _public_key_from_registration(body)
         caller = Caller(NEW_TERMINAL, "new", None, nonce)
     else:
-        key = runtime.cached_key(terminal_id) or await anyio.to_thread.run_sync(
-            runtime.db.run, lambda tx: runtime.terminal_key(tx, terminal_id)
+        key = runtime.cached_key(terminal_id) or await runtime.db.run_async(
+            lambda tx: runtime.terminal_key(tx, terminal_id)
         )
         if key is None:
             raise AuthenticationFailed("unknown terminal")

@@ -1,7 +1,9 @@
 """The /v1 HTTP routes: authenticate, parse, call one service inside one transaction.
 
-Handlers are plain ``def`` (run in the thread pool, where the blocking database calls
-belong); only the signature check and the notification long-poll are async.
+Handlers are ``async``: the transaction runs on the database's side (the SQLite writer
+thread, or a worker thread for PostgreSQL) via :meth:`Runtime.unit_async`, so a request
+costs no thread-pool hop of its own. POST /v1/payments also has a lean path in front of
+FastAPI (:mod:`nfcpay.server.fastpath`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from nfcpay.server.auth import verify_request
+from nfcpay.server.fastpath import pay
 from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import (
     FundingSourceIn,
@@ -22,7 +25,6 @@ from nfcpay.server.schemas import (
     TerminalIn,
 )
 from nfcpay.server.services import (
-    authorization,
     grants,
     idempotency,
     notifications,
@@ -53,69 +55,67 @@ def build_router(rt: Runtime) -> APIRouter:
 
     @router.get("/health", tags=["server"])
     async def health() -> Json:
-        await anyio.to_thread.run_sync(rt.db.run, lambda tx: tx.scalar("SELECT 1 AS one"))
+        await rt.db.run_async(lambda tx: tx.scalar("SELECT 1 AS one"))
         return {"status": "ok", "database": rt.db.dialect}
 
     @router.post("/terminals", status_code=201, tags=["terminals"])
     async def register_terminal(request: Request, body: TerminalIn) -> Json:
         signed_request = await verify_request(request, rt, registering=True)
         caller, key = signed_request.caller, signed_request.public_key
-        return await anyio.to_thread.run_sync(
-            rt.unit, caller, lambda tx: terminals.register(tx, rt.now_us(), body, key)
+        return await rt.unit_async(
+            caller, lambda tx: terminals.register(tx, rt.now_us(), body, key)
         )
 
     @router.get("/terminals/me", tags=["terminals"])
-    def terminal_me(caller: Signed) -> Json:
-        return rt.unit(caller, lambda tx: terminals.me(tx, caller))
+    async def terminal_me(caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: terminals.me(tx, caller))
 
     @router.post("/funding-sources", status_code=201, tags=["funding sources"])
-    def add_source(body: FundingSourceIn, caller: Signed) -> Json:
-        return rt.unit(caller, lambda tx: sources.add(tx, rt, caller, body))
+    async def add_source(body: FundingSourceIn, caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: sources.add(tx, rt, caller, body))
 
     @router.get("/funding-sources", tags=["funding sources"])
-    def list_sources(caller: Signed) -> Json:
-        return rt.unit(caller, lambda tx: sources.list_own(tx, rt, caller))
+    async def list_sources(caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: sources.list_own(tx, rt, caller))
 
     @router.patch("/funding-sources/{source_id}", tags=["funding sources"])
-    def set_source_status(source_id: str, body: SourceStatusIn, caller: Signed) -> Json:
-        return rt.unit(
+    async def set_source_status(source_id: str, body: SourceStatusIn, caller: Signed) -> Json:
+        return await rt.unit_async(
             caller, lambda tx: sources.set_status(tx, rt, caller, source_id, body.status)
         )
 
     @router.post("/grants", status_code=201, tags=["grants"])
-    def issue_grant(body: GrantIn, caller: Signed) -> Json:
-        return rt.unit(caller, lambda tx: grants.issue(tx, rt, caller, body))
+    async def issue_grant(body: GrantIn, caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: grants.issue(tx, rt, caller, body))
 
     @router.get("/grants", tags=["grants"])
-    def list_grants(caller: Signed) -> Json:
-        return rt.unit(caller, lambda tx: grants.list_visible(tx, rt, caller))
+    async def list_grants(caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: grants.list_visible(tx, rt, caller))
 
     @router.get("/grants/{grant_id}", tags=["grants"])
-    def get_grant(grant_id: str, caller: Signed) -> Json:
-        return rt.unit(caller, lambda tx: grants.get(tx, rt, caller, grant_id))
+    async def get_grant(grant_id: str, caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: grants.get(tx, rt, caller, grant_id))
 
     @router.post("/grants/{grant_id}/revoke", tags=["grants"])
-    def revoke_grant(grant_id: str, caller: Signed) -> Json:
-        return rt.unit(caller, lambda tx: grants.revoke(tx, rt, caller, grant_id))
+    async def revoke_grant(grant_id: str, caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: grants.revoke(tx, rt, caller, grant_id))
 
     @router.post("/payments", tags=["payments"])
-    def authorize_payment(body: PaymentIn, caller: Signed, key: IdempotencyKey = None) -> Json:
-        key = idempotency.check_key(key)
-        digest = idempotency.request_hash("/v1/payments", body.model_dump(mode="json"))
-        return rt.unit(
-            caller, lambda tx: authorization.authorize(tx, rt, caller, body, key, digest)
-        )
+    async def authorize_payment(
+        body: PaymentIn, caller: Signed, key: IdempotencyKey = None
+    ) -> Json:
+        return await pay(rt, caller, body, key)
 
     @router.get("/payments", tags=["payments"])
-    def list_payments(caller: Signed) -> Json:
-        return rt.unit(caller, lambda tx: payments.list_own(tx, caller))
+    async def list_payments(caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: payments.list_own(tx, caller))
 
     @router.get("/payments/{payment_id}", tags=["payments"])
-    def get_payment(payment_id: str, caller: Signed) -> Json:
-        return rt.unit(caller, lambda tx: payments.get(tx, caller, payment_id))
+    async def get_payment(payment_id: str, caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: payments.get(tx, caller, payment_id))
 
     @router.post("/payments/{payment_id}/refunds", status_code=201, tags=["payments"])
-    def refund_payment(
+    async def refund_payment(
         payment_id: str,
         body: RefundIn,
         caller: Signed,
@@ -125,7 +125,7 @@ def build_router(rt: Runtime) -> APIRouter:
         key = idempotency.check_key(key)
         path = f"/v1/payments/{payment_id}/refunds"
         digest = idempotency.request_hash(path, body.model_dump(mode="json"))
-        status, answer = rt.unit(
+        status, answer = await rt.unit_async(
             caller, lambda tx: refunds.refund(tx, rt, caller, payment_id, body, key, digest)
         )
         response.status_code = status
@@ -143,13 +143,11 @@ def build_router(rt: Runtime) -> APIRouter:
             seq = notifications.after_seq(tx, owner, after)
             return seq, notifications.newer_than(tx, owner, seq)
 
-        seq, items = await anyio.to_thread.run_sync(rt.unit, caller, first)
+        seq, items = await rt.unit_async(caller, first)
         deadline = anyio.current_time() + wait
         while not items and anyio.current_time() < deadline:
             await anyio.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - anyio.current_time())))
-            items = await anyio.to_thread.run_sync(
-                rt.db.run, lambda tx: notifications.newer_than(tx, owner, seq)
-            )
+            items = await rt.db.run_async(lambda tx: notifications.newer_than(tx, owner, seq))
         return {"notifications": items}
 
     return router

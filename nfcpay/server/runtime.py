@@ -86,13 +86,19 @@ class Runtime:
 
         A replayed nonce fails the whole transaction, so a replayed request changes nothing.
         """
+        return self.db.run(self._with_nonce(caller, work))
 
+    async def unit_async(self, caller: Caller, work: Callable[[Tx], T]) -> T:
+        """:meth:`unit` for the event loop (no thread-pool hop on SQLite)."""
+        return await self.db.run_async(self._with_nonce(caller, work))
+
+    def _with_nonce(self, caller: Caller, work: Callable[[Tx], T]) -> Callable[[Tx], T]:
         def consume_nonce_then_work(tx: Tx) -> T:
             consume_nonce(tx, caller, self.now_us())
             self._maybe_prune(tx)
             return work(tx)
 
-        return self.db.run(consume_nonce_then_work)
+        return consume_nonce_then_work
 
     def _maybe_prune(self, tx: Tx) -> None:
         now = self.clock()

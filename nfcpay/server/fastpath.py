@@ -1,0 +1,118 @@
+"""A lean path for POST /v1/payments, the one hot route, in front of FastAPI's own.
+
+FastAPI's per-request work (dependency solving, parameter extraction, response-model
+serialization) cost more CPU than the payment itself. This plain ASGI endpoint is routed
+before the FastAPI route of the same path and does only what that route does, in the same
+order of effect: parse the JSON body, validate it with the same :class:`PaymentIn` model,
+verify the signature (:func:`verify_request`), check the idempotency key, run the same
+transaction (:func:`pay`) and answer the same JSON.
+
+Anything unusual — a content type other than ``application/json``, an empty or malformed
+body, a body the model refuses — is handed to the FastAPI route untouched (body replayed),
+so every error answer, and the order in which errors are found, stays exactly FastAPI's.
+Errors raised here (authentication, rate limit, idempotency, database) are the domain
+exceptions the app's one exception table turns into answers, as for any route. The OpenAPI
+document is unchanged: it is built from the FastAPI route, and this one is not in it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from nfcpay.server.auth import verify_request
+from nfcpay.server.runtime import Caller, Runtime
+from nfcpay.server.schemas import PaymentIn
+from nfcpay.server.services import authorization, idempotency
+
+PATH = "/v1/payments"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def pay(rt: Runtime, caller: Caller, body: PaymentIn, key: str | None) -> dict[str, Any]:
+    """The payment route's work once the caller is known: shared by both paths."""
+    key = idempotency.check_key(key)
+    digest = idempotency.request_hash(PATH, body.model_dump(mode="json"))
+    return await rt.unit_async(
+        caller, lambda tx: authorization.authorize(tx, rt, caller, body, key, digest)
+    )
+
+
+class PaymentFastPath:
+    """The ASGI endpoint; ``fallback`` is the FastAPI route's handler for the same request."""
+
+    def __init__(self, rt: Runtime, fallback: Asgi) -> None:
+        self.rt = rt
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive)
+        if body is None:  # the client went away before sending its whole request
+            return
+        replay = _replaying(body, receive)
+        parsed = _parse(scope, body)
+        if parsed is None:
+            await self.fallback(scope, replay, send)
+            return
+        request = Request(scope, replay)
+        caller = (await verify_request(request, self.rt)).caller
+        answer = await pay(self.rt, caller, parsed, request.headers.get("idempotency-key"))
+        # Exactly starlette's JSONResponse rendering, as the FastAPI route answers.
+        payload = json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        content = payload.encode()
+        headers = [(b"content-length", str(len(content)).encode()), *_JSON_HEADERS]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+
+def _parse(scope: Scope, body: bytes) -> PaymentIn | None:
+    """The validated body, or None when FastAPI's route should handle (and answer) it."""
+    if not body or _content_type(scope) != b"application/json":
+        return None
+    try:
+        return PaymentIn.model_validate(json.loads(body))
+    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError included
+        return None
+
+
+def _content_type(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bytes(value).split(b";", 1)[0].strip().lower()
+    return None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the already-read body once, then defers to the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
