@@ -55,6 +55,9 @@ class PaymentFastPath:
     def __init__(self, rt: Runtime, fallback: Asgi) -> None:
         self.rt = rt
         self.fallback = fallback
+        #: Requests answered here and requests handed to FastAPI (tests, diagnostics).
+        self.served = 0
+        self.handed_over = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive)
@@ -63,8 +66,10 @@ class PaymentFastPath:
         replay = _replaying(body, receive)
         parsed = _parse(scope, body)
         if parsed is None:
+            self.handed_over += 1
             await self.fallback(scope, replay, send)
             return
+        self.served += 1
         request = Request(scope, replay)
         caller = (await verify_request(request, self.rt)).caller
         answer = await pay(self.rt, caller, parsed, request.headers.get("idempotency-key"))

@@ -1,0 +1,138 @@
+"""The lean POST /v1/payments path (nfcpay.server.fastpath) answers exactly as FastAPI's
+route does: every request below goes to the real app and to the same app without the fast
+route (sharing one runtime and database), and the two answers must match. Well-formed
+requests are served by the fast path; malformed ones are handed to FastAPI."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.routing import Route
+
+from nfcpay import crypto
+from nfcpay.server.app import create_app
+from nfcpay.server.fastpath import PATH, PaymentFastPath
+from tests.server.conftest import Api
+from tests.server.test_auth import headers_for
+from tests.support.server import InProcessTransport, PaymentScene, Terminal
+
+Sent = tuple[int, dict[str, Any]]
+
+
+def fast_route(app: Any) -> PaymentFastPath:
+    (route,) = [r for r in app.router.routes if isinstance(r, Route) and r.path == PATH]
+    assert isinstance(route.app, PaymentFastPath) or isinstance(route.endpoint, PaymentFastPath)
+    return route.endpoint  # type: ignore[return-value]
+
+
+@pytest.fixture
+def fastapi_only(api: Api) -> Iterator[httpx.Client]:
+    """The same app over the same runtime, minus the fast route."""
+    app = create_app(api.runtime.settings, runtime=api.runtime)
+    app.router.routes.remove(
+        next(r for r in app.router.routes if isinstance(r, Route) and r.path == PATH)
+    )
+    transport = InProcessTransport(app)
+    with httpx.Client(transport=transport, base_url=api.server.url) as client:
+        yield client
+    transport.close()
+
+
+def payment_body(scene: PaymentScene, amount: int = 100) -> dict[str, Any]:
+    challenge, means = scene.signed_means(amount)
+    return {
+        "amount": amount,
+        "currency": "KRW",
+        "challenge": crypto.b64e(challenge),
+        "means": means,
+    }
+
+
+def send(
+    client: httpx.Client,
+    merchant: Terminal,
+    body: bytes,
+    *,
+    key: str | None = "k",
+    content_type: str | None = "application/json",
+    tamper: bool = False,
+) -> Sent:
+    headers = headers_for(merchant, body=body, path=PATH)
+    if content_type is None:
+        del headers["Content-Type"]
+    else:
+        headers["Content-Type"] = content_type
+    if key is not None:
+        headers["Idempotency-Key"] = f"{key}-{secrets.token_hex(4)}"
+    if tamper:
+        headers["X-Nfcpay-Signature"] = crypto.b64e(b"\0" * 64)
+    response = client.post(PATH, content=body, headers=headers)
+    return response.status_code, response.json()
+
+
+def normalized(sent: Sent, scene: PaymentScene) -> Sent:
+    """The answer with this scene's ids and the new payment's own values blanked out."""
+    status, answer = sent
+    text = json.dumps(answer)
+    for name, value in [
+        ("merchant", scene.merchant.merchant_id),
+        ("target", scene.target.terminal_id),
+        ("grant", scene.grant_id),
+    ]:
+        text = text.replace(str(value), f"<{name}>")
+    volatile = {"payment_id", "approval_code", "created_at"}
+    return status, {k: ("…" if k in volatile else v) for k, v in json.loads(text).items()}
+
+
+def encoded(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
+
+
+CASES: dict[str, Callable[[PaymentScene], tuple[bytes, dict[str, Any]]]] = {
+    "approved": lambda s: (encoded(payment_body(s)), {}),
+    "declined": lambda s: (encoded({**payment_body(s), "amount": 101}), {}),
+    "charset": lambda s: (
+        encoded(payment_body(s)),
+        {"content_type": "application/json; charset=utf-8"},
+    ),
+    "no_key": lambda s: (encoded(payment_body(s)), {"key": None}),
+    "bad_signature": lambda s: (encoded(payment_body(s)), {"tamper": True}),
+    "broken_json": lambda s: (b'{"amount": 1,', {}),
+    "not_utf8": lambda s: (b'{"amount": "\xff"}', {}),
+    "empty": lambda s: (b"", {}),
+    "list": lambda s: (b"[]", {}),
+    "string_amount": lambda s: (encoded({**payment_body(s), "amount": "100"}), {}),
+    "extra_field": lambda s: (encoded({**payment_body(s), "tip": 1}), {}),
+    "text_plain": lambda s: (encoded(payment_body(s)), {"content_type": "text/plain"}),
+    "no_content_type": lambda s: (encoded(payment_body(s)), {"content_type": None}),
+    "invalid_and_unsigned": lambda s: (b'{"amount": 0}', {"tamper": True}),
+}
+FAST = {"approved", "declined", "charset", "no_key", "bad_signature"}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_path_answers_like_fastapi(api: Api, fastapi_only: httpx.Client, case: str) -> None:
+    fast = fast_route(api.server.app)
+    answers = []
+    for client in (api.http, fastapi_only):
+        scene = api.scene(max_uses=5, amount_cap=1_000, per_use_cap=100)
+        body, options = CASES[case](scene)
+        answers.append(normalized(send(client, scene.merchant, body, **options), scene))
+    assert answers[0] == answers[1]
+    assert (fast.served, fast.handed_over) == ((1, 0) if case in FAST else (0, 1))
+
+
+def test_fast_path_replays_an_idempotent_retry(api: Api) -> None:
+    scene = api.scene(max_uses=5)
+    body = encoded(payment_body(scene))
+    headers = headers_for(scene.merchant, body=body, path=PATH) | {"Idempotency-Key": "same"}
+    first = api.http.post(PATH, content=body, headers=headers).json()
+    headers = headers_for(scene.merchant, body=body, path=PATH) | {"Idempotency-Key": "same"}
+    second = api.http.post(PATH, content=body, headers=headers).json()
+    assert first["status"] == "approved" and second == {**first, "replayed": True}
+    assert fast_route(api.server.app).served == 2
