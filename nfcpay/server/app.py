@@ -151,10 +151,11 @@ def create_runtime(settings: ServerSettings) -> Runtime:
     cipher = FieldCipher(load_master_key(settings.master_key_path))
     db = open_database(settings.database_url, timeout_s=settings.db_timeout_s)
     try:
-        migrate(db)
+        version = migrate(db)
     except BaseException:
         db.close()
         raise
+    log.debug("%s database ready at schema version %d", db.dialect, version)
     return Runtime(settings=settings, db=db, cipher=cipher)
 
 

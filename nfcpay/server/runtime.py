@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from nfcpay.crypto import FieldCipher
 from nfcpay.errors import AuthenticationFailed
@@ -48,6 +48,8 @@ class Runtime:
     clock: Callable[[], float] = time.time
     _last_prune: float = field(default=0.0, repr=False)
     _keys: dict[str, TerminalKey] = field(default_factory=dict, repr=False)
+    #: Merchant rows (id, category, region) never change once registered either.
+    _merchants: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     #: Requests per authenticated terminal (and per address for registrations).
     requests: TokenBuckets = field(init=False, repr=False)
     #: Failed authentications per (client address, claimed terminal id).
@@ -80,6 +82,19 @@ class Runtime:
             key = TerminalKey(bytes(row["public_key"]), row["role"], row["merchant_id"])
             self._keys[terminal_id] = key
         return key
+
+    def merchant(self, tx: Tx, merchant_id: str) -> dict[str, Any] | None:
+        """The merchant's id, category and region (cached; a miss reads it in ``tx``)."""
+        merchant = self._merchants.get(merchant_id)
+        if merchant is None:
+            row = tx.one(
+                "SELECT merchant_id, category, region FROM merchants WHERE merchant_id = ?",
+                (merchant_id,),
+            )
+            if row is None:
+                return None
+            merchant = self._merchants[merchant_id] = dict(row)
+        return merchant
 
     def unit(self, caller: Caller, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in one transaction that also consumes the caller's request nonce.

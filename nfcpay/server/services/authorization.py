@@ -124,10 +124,7 @@ def authorize(
     stored = idempotency.claim(tx, merchant_id, key, digest, now)
     if stored is not None:
         return {**stored.response, "replayed": True}
-    merchant = tx.one(
-        "SELECT merchant_id, category, region FROM merchants WHERE merchant_id = ?",
-        (merchant_id,),
-    )
+    merchant = rt.merchant(tx, merchant_id)
     if merchant is None:
         raise RuntimeError(f"merchant {merchant_id} of a registered terminal is missing")
     check = _Check(tx, rt, now, body, merchant_id, merchant, body.purpose or merchant["category"])
@@ -264,24 +261,19 @@ def _check_grants(check: _Check) -> None:
     tx = check.tx
     ids = sorted(share.grant_id for share in shares)
     marks = ", ".join("?" * len(ids))
+    # One statement: the grants (locked) and whether the presenting terminal may use each.
     rows = tx.all(
-        f"SELECT {GRANT_COLUMNS}, auth_code_enc FROM grants WHERE grant_id IN ({marks}) "
-        f"ORDER BY grant_id{tx.for_update}",
-        ids,
+        f"SELECT {GRANT_COLUMNS}, auth_code_enc, EXISTS (SELECT 1 FROM grant_terminals t "
+        "WHERE t.grant_id = grants.grant_id AND t.terminal_id = ?) AS allowed "
+        f"FROM grants WHERE grant_id IN ({marks}) ORDER BY grant_id{tx.for_update}",
+        [check.body.means.presenting_terminal, *ids],
     )
     check.grants = {row["grant_id"]: row for row in rows}
-    allowed = {
-        row["grant_id"]
-        for row in tx.all(
-            f"SELECT grant_id FROM grant_terminals WHERE terminal_id = ? AND grant_id IN ({marks})",
-            [check.body.means.presenting_terminal, *ids],
-        )
-    }
     for share in shares:
         row = check.grants.get(share.grant_id)
         if row is None:
             check.fail("unknown_grant", f"no grant {share.grant_id} is known", share.grant_id)
-        elif _grant_ok(check, share, row, share.grant_id in allowed):
+        elif _grant_ok(check, share, row, bool(row["allowed"])):
             check.shares.append(_Share(share.grant_id, row["source_id"], share.amount))
 
 
