@@ -1,8 +1,8 @@
 """Durable approvals per second through a REAL payment server, against the same approval
 transaction run directly on the database.
 
-    .venv/bin/python scripts/bench_server.py                      # SQLite, 32 connections, 10 s
-    .venv/bin/python scripts/bench_server.py --requests 5000 --concurrency 64
+    .venv/bin/python scripts/bench_server.py                      # SQLite, 32 and 128 conns
+    .venv/bin/python scripts/bench_server.py --concurrency 32 --rate 300 --json
     .venv/bin/python scripts/bench_server.py --db postgresql://postgres@127.0.0.1:5432/postgres
     .venv/bin/python scripts/bench_server.py --profile /tmp/server.svg   # py-spy the server
 
@@ -11,16 +11,27 @@ transaction run directly on the database.
    card and many-use grant per connection, so connections never contend on one row.
 2. Pre-signs every payment request (challenge, the target's presentation signature, the
    merchant's request signature, idempotency key) as raw HTTP/1.1 bytes, then drives them
-   over ``--concurrency`` kept-alive connections from one asyncio loop: each connection sends
-   its next request when the answer to the last one is in (closed loop). Writing prepared
+   over kept-alive connections from one asyncio loop. Closed loop (default), once per
+   ``--concurrency`` value: each connection sends its next request when the answer to the
+   last one is in. Open loop (``--rate N``): N requests per second are offered on a fixed
+   schedule whatever the server does, and each latency counts from the request's scheduled
+   time (no coordinated omission), over as many connections as it needs. Writing prepared
    bytes and reading one response costs the generator tens of microseconds, so the server is
    what is measured; the generator's own CPU time is printed to prove it.
 3. Runs the same approval transaction — ``Runtime.unit(caller, authorization.authorize)``,
-   nonce consumption included, exactly what the HTTP route runs — in a bare loop on the same
-   database, with requests prepared beforehand (no HTTP, no request parsing, no signature
-   check of the request itself), and prints HTTP rate / direct rate.
+   nonce consumption included, exactly what the HTTP route runs — straight on the same
+   database with requests prepared beforehand (no HTTP, no request parsing, no signature
+   check of the request itself), two ways, and divides the HTTP rate by each:
 
-Every HTTP answer must be an approval; the ledger audit must be clean afterwards.
+   * "sequential": one caller, one transaction and one COMMIT per approval — what the
+     database can do for a server that commits each request on its own (the old server);
+   * "group commit": ``--bare-threads`` callers (32) through the same group-commit
+     :class:`Database` the server uses (on PostgreSQL: its connection pool), so the
+     database side is as good as the server's and only the HTTP layer is missing.
+
+The server's memory high-water mark (VmHWM from /proc) is read after the load. Every HTTP
+answer must be an approval; the ledger audit must be clean afterwards. With ``--json`` the
+last line is a JSON list, one object per configuration run.
 """
 
 from __future__ import annotations
@@ -37,8 +48,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +96,9 @@ class Run:
     cpu_seconds: float = 0.0
     #: CPU seconds the server process used during the run (HTTP runs only).
     server_cpu_seconds: float | None = None
+    #: Closed loop: connections; open loop: the offered rate (requests per second).
+    concurrency: int | None = None
+    offered_rate: float | None = None
 
     @property
     def rate(self) -> float:
@@ -94,6 +109,13 @@ class Run:
             return math.nan
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    def record(self, head: bytes, body: bytes, latency: float) -> None:
+        self.latencies.append(latency)
+        if head.startswith(b"HTTP/1.1 200") and b'"status":"approved"' in body:
+            self.approvals += 1
+        else:
+            self.failures.append(f"{head.split(b' ', 2)[1].decode()} {body[:200]!r}")
 
 
 # --- preparation ------------------------------------------------------------------------------
@@ -147,45 +169,43 @@ def make_scenes(server: ServerProcess, count: int) -> list[PaymentScene]:
 # --- the HTTP load generator -------------------------------------------------------------------
 
 
-async def _connection(
-    host: str, port: int, queue: list[Prepared], run: Run, deadline: float
-) -> None:
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+) -> tuple[bytes, bytes]:
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head, await reader.readexactly(length)
+
+
+@contextlib.asynccontextmanager
+async def _connected(host: str, port: int) -> Any:
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        for prepared in queue:
-            if time.perf_counter() >= deadline:
-                break
-            start = time.perf_counter()
-            writer.write(prepared.raw)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            body = await reader.readexactly(length)
-            run.latencies.append(time.perf_counter() - start)
-            if head.startswith(b"HTTP/1.1 200") and b'"status":"approved"' in body:
-                run.approvals += 1
-            else:
-                run.failures.append(f"{head.split(b' ', 2)[1].decode()} {body[:200]!r}")
+        yield reader, writer
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
 
 
-def drive(url: str, queues: list[list[Prepared]], seconds: float | None, name: str) -> Run:
-    """Send every queue over its own connection, all at once; stop early after ``seconds``."""
-    parts = urlsplit(url)
-    run = Run(name)
+async def _closed_loop_connection(
+    host: str, port: int, queue: list[Prepared], run: Run, deadline: float
+) -> None:
+    async with _connected(host, port) as (reader, writer):
+        for prepared in queue:
+            if time.perf_counter() >= deadline:
+                break
+            start = time.perf_counter()
+            head, body = await _exchange(reader, writer, prepared.raw)
+            run.record(head, body, time.perf_counter() - start)
 
-    async def main() -> None:
-        deadline = time.perf_counter() + (seconds if seconds else 1e9)
-        await asyncio.gather(
-            *(_connection(parts.hostname, parts.port, q, run, deadline) for q in queues)  # type: ignore[arg-type]
-        )
 
+def _timed(run: Run, main: Callable[[], Any]) -> Run:
     cpu, start = time.process_time(), time.perf_counter()
     asyncio.run(main())
     run.seconds = time.perf_counter() - start
@@ -193,11 +213,58 @@ def drive(url: str, queues: list[list[Prepared]], seconds: float | None, name: s
     return run
 
 
-# --- the direct loop ----------------------------------------------------------------------------
+def drive(url: str, queues: list[list[Prepared]], seconds: float | None, name: str) -> Run:
+    """Closed loop: send every queue over its own connection, all at once; stop early after
+    ``seconds``."""
+    parts = urlsplit(url)
+    run = Run(name, concurrency=len(queues))
+
+    async def main() -> None:
+        deadline = time.perf_counter() + (seconds if seconds else 1e9)
+        await asyncio.gather(
+            *(
+                _closed_loop_connection(parts.hostname, parts.port, q, run, deadline)  # type: ignore[arg-type]
+                for q in queues
+            )
+        )
+
+    return _timed(run, main)
 
 
-def direct_loop(database_url: str, data_dir: Path, scenes: list[PaymentScene], count: int) -> Run:
-    """The route's transaction, ``count`` times in a row, straight on the database."""
+def drive_open(url: str, requests: list[Prepared], rate: float, connections: int) -> Run:
+    """Open loop: request i is due at start + i / rate. An idle connection sends the next
+    due request; if none is idle the request waits, and its latency (counted from when it
+    was due) shows it. Throughput is then what was offered, unless the server falls behind."""
+    parts = urlsplit(url)
+    run = Run(f"HTTP, open loop {rate:g}/s", offered_rate=rate)
+
+    async def main() -> None:
+        start = time.perf_counter() + 0.05
+        pending = iter(enumerate(requests))
+
+        async def connection() -> None:
+            async with _connected(parts.hostname, parts.port) as (reader, writer):  # type: ignore[arg-type]
+                for i, prepared in pending:
+                    due = start + i / rate
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    head, body = await _exchange(reader, writer, prepared.raw)
+                    run.record(head, body, time.perf_counter() - due)
+
+        await asyncio.gather(*(connection() for _ in range(connections)))
+
+    return _timed(run, main)
+
+
+# --- the bare loops -----------------------------------------------------------------------------
+
+
+def direct_loops(
+    database_url: str, data_dir: Path, scenes: list[PaymentScene], count: int, threads: int
+) -> tuple[Run, Run]:
+    """The route's transaction straight on the database, ``count`` times sequentially, then
+    ``count`` times from ``threads`` threads at once (group commit / the pool)."""
     from nfcpay.server.app import create_runtime
     from nfcpay.server.runtime import Caller
     from nfcpay.server.schemas import PaymentIn
@@ -208,36 +275,56 @@ def direct_loop(database_url: str, data_dir: Path, scenes: list[PaymentScene], c
     if not database_url.startswith("sqlite:"):
         settings = ServerSettings(data_dir=data_dir, db_url=database_url)
     rt = create_runtime(settings)
-    work = []
-    for i in range(count):
-        scene = scenes[i % len(scenes)]
-        (prepared,) = prepare(scene, "direct", 1)
-        body = PaymentIn.model_validate(prepared.body)
-        digest = idempotency.request_hash(PATH, body.model_dump(mode="json"))
-        shop = scene.merchant
-        caller = Caller(shop.terminal_id, "merchant", shop.merchant_id, secrets.token_urlsafe(18))
-        work.append((caller, body, prepared.key, digest))
-    run = Run("direct")
-    try:
-        cpu, start = time.process_time(), time.perf_counter()
-        for caller, body, key, digest in work:
-            began = time.perf_counter()
-            answer = rt.unit(
-                caller,
-                lambda tx, c=caller, b=body, k=key, d=digest: authorization.authorize(
-                    tx, rt, c, b, k, d
-                ),
+
+    def prepared_work(n: int) -> list[Callable[[], dict[str, Any]]]:
+        work = []
+        for i in range(n):
+            scene = scenes[i % len(scenes)]
+            (prepared,) = prepare(scene, "direct", 1)
+            body = PaymentIn.model_validate(prepared.body)
+            digest = idempotency.request_hash(PATH, body.model_dump(mode="json"))
+            shop = scene.merchant
+            nonce = secrets.token_urlsafe(18)
+            caller = Caller(shop.terminal_id, "merchant", shop.merchant_id, nonce)
+            work.append(
+                lambda c=caller, b=body, k=prepared.key, d=digest: rt.unit(
+                    c, lambda tx: authorization.authorize(tx, rt, c, b, k, d)
+                )
             )
+        return work
+
+    def run_all(run: Run, work: list[Callable[[], dict[str, Any]]]) -> None:
+        for one in work:
+            began = time.perf_counter()
+            answer = one()
             run.latencies.append(time.perf_counter() - began)
             if answer["status"] == "approved":
                 run.approvals += 1
             else:
                 run.failures.append(answer["decline_code"])
-        run.seconds = time.perf_counter() - start
-        run.cpu_seconds = time.process_time() - cpu
+
+    try:
+        sequential = Run("bare loop, sequential", concurrency=1)
+        work = prepared_work(count)
+        cpu, start = time.process_time(), time.perf_counter()
+        run_all(sequential, work)
+        sequential.seconds = time.perf_counter() - start
+        sequential.cpu_seconds = time.process_time() - cpu
+
+        grouped = Run(f"bare loop, {threads} threads", concurrency=threads)
+        work = prepared_work(count)
+        shares = [work[i::threads] for i in range(threads)]
+        workers = [threading.Thread(target=run_all, args=(grouped, share)) for share in shares]
+        cpu, start = time.process_time(), time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        grouped.seconds = time.perf_counter() - start
+        grouped.cpu_seconds = time.process_time() - cpu
     finally:
         rt.db.close()
-    return run
+    return sequential, grouped
 
 
 # --- orchestration ------------------------------------------------------------------------------
@@ -318,84 +405,158 @@ def bench(args: argparse.Namespace) -> int:
             print(f"data kept in {root}")
 
 
+def memory_high_water_mb(pid: int) -> float:
+    """VmHWM of process ``pid``: the most resident memory it ever had (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
 def measure(args: argparse.Namespace, server: ServerProcess) -> int:
-    conns = args.concurrency
     host = urlsplit(server.url).netloc
-    scenes = make_scenes(server, conns)
+    pid = server.process.pid
+    widest = max([*args.concurrency, args.open_connections if args.rate else 0])
+    scenes = make_scenes(server, widest)
 
-    def batch(per_connection: int) -> list[list[Prepared]]:
-        return [prepare(scene, host, per_connection) for scene in scenes]
+    def batch(connections: int, per_connection: int) -> list[list[Prepared]]:
+        return [prepare(scene, host, per_connection) for scene in scenes[:connections]]
 
-    warm = drive(server.url, batch(WARMUP_REQUESTS_PER_CONNECTION), None, "warm-up")
-    if args.requests:
-        per_connection, seconds = math.ceil(args.requests / conns), None
-    else:  # enough pre-signed requests for the duration at twice the warm-up rate
-        per_connection = math.ceil(max(warm.rate, 50) * 2 * args.duration / conns) + 1
-        seconds = args.duration
-    queues = batch(per_connection)
-    with profiler(server.process.pid, args.profile):
-        used = process_cpu_seconds(server.process.pid)
-        http = drive(server.url, queues, seconds, f"HTTP, {conns} connections")
-        http.server_cpu_seconds = process_cpu_seconds(server.process.pid) - used
-    direct_count = args.direct_requests or max(200, min(http.approvals, 5_000))
-    direct = direct_loop(server.database_url, server.data_dir, scenes, direct_count)
+    warm = drive(server.url, batch(widest, WARMUP_REQUESTS_PER_CONNECTION), None, "warm-up")
+    runs: list[Run] = []
+    with profiler(pid, args.profile):
+        for conns in args.concurrency:
+            if args.requests:
+                per_connection, seconds = math.ceil(args.requests / conns), None
+            else:  # enough pre-signed requests for the duration at thrice the warm-up rate
+                per_connection = math.ceil(max(warm.rate, 50) * 3 * args.duration / conns) + 1
+                seconds = args.duration
+            queues = batch(conns, per_connection)
+            used = process_cpu_seconds(pid)
+            run = drive(server.url, queues, seconds, f"HTTP, {conns} connections")
+            run.server_cpu_seconds = process_cpu_seconds(pid) - used
+            runs.append(run)
+        if args.rate:
+            count = math.ceil(args.rate * args.duration)
+            queues = batch(args.open_connections, math.ceil(count / args.open_connections))
+            # Interleave the scenes so consecutive requests use different grants.
+            flat = [q[i] for i in range(len(queues[0])) for q in queues if i < len(q)][:count]
+            used = process_cpu_seconds(pid)
+            run = drive_open(server.url, flat, args.rate, args.open_connections)
+            run.server_cpu_seconds = process_cpu_seconds(pid) - used
+            runs.append(run)
+    rss_mb = memory_high_water_mb(pid)
+    done = max(run.approvals for run in runs)
+    direct_count = args.direct_requests or max(200, min(done, 3_000))
+    sequential, grouped = direct_loops(
+        server.database_url, server.data_dir, scenes, direct_count, args.bare_threads
+    )
     problems = server.audit()
     fsync_ms = durable_commit_ms(server.data_dir)
-    report(args, server, http, direct, problems, fsync_ms)
-    failed = warm.failures or http.failures or direct.failures or problems
+    summary = report(server, runs, sequential, grouped, problems, fsync_ms, rss_mb)
+    if args.json:
+        print(json.dumps(summary))
+    failed = warm.failures or problems or any(r.failures for r in [*runs, sequential, grouped])
     return 1 if failed else 0
 
 
 def report(
-    args: argparse.Namespace,
     server: ServerProcess,
-    http: Run,
-    direct: Run,
+    runs: list[Run],
+    sequential: Run,
+    grouped: Run,
     problems: list[str],
     fsync_ms: float,
-) -> None:
+    rss_mb: float,
+) -> list[dict[str, Any]]:
     backend = "PostgreSQL" if server.db_url else "SQLite (WAL, synchronous=FULL)"
-    ratio = http.rate / direct.rate if direct.rate else math.nan
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"nfcpay server benchmark: {backend}, 1 server process, {os.cpu_count()} CPUs")
     print(f"durable SQLite commit here: {fsync_ms:.2f} ms (median); load average {load}")
-    print(f"{'run':<26}{'approvals':>10}{'seconds':>9}{'appr/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
-          f"{'client CPU':>11}{'server CPU':>11}")  # fmt: skip
-    for run in (http, direct):
-        server_cpu = "-" if run.server_cpu_seconds is None else run.server_cpu_seconds / run.seconds
+    print(f"{'run':<28}{'approvals':>10}{'seconds':>9}{'appr/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
+          f"{'client CPU':>11}{'server CPU':>11}{'ms CPU/appr':>12}")  # fmt: skip
+    for run in (*runs, sequential, grouped):
+        if run.server_cpu_seconds is None:
+            server_cpu, per_approval = "-", "-"
+        else:
+            server_cpu = f"{run.server_cpu_seconds / run.seconds:.0%}"
+            per_approval = f"{1000 * run.server_cpu_seconds / max(run.approvals, 1):.2f}"
         print(
-            f"{run.name:<26}{run.approvals:>10}{run.seconds:>9.2f}{run.rate:>9.1f}"
+            f"{run.name:<28}{run.approvals:>10}{run.seconds:>9.2f}{run.rate:>9.1f}"
             f"{run.percentile(0.50):>8.2f}{run.percentile(0.99):>8.2f}"
-            f"{run.cpu_seconds / run.seconds:>11.0%}"
-            f"{server_cpu if isinstance(server_cpu, str) else f'{server_cpu:.0%}':>11}"
+            f"{run.cpu_seconds / run.seconds:>11.0%}{server_cpu:>11}{per_approval:>12}"
         )
-    print(f"{'ratio HTTP / direct':<26}{'':>10}{'':>9}{ratio:>9.2f}")
-    failures = http.failures + direct.failures
+    summary = []
+    for run in runs:
+        vs_sequential = run.rate / sequential.rate if sequential.rate else math.nan
+        vs_grouped = run.rate / grouped.rate if grouped.rate else math.nan
+        print(
+            f"{run.name}: HTTP / bare sequential {vs_sequential:.2f}, "
+            f"HTTP / bare {grouped.concurrency}-thread group commit {vs_grouped:.2f}"
+        )
+        summary.append({
+            "db": "postgresql" if server.db_url else "sqlite",
+            "mode": "open" if run.offered_rate else "closed",
+            "concurrency": run.concurrency,
+            "offered_per_s": run.offered_rate,
+            "approvals": run.approvals,
+            "approvals_per_s": round(run.rate, 1),
+            "p50_ms": round(run.percentile(0.50), 2),
+            "p99_ms": round(run.percentile(0.99), 2),
+            "server_cpu_ms_per_approval": round(
+                1000 * (run.server_cpu_seconds or 0) / max(run.approvals, 1), 3
+            ),
+            "bare_loop_sequential_per_s": round(sequential.rate, 1),
+            "bare_loop_group_commit_per_s": round(grouped.rate, 1),
+            "bare_loop_group_commit_threads": grouped.concurrency,
+            "ratio_vs_sequential": round(vs_sequential, 3),
+            "ratio_vs_group_commit": round(vs_grouped, 3),
+            "rss_high_water_mb": round(rss_mb, 1),
+            "failures": len(run.failures),
+        })  # fmt: skip
+    print(f"server memory high-water mark (VmHWM): {rss_mb:.1f} MB")
+    failures = [f for run in (*runs, sequential, grouped) for f in run.failures]
     print(f"failures: {len(failures)}; ledger audit: {'clean' if not problems else problems[:3]}")
     for failure in failures[:5]:
         print(f"  {failure}")
-    if args.json:
-        print(json.dumps({
-            "backend": backend, "concurrency": args.concurrency, "http_rate": http.rate,
-            "http_p50_ms": http.percentile(0.5), "http_p99_ms": http.percentile(0.99),
-            "direct_rate": direct.rate, "ratio": ratio, "failures": len(failures),
-        }))  # fmt: skip
+    return summary
+
+
+def _counts(text: str) -> list[int]:
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("give positive connection counts, e.g. 32,128")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", help="postgresql://… (a fresh schema is made and dropped)")
-    parser.add_argument("--concurrency", type=int, default=32, help="connections (32)")
+    parser.add_argument(
+        "--concurrency",
+        type=_counts,
+        default=[32, 128],
+        help="closed-loop runs: connections of each, comma-separated (32,128)",
+    )
+    parser.add_argument("--rate", type=float, help="also an open-loop run offering N requests/s")
+    parser.add_argument(
+        "--open-connections", type=int, default=64, help="connections of the open loop (64)"
+    )
     how_long = parser.add_mutually_exclusive_group()
-    how_long.add_argument("--duration", type=float, default=10.0, help="seconds of load (10)")
+    how_long.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
     how_long.add_argument("--requests", type=int, help="total requests instead of a duration")
-    parser.add_argument("--direct-requests", type=int, help="direct-loop approvals")
-    parser.add_argument("--profile", help="py-spy the server during the HTTP run (.svg/.txt)")
-    parser.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    parser.add_argument("--direct-requests", type=int, help="approvals per bare loop")
+    parser.add_argument(
+        "--bare-threads", type=int, default=32, help="threads of the group-commit bare loop (32)"
+    )
+    parser.add_argument("--profile", help="py-spy the server during the HTTP runs (.svg/.txt)")
+    parser.add_argument("--json", action="store_true", help="end with a JSON summary line")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     args = parser.parse_args(argv)
     if not args.requests and args.duration > MAX_SIGNED_AGE_S:
         parser.error(f"--duration above {MAX_SIGNED_AGE_S} s: pre-signed requests would go stale")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
     return bench(args)
 
 
