@@ -249,3 +249,31 @@ def test_every_unit_gets_its_own_outcome(db: SqliteDatabase, plan: list[str]) ->
             else:
                 assert isinstance(future.exception(), ValueError | sqlite3.IntegrityError)
     assert keys(db) == {-1} | {k for k, kind in enumerate(plan) if kind == "ok"}
+
+
+def test_a_unit_without_a_turn_in_time_is_withdrawn_and_never_runs(tmp_path: Path) -> None:
+    slow = SqliteDatabase(tmp_path / "slow.sqlite3", timeout_s=0.2)
+    ran: list[str] = []
+    gate = threading.Event()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            held = pool.submit(slow.run, lambda tx: gate.wait(10))
+            while slow.queued():  # the holding unit is in a batch, the writer is busy
+                time.sleep(0.001)
+
+            async def late() -> None:
+                await slow.run_async(lambda tx: ran.append("async"))
+
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable, match=r"no turn within 0\.2 s"):
+                asyncio.run(late())
+            with pytest.raises(DatabaseUnavailable, match=r"no turn within 0\.2 s"):
+                slow.run(lambda tx: ran.append("blocking"))
+            assert time.monotonic() - started < 2
+            gate.set()
+            assert held.result(10) is True
+        assert slow.run(lambda tx: "next") == "next"
+        assert ran == [], "a withdrawn unit must not run after its caller was answered 503"
+    finally:
+        gate.set()
+        slow.close()
