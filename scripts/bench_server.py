@@ -496,10 +496,13 @@ def report(
     for run in runs:
         vs_sequential = run.rate / sequential.rate if sequential.rate else math.nan
         vs_grouped = run.rate / grouped.rate if grouped.rate else math.nan
-        print(
-            f"{run.name}: HTTP / bare sequential {vs_sequential:.2f}, "
-            f"HTTP / bare {grouped.concurrency}-thread group commit {vs_grouped:.2f}"
-        )
+        if run.offered_rate:  # the rate is what was offered: a ratio would mean nothing
+            vs_sequential = vs_grouped = math.nan
+        else:
+            print(
+                f"{run.name}: HTTP / bare sequential {vs_sequential:.2f}, "
+                f"HTTP / bare {grouped.concurrency}-thread group commit {vs_grouped:.2f}"
+            )
         summary.append({
             "db": "postgresql" if server.db_url else "sqlite",
             "mode": "open" if run.offered_rate else "closed",
@@ -515,8 +518,8 @@ def report(
             "bare_loop_sequential_per_s": round(sequential.rate, 1),
             "bare_loop_group_commit_per_s": round(grouped.rate, 1),
             "bare_loop_group_commit_threads": grouped.concurrency,
-            "ratio_vs_sequential": round(vs_sequential, 3),
-            "ratio_vs_group_commit": round(vs_grouped, 3),
+            "ratio_vs_sequential": None if math.isnan(vs_sequential) else round(vs_sequential, 3),
+            "ratio_vs_group_commit": None if math.isnan(vs_grouped) else round(vs_grouped, 3),
             "rss_high_water_mb": round(rss_mb, 1),
             "durable_commit_p50_ms": round(fsync_ms[0], 2),
             "durable_commit_p99_ms": round(fsync_ms[1], 2),
