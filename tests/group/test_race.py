@@ -24,7 +24,14 @@ def test_one_member_grant_raced_into_several_bills(any_db_server: ServerProcess)
     member = group.add_member()
     group.issue(member, 10_000, None)  # not bill-bound: any bill of the collector could use it
     bills = [crypto.new_id("b") for _ in range(RACERS)]
-    answers = _race(*[lambda b=b: group.pay(15_000, b, own_amount=5_000) for b in bills])
+    # Each bill also has its own member's grant: a bill is paid with its members' grants.
+    bound = [group.issue(group.add_member(), 1_000, bill) for bill in bills]
+    answers = _race(
+        *[
+            lambda b=b, m=m: group.pay(16_000, b, members=[member, m], own_amount=5_000)
+            for b, m in zip(bills, bound, strict=True)
+        ]
+    )
     approved = [a for a in answers if a["status"] == "approved"]
     assert len(approved) == 1, answers
     assert {a["failing"][0]["decline_code"] for a in answers if a not in approved} <= {
@@ -51,14 +58,21 @@ def test_one_bill_raced_by_several_payments(any_db_server: ServerProcess) -> Non
     group = Group.create(any_db_server.url)
     bill = crypto.new_id("b")
     merchants = [register_terminal(any_db_server.url, "merchant") for _ in range(2)]
+    members = [group.issue(group.add_member(), 500, bill) for _ in range(RACERS)]
     answers = _race(
         *[
-            lambda i=i: group.pay(1_000 + i, bill, own_amount=1_000 + i, merchant=merchants[i % 2])
+            lambda i=i: group.pay(
+                1_500 + i,
+                bill,
+                members=[members[i]],
+                own_amount=1_000 + i,
+                merchant=merchants[i % 2],
+            )
             for i in range(RACERS)
         ]
     )
     approved = [a for a in answers if a["status"] == "approved"]
     assert len(approved) == 1, answers
     assert {a["decline_code"] for a in answers if a not in approved} == {"bill_already_paid"}
-    assert group.charged()[group.own_source["source_id"]] == approved[0]["amount"]
+    assert group.charged()[group.own_source["source_id"]] == approved[0]["amount"] - 500
     assert any_db_server.audit() == []

@@ -114,7 +114,7 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[Api, PaymentScene], Final], str
     "unknown_grant": ({}, _unknown_grant, None),
     "terminal_not_allowed": ({}, _terminal_not_allowed, "terminal_not_allowed"),
     "usage_auth_mismatch": ({}, _usage_auth_mismatch, "usage_auth_mismatch"),
-    "bad_signature": ({}, _bad_signature, None),
+    "bad_signature": ({}, _bad_signature, "forged_presentation"),
     "challenge_reused": ({"max_uses": 2}, _challenge_reused, None),
     "grant_revoked": ({}, _grant_revoked, None),
     "grant_expired": ({"valid_until": _soon(60)}, _grant_expired, "grant_expired"),
@@ -168,7 +168,7 @@ def test_each_decline_has_its_code_and_changes_nothing(api: Api, code: str) -> N
 
 
 def test_approval_charges_everything_once(api: Api) -> None:
-    scene = api.scene(amount_cap=10_000, max_uses=3)
+    scene = api.scene(amount_cap=10_000, max_uses=3, bill_id="b_lunch")
     answer = scene.pay(4_000, bill_id="b_lunch")
     assert answer["status"] == "approved"
     assert answer["shares"] == [{"grant_id": scene.grant_id, "amount": 4_000}]

@@ -219,6 +219,8 @@ def _check_bill(check: _Check) -> None:
     paid = check.tx.scalar("SELECT payment_id FROM payments WHERE bill_id = ?", (bill_id,))
     if paid is not None:
         check.fail("bill_already_paid", f"bill {bill_id} was already paid by payment {paid}")
+    elif not check.body.means.grants:
+        _fail_bill_without_members(check)
 
 
 def _check_presentation(check: _Check) -> None:
@@ -247,11 +249,50 @@ def _check_presentation(check: _Check) -> None:
             "the presenting terminal's signature over this challenge, merchant, amount, "
             "shares and bill is missing or wrong",
         )
+        if key is not None:
+            _note_copies(check)
     elif check.tx.one(
         "SELECT 1 AS x FROM challenges WHERE merchant_id = ? AND challenge = ?",
         (check.merchant_id, challenge),
     ):
         check.fail("challenge_reused", "this challenge was already used for a payment")
+
+
+def _fail_bill_without_members(check: _Check) -> None:
+    """Only a member's grant bound to the bill shows that the bill exists. Without one, anyone
+    who heard the bill id could pay "it" first and so block the real bill for good."""
+    check.fail(
+        "bill_mismatch",
+        f"none of the grants presented belongs to bill {check.body.bill_id}; a bill is paid "
+        "with its members' grants",
+    )
+
+
+def _note_copies(check: _Check) -> None:
+    """Unsigned means with a genuine usage-auth for the named terminal are a copy of that
+    terminal's grant presented by someone else: tell each such grant's owner. A wrong or
+    made-up usage-auth proves nothing was copied, so a stranger who only knows a grant id
+    cannot make its owner's phone ring."""
+    presenting = check.body.means.presenting_terminal
+    shares = {share.grant_id: share for share in check.body.means.grants}
+    if not shares:
+        return
+    marks = ", ".join("?" * len(shares))
+    rows = check.tx.all(
+        f"SELECT grant_id, issuing_terminal, auth_code_enc FROM grants WHERE grant_id IN ({marks})",
+        sorted(shares),
+    )
+    for row in rows:
+        share = shares[row["grant_id"]]
+        if _usage_auth_ok(check, share, row):
+            check.notify_share_owner(
+                row,
+                share,
+                "forged_presentation",
+                f"a copy of grant {row['grant_id']} was presented under terminal {presenting}'s "
+                f"id without its signature ({check.money(share.amount)}{check.where()} at "
+                f"{check.merchant_id})",
+            )
 
 
 def _check_grants(check: _Check) -> None:
@@ -269,6 +310,9 @@ def _check_grants(check: _Check) -> None:
         [check.body.means.presenting_terminal, *ids],
     )
     check.grants = {row["grant_id"]: row for row in rows}
+    bill_id = check.body.bill_id
+    if bill_id is not None and not any(row["bill_id"] == bill_id for row in rows):
+        _fail_bill_without_members(check)
     for share in shares:
         row = check.grants.get(share.grant_id)
         if row is None:

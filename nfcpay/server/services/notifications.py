@@ -20,6 +20,7 @@ KINDS = frozenset(
         "grant_revoked",
         "grant_locked",
         "bill_mismatch",
+        "forged_presentation",
     }
 )
 PAGE_SIZE = 100

@@ -192,9 +192,17 @@ CASES: dict[str, Case] = {
     "usage_auth_mismatch": Case(
         "usage_auth_mismatch", _wrong_usage_auth, notified=("usage_auth_mismatch",)
     ),
-    "bad_signature-other_key": Case("bad_signature", _signed_by_other_key),
-    "bad_signature-other_counter": Case("bad_signature", _copied_to_other_counter),
-    "bad_signature-amount_changed": Case("bad_signature", _amount_changed_after_signing),
+    # A genuine usage-auth without its terminal's signature: a copy or an altered
+    # presentation, so the grant's owner is told.
+    "bad_signature-other_key": Case(
+        "bad_signature", _signed_by_other_key, notified=("forged_presentation",)
+    ),
+    "bad_signature-other_counter": Case(
+        "bad_signature", _copied_to_other_counter, notified=("forged_presentation",)
+    ),
+    "bad_signature-amount_changed": Case(
+        "bad_signature", _amount_changed_after_signing, notified=("forged_presentation",)
+    ),
     "challenge_reused": Case(
         "challenge_reused",
         _pay(challenge=REUSED_CHALLENGE),
@@ -266,6 +274,8 @@ CASES: dict[str, Case] = {
         late_scene=lambda h: {"bill_id": crypto.new_id("b")},
         notified=("bill_mismatch",),  # issue 5: the member is told
     ),
+    # No grant of the bill: paying "it" would block the real bill (bill_already_paid).
+    "bill_mismatch-no_member_grant": Case("bill_mismatch", _pay(bill_id=crypto.new_id("b"))),
 }
 
 #: Every decline code the contract (/work/notes/API.md) names, server notes included.
