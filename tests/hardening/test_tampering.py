@@ -25,10 +25,11 @@ Added here, all on real code paths:
 * every request body field changed after signing (in transit), and every payment body
   field changed by the merchant that signs the request.
 
-A change ends refused on the wire (DecodeError), rejected by the API (4xx) or declined, and
-:func:`full_snapshot` shows nothing changed but the documented usage-auth counter: the
-owner's mismatch notification and, at the fifth, the grant's lock. Exceptions are listed
-with their reason: HARMLESS, TARGET_MAY, and the strict-xfail GAPS / TARGET_GAPS.
+A change ends refused on the wire (DecodeError), refused by the merchant terminal, rejected
+by the API (4xx) or declined, and :func:`full_snapshot` shows nothing changed but the
+documented owner notifications: a usage-auth mismatch (and, at the fifth, the grant's lock),
+or a genuine usage-auth under a signature that no longer verifies (``forged_presentation``).
+Exceptions are listed with their reason: HARMLESS and TARGET_MAY.
 
 Hello, ack, split and result records carry no authority the server sees (the merchant takes
 amount, currency and nonce from its own challenge, the identity from the signed means): they
@@ -98,8 +99,9 @@ from tests.support.server import (
 
 Json = dict[str, Any]
 Path_ = tuple[Any, ...]
-#: Notifications a tampered payment may leave (usage-auth brute-force counter and its lock).
-COUNTER_KINDS = {"usage_auth_mismatch", "grant_locked"}
+#: Notifications a tampered payment may leave: the usage-auth brute-force counter and its
+#: lock, and the owner told that a genuine usage-auth came without its terminal's signature.
+COUNTER_KINDS = {"usage_auth_mismatch", "grant_locked", "forged_presentation"}
 AMOUNT = 1_000
 
 # --- mutations, by field kind --------------------------------------------------------------
@@ -429,6 +431,8 @@ def assert_only_counters_changed(world: World, before: Snapshot, result: str) ->
     assert all(world.terminal_id("user") in row for row in new_notes)
     told = any("usage_auth_mismatch" in row for row in new_notes)
     assert told == (result == "declined:usage_auth_mismatch"), (result, new_notes)
+    if any("forged_presentation" in row for row in new_notes):
+        assert result == "declined:bad_signature", (result, new_notes)
     for row in set(after["grants"]) - set(before["grants"]):
         assert "locked" in row
 
@@ -550,12 +554,6 @@ def re_signed(world: World, octets: bytes, challenge: ChallengeRecord) -> bytes:
 #: Changes the target may make to its own means and sign: allowed, and charged exactly as
 #: the challenge asks (the split mode of a plain payment changes nothing).
 TARGET_MAY = {"split_mode"}
-#: Changes a target can sign that should still be refused (strict xfail: fix, then remove).
-TARGET_GAPS = {
-    "bill_id": "server bug (see /work/notes/server-bugs.md): a plain grant's payment may "
-    "name any bill id; it is approved and the payment row then takes that bill id, so the "
-    "real bill of that id can no longer be paid (bill_already_paid)",
-}
 
 
 def re_signed_cases() -> list[Any]:
@@ -565,10 +563,7 @@ def re_signed_cases() -> list[Any]:
         field_name = mutation_id.split("-", 1)[0].split("[", 1)[0]
         if record != "means" or field_name == "signature":
             continue
-        marks = []
-        if field_name in TARGET_GAPS and mutation_id.endswith(("-other", "-put_in")):
-            marks = [pytest.mark.xfail(strict=True, reason=TARGET_GAPS[field_name])]
-        cases.append(pytest.param(mutation_id, marks=marks, id=mutation_id))
+        cases.append(pytest.param(mutation_id, id=mutation_id))
     return cases
 
 
