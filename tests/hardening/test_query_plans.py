@@ -347,6 +347,26 @@ def hot_path_scene(server: InProcessServer) -> tuple[PaymentScene, tuple[str, by
     return scene, (issued["grant"]["grant_id"], crypto.b64d(issued["auth_code"]))
 
 
+def pay_a_bill(scene: PaymentScene, amount: int) -> dict[str, Any]:
+    """A group bill paid with a member's grant bound to it (the owner plays the member)."""
+    bill_id = f"b_{secrets.token_hex(6)}"
+    issued = scene.owner.client.issue_grant(
+        scene.source["source_id"],
+        [scene.target.terminal_id],
+        amount_cap=amount,
+        currency=_CURRENCY,
+        bill_id=bill_id,
+    )
+    grant_id = issued["grant"]["grant_id"]
+    usage = crypto.usage_auth(
+        crypto.b64d(issued["auth_code"]),
+        grant_id,
+        scene.owner.terminal_id,
+        scene.target.terminal_id,
+    )
+    return scene.pay(amount, bill_id=bill_id, grants=[(grant_id, usage, amount)])
+
+
 def drive_hot_paths(
     server: InProcessServer, scene: PaymentScene, expiring: tuple[str, bytes]
 ) -> None:
@@ -358,7 +378,7 @@ def drive_hot_paths(
     try:
         paid = scene.pay(1000)
         assert paid["status"] == "approved", paid
-        bill = scene.pay(700, bill_id=f"b_{secrets.token_hex(6)}")
+        bill = pay_a_bill(scene, 700)
         assert bill["status"] == "approved", bill
         wrong_auth = scene.usage_auth(scene.owner)  # computed for another presenter
         declined = scene.pay(500, grants=[(scene.grant_id, wrong_auth, 500)])
