@@ -191,6 +191,7 @@ def main() -> None:
         summary = {
             "collect_s": round(collect, 3),
             "pay_s": round(pay, 3),
+            "total_s": round(collect + pay, 3),
             "startup_s": round(boot, 3),
             "single_auth_p50_ms": round(single_ms, 2),
             "group4_auth_p50_ms": round(group_ms, 2),
