@@ -28,11 +28,13 @@ def register(tx: Tx, now_us: int, body: TerminalIn, public_key: bytes) -> dict[s
             (merchant_id, m.name, m.category, m.region, m.settlement_account, now_us),
         )
     terminal_id = crypto.new_id("t")
-    tx.execute(
+    inserted = tx.execute(
         "INSERT INTO terminals (terminal_id, role, label, public_key, merchant_id, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (public_key) DO NOTHING",
         (terminal_id, body.role, body.label, public_key, merchant_id, now_us),
     )
+    if inserted.rowcount != 1:  # the same key registered at the same moment by another request
+        raise Conflict("this public key is already registered", code="terminal_exists")
     return get(tx, terminal_id)
 
 
