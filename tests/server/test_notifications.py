@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from nfcpay.errors import ApiError
+from nfcpay.server.services import notifications
 from tests.server.conftest import Api
 
 
@@ -51,3 +53,38 @@ def test_wait_is_bounded(api: Api) -> None:
     with pytest.raises(ApiError) as caught:
         user.client.notifications(wait=31)
     assert (caught.value.status, caught.value.field) == (422, "wait")
+
+
+def test_an_owners_stream_commits_in_seq_order(api: Api) -> None:
+    """A reader pages with ``seq > cursor``: a notification for the same owner written while
+    another is uncommitted must take its number after that one commits, or a reader that
+    already passed the later number would never see the earlier one."""
+    owner = api.terminal("user").terminal_id
+    db = api.runtime.db
+    first_written, release = threading.Event(), threading.Event()
+
+    def write(message: str, hold: bool) -> None:
+        def work(tx: Any) -> None:
+            notifications.notify(tx, 0, owner, "grant_used", message)
+            if hold:
+                first_written.set()
+                assert release.wait(10)
+
+        db.run(work)
+
+    first = threading.Thread(target=write, args=("first", True))
+    first.start()
+    assert first_written.wait(10)
+    second = threading.Thread(target=write, args=("second", False))
+    second.start()
+    second.join(0.3)
+    assert second.is_alive(), "the second writer did not wait for the first to commit"
+    release.set()
+    first.join(10)
+    second.join(10)
+    rows = db.run(
+        lambda tx: tx.all(
+            "SELECT message FROM notifications WHERE owner_terminal = ? ORDER BY seq", (owner,)
+        )
+    )
+    assert [row["message"] for row in rows] == ["first", "second"]

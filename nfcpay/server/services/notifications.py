@@ -47,6 +47,7 @@ def notify(
 ) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}")
+    _serialize_stream(tx, owner)
     tx.execute(
         f"INSERT INTO notifications (owner_terminal, {_COLUMNS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -64,6 +65,21 @@ def notify(
             now_us,
         ),
     )
+
+
+def _serialize_stream(tx: Tx, owner: str) -> None:
+    """Make one owner's notifications commit in ``seq`` order.
+
+    Readers page through a stream with ``seq > cursor``. On PostgreSQL ``seq`` comes from a
+    sequence at INSERT time, so two concurrent transactions could commit their rows out of
+    order, and a reader whose cursor already passed the later number would never see the
+    earlier one. A per-owner advisory lock held until commit makes the next writer for this
+    owner wait, so it takes its number after this one commits. (An advisory lock, not a row
+    lock: the terminal row's key-share locks from foreign keys must not queue behind it.)
+    SQLite has one writer, so nothing is needed there.
+    """
+    if tx.dialect == "postgresql":
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 1))", (f"notify:{owner}",))
 
 
 def after_seq(tx: Tx, owner: str, after: str | None) -> int:
