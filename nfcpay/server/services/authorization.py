@@ -310,15 +310,15 @@ def _check_grants(check: _Check) -> None:
         [check.body.means.presenting_terminal, *ids],
     )
     check.grants = {row["grant_id"]: row for row in rows}
-    bill_id = check.body.bill_id
-    if bill_id is not None and not any(row["bill_id"] == bill_id for row in rows):
-        _fail_bill_without_members(check)
     for share in shares:
         row = check.grants.get(share.grant_id)
         if row is None:
             check.fail("unknown_grant", f"no grant {share.grant_id} is known", share.grant_id)
         elif _grant_ok(check, share, row, bool(row["allowed"])):
             check.shares.append(_Share(share.grant_id, row["source_id"], share.amount))
+    bill_id = check.body.bill_id
+    if bill_id is not None and not check.failures and all(r["bill_id"] != bill_id for r in rows):
+        _fail_bill_without_members(check)  # (a failing share already names what to fix)
 
 
 def _grant_ok(check: _Check, share: GrantShareIn, row: Row, allowed: bool) -> bool:
