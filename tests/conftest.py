@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.server import ServerProcess, start_server
+
 #: Variables that would make a test depend on the developer's own set-up.
 _ISOLATED_ENV = ("NFCPAY_HOME", "NFCPAY_SERVER", "NFCPAY_DEVICE", "NFCPAY_JSON")
 
@@ -25,3 +27,10 @@ def postgres_url() -> str:
     if not url:
         pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
     return url
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real ``nfcpay server run`` process (SQLite) shared by a test module."""
+    with start_server(tmp_path_factory.mktemp("server")) as process:
+        yield process

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import subprocess
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -43,7 +43,7 @@ from nfcpay.terminals.target import held_entry, refresh
 from nfcpay.terminals.user import Rights, grant_record, issue
 from nfcpay.transport.faults import ENV
 from tests.e2e.conftest import Cli, Done, finish, free_udp_port
-from tests.support.server import DEFAULT_MERCHANT, ServerProcess, start_server, state_snapshot
+from tests.support.server import DEFAULT_MERCHANT, ServerProcess, state_snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.nfc_sim]
 T = TypeVar("T")
@@ -92,15 +92,6 @@ def run_cases(
     ]
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = start_server(tmp_path_factory.mktemp("server"))
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 class Counter:
