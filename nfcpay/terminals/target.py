@@ -17,6 +17,7 @@ State in the home directory:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -272,27 +273,34 @@ def sign_means(
         )
         for entry, share in shares
     )
-    message = crypto.presentation_message(
-        challenge=challenge.nonce,
-        merchant_id=challenge.merchant_id,
-        amount=challenge.amount,
-        currency=challenge.currency,
-        presenting_terminal=identity.terminal_id,
-        grants=[crypto.GrantShare(p.grant_id, p.amount) for p in presented],
-        own_source_id=own_source_id,
-        own_amount=own_amount,
-        bill_id=bill_id,
-        split_mode=split_mode.value,
-    )
-    return MeansRecord(
+    unsigned = MeansRecord(
         presenting_terminal=identity.terminal_id,
         currency=challenge.currency,
         grants=presented,
         own_source_id=own_source_id,
         own_amount=own_amount,
-        signature=home.private_key().sign(message),
+        signature=bytes(64),
         bill_id=bill_id,
         split_mode=split_mode,
+    )
+    signature = home.private_key().sign(presentation_message(challenge, unsigned))
+    return dataclasses.replace(unsigned, signature=signature)
+
+
+def presentation_message(challenge: ChallengeRecord, means: MeansRecord) -> bytes:
+    """The bytes the presenting terminal signs: ``means`` answering ``challenge`` (the
+    server checks the same message, built from the merchant's request)."""
+    return crypto.presentation_message(
+        challenge=challenge.nonce,
+        merchant_id=challenge.merchant_id,
+        amount=challenge.amount,
+        currency=challenge.currency,
+        presenting_terminal=means.presenting_terminal,
+        grants=[crypto.GrantShare(g.grant_id, g.amount) for g in means.grants],
+        own_source_id=means.own_source_id,
+        own_amount=means.own_amount,
+        bill_id=means.bill_id,
+        split_mode=means.split_mode.value,
     )
 
 

@@ -109,9 +109,12 @@ def test_means_captured_from_an_approved_payment_is_worthless(
 # --- captured grant, other terminal --------------------------------------------------------
 
 
-def copied_grant_means(scene: PaymentScene, mallory: Terminal, claimed: str) -> tuple[bytes, Json]:
-    """Mallory's means with Bob's grant and Bob's usage-auth (copied from Bob's terminal),
-    presented under ``claimed`` and signed with her own key, as a forger can."""
+def copied_grant_means(
+    scene: PaymentScene, mallory: Terminal, claimed: str, usage_auth: bytes | None = None
+) -> tuple[bytes, Json]:
+    """Mallory's means with Bob's grant and Bob's usage-auth (copied from Bob's terminal,
+    unless ``usage_auth`` is given), presented under ``claimed`` and signed with her own
+    key, as a forger can."""
     nonce = secrets.token_bytes(16)
     means = build_means(
         mallory.private_key,
@@ -120,7 +123,7 @@ def copied_grant_means(scene: PaymentScene, mallory: Terminal, claimed: str) -> 
         amount=AMOUNT,
         currency="KRW",
         presenting_terminal=claimed,
-        grants=[(scene.grant_id, scene.usage_auth(), AMOUNT)],
+        grants=[(scene.grant_id, usage_auth or scene.usage_auth(), AMOUNT)],
     )
     return nonce, means
 
@@ -164,16 +167,8 @@ def test_copied_grant_under_a_forged_terminal_id_notifies_the_owner(harness: Har
 def test_made_up_usage_auth_under_a_forged_id_tells_nobody(harness: Harness) -> None:
     """Knowing a grant id is not enough to make its owner's phone ring."""
     scene, mallory = harness.scene(), harness.terminal("target")
-    nonce = secrets.token_bytes(16)
-    means = build_means(
-        mallory.private_key,
-        challenge=nonce,
-        merchant_id=str(scene.merchant.merchant_id),
-        amount=AMOUNT,
-        currency="KRW",
-        presenting_terminal=scene.target.terminal_id,
-        grants=[(scene.grant_id, secrets.token_bytes(32), AMOUNT)],
-    )
+    made_up = secrets.token_bytes(32)
+    nonce, means = copied_grant_means(scene, mallory, scene.target.terminal_id, made_up)
     seen = {n["notification_id"] for n in scene.owner.client.notifications()}
     answer = post_means(scene.merchant, nonce, means)
     assert (answer["status"], answer["decline_code"]) == ("declined", "bad_signature")
@@ -327,13 +322,6 @@ def test_means_skimmed_by_a_fake_merchant_is_refused_at_the_real_counter(
 
 def signed_by(home: TerminalHome, means: MeansRecord, challenge: ChallengeRecord) -> bool:
     """Whether ``means`` carries a valid signature of ``home``'s key over ``challenge``."""
-    message = crypto.presentation_message(
-        challenge=challenge.nonce,
-        merchant_id=challenge.merchant_id,
-        amount=challenge.amount,
-        currency=challenge.currency,
-        presenting_terminal=means.presenting_terminal,
-        grants=[crypto.GrantShare(g.grant_id, g.amount) for g in means.grants],
-    )
+    message = target.presentation_message(challenge, means)
     public_key = crypto.public_key_bytes(home.private_key())
     return crypto.verify_signature(public_key, means.signature, message)

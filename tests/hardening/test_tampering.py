@@ -535,18 +535,7 @@ def re_signed(world: World, octets: bytes, challenge: ChallengeRecord) -> bytes:
         means = decode_one(octets, MeansRecord)
     except DecodeError:
         return octets
-    message = crypto.presentation_message(
-        challenge=challenge.nonce,
-        merchant_id=challenge.merchant_id,
-        amount=challenge.amount,
-        currency=challenge.currency,
-        presenting_terminal=means.presenting_terminal,
-        grants=[crypto.GrantShare(g.grant_id, g.amount) for g in means.grants],
-        own_source_id=means.own_source_id,
-        own_amount=means.own_amount,
-        bill_id=means.bill_id,
-        split_mode=means.split_mode.value,
-    )
+    message = target.presentation_message(challenge, means)
     signature = world.homes["target"].private_key().sign(message)
     return encode_message([dataclasses.replace(means, signature=signature)])
 
