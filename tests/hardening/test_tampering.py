@@ -708,17 +708,6 @@ def payment_scene_of(world: World, **rights: Any) -> PaymentScene:
     )
 
 
-def payment_body(scene: PaymentScene) -> Json:
-    """The merchant's payment request as the API sees it (optional fields left out)."""
-    challenge, means = scene.signed_means(AMOUNT)
-    return {
-        "amount": AMOUNT,
-        "currency": "KRW",
-        "challenge": crypto.b64e(challenge),
-        "means": means,
-    }
-
-
 @dataclass(frozen=True)
 class Call:
     method: str
@@ -777,7 +766,7 @@ def calls(world: World) -> dict[str, Call]:
                 "bill_id": "b_tampered",
             },
         ),
-        "PaymentIn": Call("POST", "/v1/payments", shop, payment_body(scene)),
+        "PaymentIn": Call("POST", "/v1/payments", shop, scene.payment_body(AMOUNT)),
         "RefundIn": Call("POST", f"/v1/payments/{paid['payment_id']}/refunds", shop, {"amount": 1}),
     }
 
@@ -868,7 +857,7 @@ def test_payment_body_changed_by_the_merchant_charges_nothing(
     """The merchant signs its request itself, but not the target's means: whatever it
     changes in the body is declined (or 422) and charges nothing."""
     scene = payment_scene_of(world, purposes=[DEFAULT_MERCHANT["category"]])
-    body = payment_body(scene)
+    body = scene.payment_body(AMOUNT)
     (mutation,) = [
         m for m in body_mutations(schemas.PaymentIn, body, world.others) if m.id == mutation_id
     ]

@@ -43,16 +43,6 @@ def fastapi_only(api: Api) -> Iterator[httpx.Client]:
     transport.close()
 
 
-def payment_body(scene: PaymentScene, amount: int = 100) -> dict[str, Any]:
-    challenge, means = scene.signed_means(amount)
-    return {
-        "amount": amount,
-        "currency": "KRW",
-        "challenge": crypto.b64e(challenge),
-        "means": means,
-    }
-
-
 def send(
     client: httpx.Client,
     merchant: Terminal,
@@ -94,22 +84,22 @@ def encoded(body: dict[str, Any]) -> bytes:
 
 
 CASES: dict[str, Callable[[PaymentScene], tuple[bytes, dict[str, Any]]]] = {
-    "approved": lambda s: (encoded(payment_body(s)), {}),
-    "declined": lambda s: (encoded({**payment_body(s), "amount": 101}), {}),
+    "approved": lambda s: (encoded(s.payment_body(100)), {}),
+    "declined": lambda s: (encoded({**s.payment_body(100), "amount": 101}), {}),
     "charset": lambda s: (
-        encoded(payment_body(s)),
+        encoded(s.payment_body(100)),
         {"content_type": "application/json; charset=utf-8"},
     ),
-    "no_key": lambda s: (encoded(payment_body(s)), {"key": None}),
-    "bad_signature": lambda s: (encoded(payment_body(s)), {"tamper": True}),
+    "no_key": lambda s: (encoded(s.payment_body(100)), {"key": None}),
+    "bad_signature": lambda s: (encoded(s.payment_body(100)), {"tamper": True}),
     "broken_json": lambda s: (b'{"amount": 1,', {}),
     "not_utf8": lambda s: (b'{"amount": "\xff"}', {}),
     "empty": lambda s: (b"", {}),
     "list": lambda s: (b"[]", {}),
-    "string_amount": lambda s: (encoded({**payment_body(s), "amount": "100"}), {}),
-    "extra_field": lambda s: (encoded({**payment_body(s), "tip": 1}), {}),
-    "text_plain": lambda s: (encoded(payment_body(s)), {"content_type": "text/plain"}),
-    "no_content_type": lambda s: (encoded(payment_body(s)), {"content_type": None}),
+    "string_amount": lambda s: (encoded({**s.payment_body(100), "amount": "100"}), {}),
+    "extra_field": lambda s: (encoded({**s.payment_body(100), "tip": 1}), {}),
+    "text_plain": lambda s: (encoded(s.payment_body(100)), {"content_type": "text/plain"}),
+    "no_content_type": lambda s: (encoded(s.payment_body(100)), {"content_type": None}),
     "invalid_and_unsigned": lambda s: (b'{"amount": 0}', {"tamper": True}),
 }
 FAST = {"approved", "declined", "charset", "no_key", "bad_signature"}
@@ -129,7 +119,7 @@ def test_fast_path_answers_like_fastapi(api: Api, fastapi_only: httpx.Client, ca
 
 def test_fast_path_replays_an_idempotent_retry(api: Api) -> None:
     scene = api.scene(max_uses=5)
-    body = encoded(payment_body(scene))
+    body = encoded(scene.payment_body(100))
     headers = headers_for(scene.merchant, body=body, path=PATH) | {"Idempotency-Key": "same"}
     first = api.http.post(PATH, content=body, headers=headers).json()
     headers = headers_for(scene.merchant, body=body, path=PATH) | {"Idempotency-Key": "same"}

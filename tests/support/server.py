@@ -371,6 +371,17 @@ class PaymentScene:
         )
         return challenge, means
 
+    def payment_body(self, amount: int, *, merchant: Terminal | None = None) -> dict[str, Any]:
+        """The merchant's POST /v1/payments body for :meth:`signed_means` (optional fields
+        left out), as the API sees it."""
+        challenge, means = self.signed_means(amount, merchant=merchant)
+        return {
+            "amount": amount,
+            "currency": self.currency,
+            "challenge": crypto.b64e(challenge),
+            "means": means,
+        }
+
     def pay(
         self,
         amount: int,

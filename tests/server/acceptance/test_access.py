@@ -367,9 +367,7 @@ def test_replayed_request_is_refused(harness: Harness, world: World, kind: str) 
 
 
 def _payment_body_for(scene: PaymentScene, *, merchant: Terminal | None = None) -> bytes:
-    challenge, means = scene.signed_means(100, merchant=merchant)
-    body = {"amount": 100, "currency": "KRW", "challenge": crypto.b64e(challenge), "means": means}
-    return json.dumps(body).encode()
+    return json.dumps(scene.payment_body(100, merchant=merchant)).encode()
 
 
 def test_each_terminal_lists_only_its_own(harness: Harness, world: World) -> None:
