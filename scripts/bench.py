@@ -130,7 +130,7 @@ def scale_benchmarks(db: str | None) -> list[Benchmark]:
             area=f"1M grants + 1M payments, {name}",
             script="bench_scale.py",
             args=db_args,
-            quick_args=[*db_args, "--rows", "5000", "--approvals", "200"],
+            quick_args=[*db_args, "--rows", "50000", "--approvals", "200"],
             figures=[
                 Figure("approval p99, empty database", "empty_p99_ms", "ms"),
                 Figure("approval p99, full database", "full_p99_ms", "ms"),
