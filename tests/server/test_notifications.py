@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +89,8 @@ def test_an_owners_stream_commits_in_seq_order(api: Api) -> None:
         )
     )
     assert [row["message"] for row in rows] == ["first", "second"]
+
+
+def test_readme_names_every_notification_kind() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert {kind for kind in notifications.KINDS if f"`{kind}`" not in readme} == set()
