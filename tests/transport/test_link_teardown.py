@@ -17,12 +17,9 @@ import pytest
 
 from nfcpay.transport import open_reader
 from nfcpay.transport.llc import DepTarget, Llc
+from tests.transport.conftest import loop, steps
 
 pytestmark = pytest.mark.nfc_sim
-
-
-def loop(port: int, as_profile: str) -> str:
-    return f"loopback:{port}?as={as_profile}"
 
 
 def dep_counters(channel: object) -> tuple[dict[str, int], dict[str, int]]:
@@ -32,9 +29,7 @@ def dep_counters(channel: object) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def test_tapping_side_ends_the_link_without_waiting_for_the_target(spawn, port):
-    waiter = spawn(
-        "--device", loop(port, "rcs380"), "--offer", "--carrier", "llcp", "--step", "recv"
-    )
+    waiter = spawn("--device", loop(port, "rcs380"), "--offer", "--carrier", "llcp", *steps("recv"))
     with (
         open_reader(loop(port, "acr122u")) as reader,
         reader.tap("test", offer=False, carrier="llcp", timeout=15) as channel,
@@ -48,9 +43,7 @@ def test_tapping_side_ends_the_link_without_waiting_for_the_target(spawn, port):
 
 
 def test_waiting_side_ends_the_link_by_answering_the_held_request(spawn, port):
-    tapper = spawn(
-        "--device", loop(port, "acr122u"), "--carrier", "llcp", "--step", "recv", "--step", "recv"
-    )
+    tapper = spawn("--device", loop(port, "acr122u"), "--carrier", "llcp", *steps("recv", "recv"))
     with (
         open_reader(loop(port, "rcs380")) as reader,
         reader.tap("test", offer=True, carrier="llcp", timeout=15) as channel,

@@ -5,12 +5,9 @@ from __future__ import annotations
 import pytest
 
 from nfcpay.transport.peer import payload
+from tests.transport.conftest import loop, steps
 
 pytestmark = pytest.mark.nfc_sim
-
-
-def loop(port: int, as_profile: str | None = None) -> str:
-    return f"loopback:{port}" + (f"?as={as_profile}" if as_profile else "")
 
 
 @pytest.mark.parametrize("carrier", ["llcp", "tt3"])
@@ -22,25 +19,9 @@ def test_request_and_answer_within_one_tap(spawn, port, carrier, size):
         "--offer",
         "--carrier",
         carrier,
-        "--step",
-        f"send=ndef:{size}",
-        "--step",
-        "recv",
-        "--step",
-        "send=text:done",
+        *steps(f"send=ndef:{size}", "recv", "send=text:done"),
     )
-    tapper = spawn(
-        "--device",
-        loop(port),
-        "--carrier",
-        carrier,
-        "--step",
-        "recv",
-        "--step",
-        "echo",
-        "--step",
-        "recv",
-    )
+    tapper = spawn("--device", loop(port), "--carrier", carrier, *steps("recv", "echo", "recv"))
     [waited] = waiter.taps(1)
     [tapped] = tapper.taps(1)
     assert waited["ok"] and tapped["ok"], (waited, tapped, tapper.stderr())
@@ -53,12 +34,8 @@ def test_request_and_answer_within_one_tap(spawn, port, carrier, size):
 
 @pytest.mark.parametrize("carrier", ["llcp", "tt3"])
 def test_tapping_side_may_speak_first(spawn, port, carrier):
-    waiter = spawn(
-        "--device", loop(port), "--offer", "--carrier", carrier, "--step", "recv", "--step", "echo"
-    )
-    tapper = spawn(
-        "--device", loop(port), "--carrier", carrier, "--step", "send=ndef:300", "--step", "recv"
-    )
+    waiter = spawn("--device", loop(port), "--offer", "--carrier", carrier, *steps("recv", "echo"))
+    tapper = spawn("--device", loop(port), "--carrier", carrier, *steps("send=ndef:300", "recv"))
     assert waiter.taps(1)[0]["received"] == [payload("ndef:300").hex()]
     assert tapper.taps(1)[0]["received"] == [payload("ndef:300").hex()]
 
@@ -73,21 +50,16 @@ def test_killed_sender_leaves_nothing_and_the_next_tap_works(spawn, port, carrie
         carrier,
         "--taps",
         "2",
-        "--step",
-        "recv",
-        "--step",
-        "send=text:ok",
+        *steps("recv", "send=text:ok"),
     )
-    dying = spawn("--device", loop(port), "--carrier", carrier, "--step", "partial=ndef:2000")
+    dying = spawn("--device", loop(port), "--carrier", carrier, *steps("partial=ndef:2000"))
     assert dying.next(event="partial")["event"] == "partial"
     dying.kill()
     [broken] = waiter.taps(1)
     assert broken["ok"] is False
     assert broken["error"] in ("link_lost", "exchange_timeout")
     assert "received" not in broken
-    healthy = spawn(
-        "--device", loop(port), "--carrier", carrier, "--step", "send=ndef:2000", "--step", "recv"
-    )
+    healthy = spawn("--device", loop(port), "--carrier", carrier, *steps("send=ndef:2000", "recv"))
     [served] = waiter.taps(1)
     assert served["ok"], served
     assert served["received"] == [payload("ndef:2000").hex()]
@@ -105,10 +77,7 @@ def test_twenty_back_to_back_taps_are_all_delivered(spawn, port, carrier):
         carrier,
         "--taps",
         "20",
-        "--step",
-        "recv",
-        "--step",
-        "send=text:ack",
+        *steps("recv", "send=text:ack"),
     )
     tapper = spawn(
         "--device",
@@ -117,10 +86,7 @@ def test_twenty_back_to_back_taps_are_all_delivered(spawn, port, carrier):
         carrier,
         "--taps",
         "20",
-        "--step",
-        "send=ndef:200",
-        "--step",
-        "recv",
+        *steps("send=ndef:200", "recv"),
     )
     waited = waiter.taps(20, timeout=30)
     tapped = tapper.taps(20, timeout=30)
@@ -130,8 +96,8 @@ def test_twenty_back_to_back_taps_are_all_delivered(spawn, port, carrier):
 
 
 def test_two_acr122u_cannot_meet_and_are_told_why(spawn, port):
-    waiter = spawn("--device", loop(port, "acr122u"), "--offer", "--step", "recv")
-    tapper = spawn("--device", loop(port, "acr122u"), "--timeout", "1", "--step", "send=text:x")
+    waiter = spawn("--device", loop(port, "acr122u"), "--offer", *steps("recv"))
+    tapper = spawn("--device", loop(port, "acr122u"), "--timeout", "1", *steps("send=text:x"))
     [refused] = waiter.taps(1)
     assert refused["error"] == "unsupported_by_reader"
     message = refused["message"]
@@ -142,9 +108,7 @@ def test_two_acr122u_cannot_meet_and_are_told_why(spawn, port):
 
 
 def test_acr122u_cannot_be_the_emulated_tag(spawn, port):
-    waiter = spawn(
-        "--device", loop(port, "acr122u"), "--offer", "--carrier", "tt3", "--step", "recv"
-    )
+    waiter = spawn("--device", loop(port, "acr122u"), "--offer", "--carrier", "tt3", *steps("recv"))
     [refused] = waiter.taps(1)
     assert refused["error"] == "unsupported_by_reader"
     assert "cannot emulate a Type 3 tag" in refused["message"]
@@ -159,20 +123,10 @@ def test_reader_pairs_that_work(spawn, port, carrier, waiting, tapping):
         "--offer",
         "--carrier",
         carrier,
-        "--step",
-        "recv",
-        "--step",
-        "send=text:ok",
+        *steps("recv", "send=text:ok"),
     )
     tapper = spawn(
-        "--device",
-        loop(port, tapping),
-        "--carrier",
-        carrier,
-        "--step",
-        "send=ndef:250",
-        "--step",
-        "recv",
+        "--device", loop(port, tapping), "--carrier", carrier, *steps("send=ndef:250", "recv")
     )
     assert waiter.taps(1)[0]["received"] == [payload("ndef:250").hex()]
     assert tapper.taps(1)[0]["received"] == [payload("text:ok").hex()]
@@ -185,20 +139,10 @@ def test_poll_only_reader_can_wait_when_the_tapper_listens(spawn, port):
         "--mode",
         "poll",
         "--offer",
-        "--step",
-        "send=text:grant",
-        "--step",
-        "recv",
+        *steps("send=text:grant", "recv"),
     )
     tapper = spawn(
-        "--device",
-        loop(port, "rcs380"),
-        "--mode",
-        "listen",
-        "--step",
-        "recv",
-        "--step",
-        "send=text:thanks",
+        "--device", loop(port, "rcs380"), "--mode", "listen", *steps("recv", "send=text:thanks")
     )
     [waited] = waiter.taps(1)
     [tapped] = tapper.taps(1)
@@ -211,7 +155,7 @@ def test_dead_drop_between_two_acr122u_through_a_tag(spawn, port):
     tag = spawn("--device", loop(port), "--deaddrop", "tag", "--taps", "2")
     tag.next(event="ready")
     writer = spawn(
-        "--device", loop(port, "acr122u"), "--deaddrop", "write", "--step", "send=ndef:400"
+        "--device", loop(port, "acr122u"), "--deaddrop", "write", *steps("send=ndef:400")
     )
     assert writer.taps(1)[0]["ok"]
     assert writer.wait() == 0

@@ -6,6 +6,7 @@ import pytest
 
 from nfcpay.records import decode_message, encode_message
 from nfcpay.records.samples import sample_records
+from tests.transport.conftest import loop, steps
 
 pytestmark = pytest.mark.nfc_sim
 
@@ -17,12 +18,10 @@ def test_every_record_type_in_one_tap(spawn, port, carrier):
     wires = {name: encode_message([record]) for name, record in SAMPLES.items()}
     waiter_steps, tapper_steps = [], []
     for wire in wires.values():
-        waiter_steps += ["--step", "recv", "--step", "echo"]
-        tapper_steps += ["--step", f"send=hex:{wire.hex()}", "--step", "recv"]
-    waiter = spawn(
-        "--device", f"loopback:{port}?as=rcs380", "--offer", "--carrier", carrier, *waiter_steps
-    )
-    tapper = spawn("--device", f"loopback:{port}?as=acr122u", "--carrier", carrier, *tapper_steps)
+        waiter_steps += steps("recv", "echo")
+        tapper_steps += steps(f"send=hex:{wire.hex()}", "recv")
+    waiter = spawn("--device", loop(port, "rcs380"), "--offer", "--carrier", carrier, *waiter_steps)
+    tapper = spawn("--device", loop(port, "acr122u"), "--carrier", carrier, *tapper_steps)
     [waited] = waiter.taps(1)
     [tapped] = tapper.taps(1)
     assert waited["ok"] and tapped["ok"], (waited, tapped)
@@ -33,18 +32,13 @@ def test_every_record_type_in_one_tap(spawn, port, carrier):
 
 def test_every_record_type_through_a_dead_drop(spawn, port):
     wire = encode_message(list(SAMPLES.values()))
-    tag = spawn("--device", f"loopback:{port}", "--deaddrop", "tag", "--taps", "2")
+    tag = spawn("--device", loop(port), "--deaddrop", "tag", "--taps", "2")
     tag.next(event="ready")
     writer = spawn(
-        "--device",
-        f"loopback:{port}?as=acr122u",
-        "--deaddrop",
-        "write",
-        "--step",
-        f"send=hex:{wire.hex()}",
+        "--device", loop(port, "acr122u"), "--deaddrop", "write", *steps(f"send=hex:{wire.hex()}")
     )
     assert writer.taps(1)[0]["ok"]
     writer.wait()
-    reader = spawn("--device", f"loopback:{port}?as=acr122u", "--deaddrop", "read")
+    reader = spawn("--device", loop(port, "acr122u"), "--deaddrop", "read")
     [read] = reader.taps(1)
     assert decode_message(bytes.fromhex(read["received"][0])) == list(SAMPLES.values())

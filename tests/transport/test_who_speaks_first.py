@@ -14,6 +14,7 @@ from nfcpay.errors import UnsupportedByReader
 from nfcpay.transport.peer import payload
 from nfcpay.transport.profiles import profile_by_name
 from nfcpay.transport.roles import plan_tap
+from tests.transport.conftest import loop
 
 pytestmark = pytest.mark.nfc_sim
 
@@ -49,7 +50,7 @@ def test_first_message_arrives(spawn, port, carrier, first, roles):
     common = ("--service", "pay", "--carrier", carrier)
     waiter = spawn(
         "--device",
-        f"loopback:{port}?as={waiting_as}",
+        loop(port, waiting_as),
         "--mode",
         waiting_mode,
         "--offer",
@@ -59,7 +60,7 @@ def test_first_message_arrives(spawn, port, carrier, first, roles):
     )
     tapper = spawn(
         "--device",
-        f"loopback:{port}?as={tapping_as}",
+        loop(port, tapping_as),
         "--mode",
         tapping_mode,
         *common,
