@@ -33,13 +33,12 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from nfcpay import crypto
 from nfcpay.client import PaymentClient
 from nfcpay.errors import ApiError, ServerUnavailable
 from tests.hardening.support import no_retry
@@ -226,17 +225,9 @@ def _scenes(url: str) -> list[PaymentScene]:
     cap, uses, bank balance) or decline large amounts (per-use cap, sharing the roomy card)."""
     roomy_card = {"kind": "card", "limit": 10_000_000}
     roomy = payment_scene(url, source=roomy_card, amount_cap=5_000_000, max_uses=5_000)
-    per_use = roomy.owner.client.issue_grant(
-        roomy.source["source_id"],
-        [roomy.target.terminal_id],
-        amount_cap=5_000_000,
-        max_uses=5_000,
-        per_use_cap=1_000,
-        currency=roomy.currency,
-    )
     return [
         roomy,
-        replace(roomy, grant=per_use["grant"], auth_code=crypto.b64d(per_use["auth_code"])),
+        roomy.another_grant(amount_cap=5_000_000, max_uses=5_000, per_use_cap=1_000),
         payment_scene(url, source=roomy_card, amount_cap=150_000, max_uses=5_000),
         payment_scene(
             url,

@@ -336,35 +336,16 @@ def hot_path_scene(server: InProcessServer) -> tuple[PaymentScene, tuple[str, by
         amount_cap=10**8,
         max_uses=1000,
     )
-    soon = datetime.now(UTC) + timedelta(seconds=30)
-    issued = scene.owner.client.issue_grant(
-        scene.source["source_id"],
-        [scene.target.terminal_id],
-        amount_cap=5000,
-        currency=_CURRENCY,
-        valid_until=soon,
+    expiring = scene.another_grant(
+        amount_cap=5000, valid_until=datetime.now(UTC) + timedelta(seconds=30)
     )
-    return scene, (issued["grant"]["grant_id"], crypto.b64d(issued["auth_code"]))
+    return scene, (expiring.grant_id, expiring.auth_code)
 
 
 def pay_a_bill(scene: PaymentScene, amount: int) -> dict[str, Any]:
     """A group bill paid with a member's grant bound to it (the owner plays the member)."""
     bill_id = f"b_{secrets.token_hex(6)}"
-    issued = scene.owner.client.issue_grant(
-        scene.source["source_id"],
-        [scene.target.terminal_id],
-        amount_cap=amount,
-        currency=_CURRENCY,
-        bill_id=bill_id,
-    )
-    grant_id = issued["grant"]["grant_id"]
-    usage = crypto.usage_auth(
-        crypto.b64d(issued["auth_code"]),
-        grant_id,
-        scene.owner.terminal_id,
-        scene.target.terminal_id,
-    )
-    return scene.pay(amount, bill_id=bill_id, grants=[(grant_id, usage, amount)])
+    return scene.another_grant(amount_cap=amount, bill_id=bill_id).pay(amount, bill_id=bill_id)
 
 
 def drive_hot_paths(

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -349,6 +349,14 @@ class PaymentScene:
     @property
     def grant_id(self) -> str:
         return str(self.grant["grant_id"])
+
+    def another_grant(self, **rights: Any) -> PaymentScene:
+        """This scene with a further grant (``rights`` as for issue_grant) on the same source
+        for the same target."""
+        issued = self.owner.client.issue_grant(
+            self.source["source_id"], [self.target.terminal_id], currency=self.currency, **rights
+        )
+        return replace(self, grant=issued["grant"], auth_code=crypto.b64d(issued["auth_code"]))
 
     def usage_auth(self, presenting: Terminal | None = None) -> bytes:
         presenting = presenting or self.target

@@ -195,14 +195,8 @@ def test_wallet_behind_several_grants_never_goes_below_zero(cluster: Cluster) ->
     scene = cluster.scene(source={"kind": "wallet", "balance": 100}, amount_cap=100, max_uses=64)
     grants = [(scene.grant_id, scene.auth_code)]
     for _ in range(7):
-        issued = scene.owner.client.issue_grant(
-            scene.source["source_id"],
-            [scene.target.terminal_id],
-            amount_cap=100,
-            max_uses=64,
-            currency=scene.currency,
-        )
-        grants.append((issued["grant"]["grant_id"], crypto.b64d(issued["auth_code"])))
+        more = scene.another_grant(amount_cap=100, max_uses=64)
+        grants.append((more.grant_id, more.auth_code))
     amounts = (30, 7, 13, 30, 21, 7, 30, 13)
     attempts = [
         Attempt(scene, *grants[i % len(grants)], amounts[i % len(amounts)]) for i in range(RACERS)

@@ -101,14 +101,8 @@ def _amount_changed_after_signing(h: Harness, s: PaymentScene) -> Request:
 
 def _second_grant_over_cap(h: Harness, s: PaymentScene) -> Request:
     """Two shares, the second over its cap: the first, fine on its own, is not charged."""
-    small = s.owner.client.issue_grant(
-        s.source["source_id"], [s.target.terminal_id], amount_cap=100, currency="KRW"
-    )
-    small_id = small["grant"]["grant_id"]
-    small_ua = crypto.usage_auth(
-        crypto.b64d(small["auth_code"]), small_id, s.owner.terminal_id, s.target.terminal_id
-    )
-    shares = [(s.grant_id, s.usage_auth(), AMOUNT - 200), (small_id, small_ua, 200)]
+    small = s.another_grant(amount_cap=100)
+    shares = [(s.grant_id, s.usage_auth(), AMOUNT - 200), (small.grant_id, small.usage_auth(), 200)]
     return lambda: s.pay(AMOUNT, grants=shares)
 
 
