@@ -17,7 +17,6 @@ from nfcpay.cli.terminal import (
     reader_of,
     tap_options,
 )
-from nfcpay.terminals import refunds
 
 
 @click.group()
@@ -128,6 +127,8 @@ def refund(
     If the server's answer is lost (exit 5), run the same command again: it resends the
     saved request with the same idempotency key, so the payment is never refunded twice.
     """
+    from nfcpay.terminals import refunds
+
     home, identity = home_of(obj, "merchant")
     minor = amount_in(amount, identity.currency).minor if amount else None
     with client_of(obj, home) as client:
