@@ -406,15 +406,30 @@ class PaymentClient:
         return _decode(response)
 
     def _signed_headers(self, method: str, path: str, payload: bytes) -> dict[str, str]:
-        timestamp = int(time.time())
-        nonce = secrets.token_urlsafe(18)
-        message = crypto.request_message(method, path, timestamp, nonce, self.terminal_id, payload)
-        return {
-            "X-Nfcpay-Terminal": self.terminal_id,
-            "X-Nfcpay-Timestamp": str(timestamp),
-            "X-Nfcpay-Nonce": nonce,
-            "X-Nfcpay-Signature": crypto.b64e(self._key.sign(message)),
-        }
+        return signed_headers(self.terminal_id, self._key, method, path, payload)
+
+
+def signed_headers(
+    terminal_id: str,
+    private_key: Ed25519PrivateKey,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """The authentication headers of one request: ``terminal_id`` signs method, path (with
+    its query), timestamp, a fresh nonce and the body digest with ``private_key``."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    nonce = nonce or secrets.token_urlsafe(18)
+    message = crypto.request_message(method, path, timestamp, nonce, terminal_id, body)
+    return {
+        "X-Nfcpay-Terminal": terminal_id,
+        "X-Nfcpay-Timestamp": str(timestamp),
+        "X-Nfcpay-Nonce": nonce,
+        "X-Nfcpay-Signature": crypto.b64e(private_key.sign(message)),
+    }
 
 
 def _default_transport(verify: str | Path | ssl.SSLContext | None = None) -> httpx.HTTPTransport:

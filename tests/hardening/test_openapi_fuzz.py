@@ -14,8 +14,6 @@ operation, the notification long-poll's ``wait`` clamped, the run well under a m
 from __future__ import annotations
 
 import json
-import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from nfcpay import crypto
-from nfcpay.client import PaymentClient
+from nfcpay.client import PaymentClient, signed_headers
 from tests.support.server import ServerProcess, Terminal, register_terminal, start_server
 
 pytestmark = pytest.mark.slow
@@ -47,14 +45,7 @@ def terminals(fuzz_server: ServerProcess) -> dict[str, Terminal]:
 
 
 def _signed(terminal: Terminal, method: str, path: str, body: bytes) -> dict[str, str]:
-    ts, nonce = int(time.time()), secrets.token_urlsafe(18)
-    message = crypto.request_message(method, path, ts, nonce, terminal.terminal_id, body)
-    return {
-        "X-Nfcpay-Terminal": terminal.terminal_id,
-        "X-Nfcpay-Timestamp": str(ts),
-        "X-Nfcpay-Nonce": nonce,
-        "X-Nfcpay-Signature": crypto.b64e(terminal.private_key.sign(message)),
-    }
+    return signed_headers(terminal.terminal_id, terminal.private_key, method, path, body)
 
 
 def test_api_answers_as_documented(

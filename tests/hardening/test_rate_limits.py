@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from nfcpay import crypto
+from nfcpay.client import signed_headers
 from nfcpay.errors import ServerUnavailable
 from tests.hardening.support import no_retry
 from tests.support.server import payment_scene, register_terminal, start_server
@@ -56,17 +57,8 @@ def test_bad_signatures_from_one_terminal_are_throttled(tmp_path: Path) -> None:
 
             def forged() -> httpx.Response:
                 path = "/v1/terminals/me"
-                ts, nonce = int(time.time()), secrets.token_urlsafe(18)
-                message = crypto.request_message("GET", path, ts, nonce, victim.terminal_id, b"")
-                return http.get(
-                    path,
-                    headers={
-                        "X-Nfcpay-Terminal": victim.terminal_id,
-                        "X-Nfcpay-Timestamp": str(ts),
-                        "X-Nfcpay-Nonce": nonce,
-                        "X-Nfcpay-Signature": crypto.b64e(forger.sign(message)),
-                    },
-                )
+                headers = signed_headers(victim.terminal_id, forger, "GET", path, b"")
+                return http.get(path, headers=headers)
 
             statuses = [forged().status_code for _ in range(6)]
             assert statuses[:3] == [401, 401, 401]

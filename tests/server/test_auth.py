@@ -8,8 +8,10 @@ import secrets
 import time
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from nfcpay import crypto
+from nfcpay.client import signed_headers
 from tests.server.conftest import Api
 from tests.support.server import Terminal
 
@@ -25,19 +27,13 @@ def headers_for(
     method: str = "POST",
     timestamp: int | None = None,
     nonce: str | None = None,
-    key: object = None,
+    key: Ed25519PrivateKey | None = None,
 ) -> dict[str, str]:
-    ts = int(time.time()) if timestamp is None else timestamp
-    nonce = nonce or secrets.token_urlsafe(18)
     signer = key or terminal.private_key
-    message = crypto.request_message(method, path, ts, nonce, terminal.terminal_id, body)
-    return {
-        "X-Nfcpay-Terminal": terminal.terminal_id,
-        "X-Nfcpay-Timestamp": str(ts),
-        "X-Nfcpay-Nonce": nonce,
-        "X-Nfcpay-Signature": crypto.b64e(signer.sign(message)),  # type: ignore[attr-defined]
-        "Content-Type": "application/json",
-    }
+    signed = signed_headers(
+        terminal.terminal_id, signer, method, path, body, timestamp=timestamp, nonce=nonce
+    )
+    return {**signed, "Content-Type": "application/json"}
 
 
 def post(api: Api, headers: dict[str, str], body: bytes = BODY) -> tuple[int, dict[str, object]]:

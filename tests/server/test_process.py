@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from nfcpay import crypto
+from nfcpay.client import signed_headers
 from nfcpay.errors import ApiError
 from tests.support.server import (
     PaymentScene,
@@ -79,19 +80,17 @@ def test_second_process_sees_the_same_books(servers: list[ServerProcess]) -> Non
 
 
 def _signed_headers(scene: PaymentScene, body: bytes, **override: Any) -> dict[str, str]:
-    ts = override.get("timestamp", int(time.time()))
-    nonce = override.get("nonce", secrets.token_urlsafe(18))
     key = override.get("key", scene.owner.private_key)
-    message = crypto.request_message(
-        "POST", "/v1/funding-sources", ts, nonce, scene.owner.terminal_id, body
+    signed = signed_headers(
+        scene.owner.terminal_id,
+        key,
+        "POST",
+        "/v1/funding-sources",
+        body,
+        timestamp=override.get("timestamp"),
+        nonce=override.get("nonce"),
     )
-    headers = {
-        "X-Nfcpay-Terminal": scene.owner.terminal_id,
-        "X-Nfcpay-Timestamp": str(ts),
-        "X-Nfcpay-Nonce": nonce,
-        "X-Nfcpay-Signature": crypto.b64e(key.sign(message)),
-        "Content-Type": "application/json",
-    }
+    headers = {**signed, "Content-Type": "application/json"}
     return {k: v for k, v in headers.items() if k not in override.get("drop", ())}
 
 

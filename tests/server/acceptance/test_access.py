@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from nfcpay import crypto
+from nfcpay.client import signed_headers
 from tests.server.acceptance.conftest import Harness, changed_tables
 from tests.support.server import PaymentScene, Terminal
 
@@ -75,24 +76,17 @@ def sign(
 ) -> dict[str, str]:
     """Signature headers, each part open to tampering."""
     terminal_id = as_id or (terminal.terminal_id if terminal else "new")
-    ts = int(time.time() + skew)
-    nonce = nonce or secrets.token_urlsafe(18)
-    message = crypto.request_message(
+    signer = key or (terminal.private_key if terminal else None)
+    signed = signed_headers(
+        terminal_id,
+        signer,
         method,
         signed_path or path,
-        ts,
-        nonce,
-        terminal_id,
         body if signed_body is None else signed_body,
+        timestamp=int(time.time() + skew),
+        nonce=nonce,
     )
-    signer = key or (terminal.private_key if terminal else None)
-    return {
-        "X-Nfcpay-Terminal": terminal_id,
-        "X-Nfcpay-Timestamp": str(ts),
-        "X-Nfcpay-Nonce": nonce,
-        "X-Nfcpay-Signature": crypto.b64e(signer.sign(message)),
-        "Content-Type": "application/json",
-    }
+    return {**signed, "Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
