@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -11,16 +10,7 @@ from tests.support.server import postgres_schema
 
 
 @pytest.fixture
-def pg_base_url() -> str:
-    """The machine's PostgreSQL (tests skip without NFCPAY_TEST_DATABASE_URL)."""
-    url = os.environ.get("NFCPAY_TEST_DATABASE_URL")
-    if not url:
-        pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
-    return url
-
-
-@pytest.fixture
-def pg_url(pg_base_url: str) -> Iterator[str]:
-    """A fresh schema of its own, dropped afterwards."""
-    with postgres_schema(pg_base_url) as url:
+def pg_url(postgres_url: str) -> Iterator[str]:
+    """A fresh schema of its own in the machine's PostgreSQL, dropped afterwards."""
+    with postgres_schema(postgres_url) as url:
         yield url
