@@ -11,7 +11,7 @@ stay within 1.5x of an empty database. The script:
 1. opens two databases with the real app in this process (SQLite files in a temporary
    directory, or two fresh schemas of the PostgreSQL at ``--db``, dropped afterwards), and
    registers an owner, card, many-use grant, target and merchant in each over the API;
-2. fills the second one by bulk SQL (:func:`tests.hardening.test_query_plans.populate`:
+2. fills the second one by bulk SQL (:func:`tests.support.query_plans.populate`:
    ``--rows`` grants and past payments with their shares, ledger legs, notifications,
    idempotency keys, challenges and nonces; ANALYZE on PostgreSQL) and reports how long each
    table took;
@@ -20,8 +20,8 @@ stay within 1.5x of an empty database. The script:
    ``bench_server.py`` — alternating blocks between the two databases so that load from
    other processes hits both alike, and prints p50/p99 of each and the p99 ratio;
 4. prints the plan of every statement the hot paths run on the full database (approvals,
-   declines, refund, grant issue, notification reads; see ``tests/hardening/
-   test_query_plans.py``) and any full scans.
+   declines, refund, grant issue, notification reads; see ``tests/support/
+   query_plans.py``) and any full scans.
 
 Exits 1 if an approval failed, a plan scans a growing table, or the p99 ratio is over target.
 Timings on a shared machine are noisy: compare ratios from one run, not absolute figures.
@@ -51,7 +51,7 @@ from bench_server import PATH, Run, prepare  # noqa: E402
 from nfcpay.server.runtime import Caller  # noqa: E402
 from nfcpay.server.schemas import PaymentIn  # noqa: E402
 from nfcpay.server.services import authorization, idempotency  # noqa: E402
-from tests.hardening.test_query_plans import (  # noqa: E402
+from tests.support.query_plans import (  # noqa: E402
     hot_path_plans,
     hot_path_scene,
     populate,
