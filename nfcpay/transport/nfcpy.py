@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,6 +113,22 @@ class LoopbackDevice(nfc.clf.udp.Device):  # type: ignore[misc]
     _awaiting_activation = False
     #: Set to a reader name to refuse every listen call as that reader's nfcpy driver does.
     refuses_listen_as: str | None = None
+
+    def __init__(self, host: str, port: int) -> None:
+        #: Set while a listen call holds the shared port (the "field"), so that a test can
+        #: send to it without racing the driver, which closes and reopens its socket.
+        self.listening_port_bound = threading.Event()
+        super().__init__(host, port)
+
+    def _bind_socket(self, time_to_return: float) -> bool:
+        bound = bool(super()._bind_socket(time_to_return))
+        if bound:
+            self.listening_port_bound.set()
+        return bound
+
+    def mute(self) -> None:
+        self.listening_port_bound.clear()
+        super().mute()
 
     def _recv_data(self, timeout: float | None, *brty_list: str) -> Any:
         if self._sensing and timeout is not None:

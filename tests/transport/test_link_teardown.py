@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import nfc.llcp
 import nfc.llcp.pdu
@@ -64,8 +63,7 @@ def test_listener_ignores_a_stale_rf_off_and_answers_the_poll_behind_it(port):
         listening = threading.Thread(target=DepTarget(reader.clf).activate, args=(1.0,))
         listening.start()
         try:
-            while device.socket is None or device.socket.getsockname()[1] != port:
-                time.sleep(0.005)  # until the listen call has bound the "field" port
+            assert device.listening_port_bound.wait(5)  # the listen call holds the port
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as poller:
                 poller.settimeout(5)
                 poller.sendto(b"RFOFF", ("127.0.0.1", port))
