@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ class Cli:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**self.env, "PYTHONUNBUFFERED": "1"},
+            env={**self.env, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
         )
 
     def run(self, name: str, *args: str, server: str | None = None) -> Done:
@@ -86,7 +87,13 @@ class Cli:
 
 
 def finish(process: subprocess.Popen[str], timeout: float = PROCESS_TIMEOUT) -> Done:
-    stdout, stderr = process.communicate(timeout=timeout)
+    """Wait for ``process``; one that hangs fails with the stack of each of its threads."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: dump every thread's stack
+        _, stderr = process.communicate()
+        raise AssertionError(f"still running after {timeout}s; its threads:\n{stderr}") from None
     lines = stdout.strip().splitlines()
     return Done(process.returncode, json.loads(lines[-1]) if lines else {}, stderr)
 
@@ -103,6 +110,38 @@ def interrupt(process: subprocess.Popen[str]) -> None:
     process.send_signal(signal.SIGINT)
 
 
+#: A process must end this soon after Ctrl-C: long enough that a slow machine never fails,
+#: short enough that a hang does (people expect the prompt back in well under a second).
+INTERRUPT_BOUND = 20.0
+
+#: (waiting state, seconds from SIGINT to exit) of this run, printed at its end.
+INTERRUPT_TIMINGS = pytest.StashKey[list[tuple[str, float]]]()
+
+
+@pytest.fixture
+def interrupt_and_time(request: pytest.FixtureRequest) -> Callable[..., Done]:
+    """Send Ctrl-C to a process, wait for its exit, and record how long it took."""
+    timings = request.config.stash.setdefault(INTERRUPT_TIMINGS, [])
+
+    def run(process: subprocess.Popen[str], state: str) -> Done:
+        started = time.monotonic()
+        interrupt(process)
+        done = finish(process, timeout=INTERRUPT_BOUND)
+        timings.append((state, time.monotonic() - started))
+        return done
+
+    return run
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    timings = config.stash.get(INTERRUPT_TIMINGS, [])
+    if not timings:
+        return
+    terminalreporter.write_sep("-", "Ctrl-C: signal to exit")
+    for state, seconds in timings:
+        terminalreporter.write_line(f"{seconds * 1000:8.0f} ms  {state}")
+
+
 @pytest.fixture
 def cli(tmp_path: Path, server: ServerProcess) -> Cli:
     return Cli(tmp_path, server.url)
@@ -116,6 +155,8 @@ class SlowProxy:
         self.upstream = (host, int(port))
         self.delay = delay
         self.listener = socket.create_server(("127.0.0.1", 0))
+        #: Client connections accepted so far (a test waits for its process to call).
+        self.connections = 0
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -125,6 +166,7 @@ class SlowProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            self.connections += 1
             threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
 
     def _pipe(self, client: socket.socket) -> None:
