@@ -112,7 +112,7 @@ def interrupt(process: subprocess.Popen[str]) -> None:
 
 #: A process must end this soon after Ctrl-C: long enough that a slow machine never fails,
 #: short enough that a hang does (people expect the prompt back in well under a second).
-INTERRUPT_BOUND = 20.0
+INTERRUPT_BOUND = 10.0
 
 #: (waiting state, seconds from SIGINT to exit) of this run, printed at its end.
 INTERRUPT_TIMINGS = pytest.StashKey[list[tuple[str, float]]]()

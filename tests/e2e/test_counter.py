@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Cli, SlowProxy, finish, free_udp_port, interrupt, wait_for
+from tests.e2e.conftest import Cli, SlowProxy, finish, free_udp_port, wait_for
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.nfc_sim
@@ -101,30 +100,6 @@ def test_tap_timeout_stores_nothing(cli: Cli) -> None:
     assert done.status == 4
     assert done.data == {"ok": False, "error": "exchange_timeout", "message": done.data["message"]}
     assert not (cli.home("shop") / "receipts").exists()
-
-
-def test_ctrl_c_while_waiting_exits_130_and_stores_nothing(cli: Cli) -> None:
-    cli.init("shop", "merchant")
-    port = free_udp_port()
-    process = cli.start(
-        "shop", "merchant", "charge", "--amount", "1000", "--timeout", "30",
-        device=f"loopback:{port}",
-    )  # fmt: skip
-    wait_for(lambda: udp_port_taken(port), what="the merchant's reader to listen")
-    interrupt(process)
-    done = finish(process, timeout=10)
-    assert done.status == 130
-    assert "Interrupted" in done.stderr
-    assert not (cli.home("shop") / "receipts").exists()
-
-
-def udp_port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 def test_corrupt_home_is_a_clear_config_error(cli: Cli) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from nfcpay.terminals import exchange
 from nfcpay.transport import open_reader
-from tests.e2e.conftest import Cli, Done, SlowProxy, wait_for
+from tests.e2e.conftest import Cli, Done, SlowProxy, free_udp_port, wait_for
 from tests.e2e.test_counter import owner_with_card, ready_pair
 from tests.support.server import ServerProcess
 
@@ -64,13 +64,8 @@ def stored(cli: Cli, name: str, kind: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
-def free_port() -> int:
-    with field_port() as (_, port):
-        return port
-
-
 def start_listening(cli: Cli, name: str, *args: str) -> tuple[subprocess.Popen[str], int]:
-    port = free_port()
+    port = free_udp_port()
     process = cli.start(name, *args, "--timeout", "60", device=f"loopback:{port}")
     wait_for(lambda: listening(port), what=f"{name}'s reader to listen")
     return process, port
@@ -152,7 +147,7 @@ def test_merchant_and_target_waiting_for_the_decision(
     ready_pair(cli)
     proxy = SlowProxy(server.url, delay=NEVER)
     try:
-        port = free_port()
+        port = free_udp_port()
         shop = cli.start(
             "shop", "merchant", "charge", "--amount", "7,000", "--timeout", "60",
             device=f"loopback:{port}", server=proxy.url,
