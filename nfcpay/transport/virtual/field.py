@@ -40,6 +40,7 @@ behind a socket so that antennas in separate processes share it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -134,6 +135,8 @@ class _Pending:
     sender: Antenna
     answers: list[bytes]
     done: threading.Event
+    #: Antennas whose responder said LATER: only they may answer this exchange.
+    deferring: set[int] = dataclasses.field(default_factory=set)
 
 
 class Field:
@@ -213,13 +216,13 @@ class Field:
             self._pending[pending.exchange_id] = pending
         deadline = time.monotonic() + timeout
         try:
-            immediate, deferred = self._ask(listeners, frame, pending.exchange_id)
+            immediate = self._ask(listeners, frame, pending)
             if immediate:
                 answer = min(immediate)
-            elif deferred:
+            elif pending.deferring:
                 answer = self._await(pending, deadline)
             else:
-                time.sleep(max(0.0, timeout))  # a real chip waits its whole timeout
+                time.sleep(max(0.0, deadline - time.monotonic()))  # a chip waits it out
                 raise AirTimeout("no answer")
         finally:
             with self._lock:
@@ -229,21 +232,22 @@ class Field:
         self._observe("recv", sender, reply)
         return answer
 
-    def _ask(
-        self, listeners: list[Antenna], frame: AirFrame, exchange_id: int
-    ) -> tuple[list[bytes], int]:
+    def _ask(self, listeners: list[Antenna], frame: AirFrame, pending: _Pending) -> list[bytes]:
+        """The immediate answers; the antennas that will answer later join ``pending``."""
         immediate: list[bytes] = []
-        deferred = 0
         for listener in listeners:
             responder = listener.responder
             if responder is None:
                 continue
-            reply = responder.respond(frame, exchange_id)
+            with self._lock:  # before respond(): its host may answer at once, on another thread
+                pending.deferring.add(listener.id)
+            reply = responder.respond(frame, pending.exchange_id)
+            if reply is not LATER:
+                with self._lock:
+                    pending.deferring.discard(listener.id)
             if isinstance(reply, bytes | bytearray):
                 immediate.append(bytes(reply))
-            elif reply is LATER:
-                deferred += 1
-        return immediate, deferred
+        return immediate
 
     def _await(self, pending: _Pending, deadline: float) -> bytes:
         while True:
@@ -259,6 +263,8 @@ class Field:
             pending = self._pending.get(exchange_id)
             if pending is None or pending.done.is_set():
                 return False  # the initiator gave up: a late answer is lost
+            if antenna.id not in pending.deferring:
+                return False  # only a responder that said LATER may answer
             pending.answers.append(bytes(data))
             pending.done.set()
         return True
@@ -284,9 +290,10 @@ class Antenna:
 
     def carrier(self, on: bool) -> None:
         """Switch this antenna's own carrier (the polling side's RF field)."""
-        if on == self.carrier_on:
-            return
-        self.carrier_on = on
+        with self.field._lock:
+            if on == self.carrier_on:
+                return
+            self.carrier_on = on
         self.field._carrier_changed(self, on)
 
     def exchange(self, frame: AirFrame, timeout: float) -> bytes:

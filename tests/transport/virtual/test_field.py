@@ -127,3 +127,59 @@ def test_air_time_follows_the_bit_rate():
     slow, fast = air_time(AirFrame("106A", frame)), air_time(AirFrame("424F", frame))
     assert 0.020 < slow < 0.023
     assert 0.004 < fast < 0.006
+
+
+class AnswersFromAnotherThread:
+    """Says LATER, but its host answers on another thread before ``respond`` returns."""
+
+    def __init__(self, antenna) -> None:
+        self.antenna = antenna
+        self.accepted: list[bool] = []
+
+    def respond(self, frame: AirFrame, exchange_id: int):
+        host = threading.Thread(
+            target=lambda: self.accepted.append(self.antenna.answer(exchange_id, b"\x90\x00"))
+        )
+        host.start()
+        host.join()
+        return LATER
+
+    def field_changed(self, on: bool) -> None:
+        pass
+
+
+def test_a_host_may_answer_before_its_chip_has_said_later():
+    field = Field(model_air_time=False)
+    poller, card = field.attach("poller"), field.attach("card")
+    host = AnswersFromAnotherThread(card)
+    card.listen(host)
+    poller.carrier(True)
+    assert poller.exchange(AirFrame("106A", b"\x00"), 0.5) == b"\x90\x00"
+    assert host.accepted == [True]
+
+
+def test_only_an_antenna_that_deferred_may_answer():
+    field = Field(model_air_time=False)
+    poller, card, bystander = field.attach("poller"), field.attach("card"), field.attach("x")
+    exchange_ids: list[int] = []
+
+    class Deferring(Echo):
+        def respond(self, frame: AirFrame, exchange_id: int):
+            exchange_ids.append(exchange_id)
+            return LATER
+
+    card.listen(Deferring(b""))
+    bystander.listen(Echo(b"", reply=SILENT))
+    poller.carrier(True)
+    done: list[bytes] = []
+    sender = threading.Thread(
+        target=lambda: done.append(poller.exchange(AirFrame("106A", b"\x00"), 2.0))
+    )
+    sender.start()
+    while not exchange_ids:
+        threading.Event().wait(0.001)
+    assert bystander.answer(exchange_ids[0], b"forged") is False
+    assert poller.answer(exchange_ids[0], b"forged") is False
+    assert card.answer(exchange_ids[0], b"\x90\x00") is True
+    sender.join(5)
+    assert done == [b"\x90\x00"]
