@@ -28,6 +28,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "merchant": "nfcpay.cli.merchant:merchant",
     "demo": "nfcpay.cli.demo:demo",
     "group": "nfcpay.cli.group:group",
+    "field": "nfcpay.cli.field:field",
 }
 
 
@@ -72,7 +73,8 @@ class LazyGroup(click.Group):
 @click.option(
     "--device",
     envvar="NFCPAY_DEVICE",
-    help="NFC reader: usb, usb:072f:2200, tty:USB0:pn532, loopback:PORT … [env NFCPAY_DEVICE].",
+    help="NFC reader: usb, usb:072f:2200, tty:USB0:pn532, loopback:PORT, virtual:acr122u@FIELD"
+    " … [env NFCPAY_DEVICE].",
 )
 @click.option(
     "--json", "as_json", is_flag=True, envvar="NFCPAY_JSON", help="Machine-readable JSON output."

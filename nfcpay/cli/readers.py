@@ -22,21 +22,39 @@ def readers(obj: CliContext) -> None:
     rows: list[dict[str, Any]] = []
     if obj.device:
         with open_reader(obj.device) as reader:
-            note = "simulated (nfcpy udp driver)" if reader.spec.is_simulated else ""
-            rows.append(_row(reader.path, reader.profile, note))
-    else:
-        try:
-            found = discovery.usb_readers()
-        except errors.ReaderNotFound as exc:
-            obj.emit({"readers": [], "problem": exc.message}, _none_found(exc.message))
-            return
-        for usb in found:
-            detail = "" if usb.accessible else "no permission (run `nfcpay doctor`)"
-            rows.append(_row(usb.path, usb.profile, detail, usb_id=usb.usb_id))
-    if not rows:
-        obj.emit({"readers": []}, _none_found(""))
+            rows.append(_row(reader.path, reader.profile, _simulated(reader)))
+        obj.emit({"readers": rows}, lambda: click.echo(_render(rows)))
         return
-    obj.emit({"readers": rows}, lambda: click.echo(_render(rows)))
+    virtual = _virtual_rows()
+    try:
+        found = discovery.usb_readers()
+    except errors.ReaderNotFound as exc:
+        obj.emit(
+            {"readers": [], "virtual": virtual, "problem": exc.message},
+            _none_found(exc.message) + "\n\n" + _render(virtual),
+        )
+        return
+    for usb in found:
+        detail = "" if usb.accessible else "no permission (run `nfcpay doctor`)"
+        rows.append(_row(usb.path, usb.profile, detail, usb_id=usb.usb_id))
+    human = (_render(rows) if rows else _none_found("")) + "\n\n" + _render(virtual)
+    obj.emit({"readers": rows, "virtual": virtual}, human)
+
+
+def _simulated(reader: Any) -> str:
+    if reader.spec.kind == "virtual":
+        driver = type(reader.clf.device).__module__
+        return f"virtual: emulated chip behind nfcpy's {driver}, field {reader.spec.field!r}"
+    return "simulated (nfcpy udp driver)" if reader.spec.is_simulated else ""
+
+
+def _virtual_rows() -> list[dict[str, Any]]:
+    """The emulated readers any command can open (no hardware), apart from real ones."""
+    from nfcpay.transport.profiles import profile_by_name
+    from nfcpay.transport.virtual.readers import CHIP_OPENERS
+
+    note = "virtual (no hardware): FIELD is any name; readers naming it share it"
+    return [_row(f"virtual:{chip}@FIELD", profile_by_name(chip), note) for chip in CHIP_OPENERS]
 
 
 def _row(path: str, profile: Any, detail: str, usb_id: str | None = None) -> dict[str, Any]:
@@ -67,7 +85,7 @@ def _none_found(reason: str) -> str:
         "  - plug in a supported reader (RC-S380, ACR122U, SCL3711, ...) and run "
         "`nfcpay doctor` if it still does not show\n"
         "  - serial PN532 boards are not auto-detected: --device tty:USB0:pn532\n"
-        "  - to try nfcpay without hardware: --device loopback:54321 on both terminals"
+        "  - to try nfcpay without hardware: a virtual reader (below) on each terminal"
     )
     return f"{hint}\n  ({reason})" if reason else hint
 

@@ -1,4 +1,4 @@
-"""Device strings: nfcpy paths plus the ``loopback`` alias.
+"""Device strings: nfcpy paths, the ``loopback`` alias and virtual readers.
 
 =================================  ==================================================
 ``None``                           auto-detect: the first supported USB reader
@@ -8,6 +8,10 @@
 ``loopback[:PORT][?as=PROFILE]``   nfcpy's udp driver on 127.0.0.1 with RF-like poll
                                    timeouts, optionally restricted to a real reader's
                                    profile (``loopback:50123?as=acr122u``)
+``virtual:CHIP[@FIELD]``           an emulated reader chip (``acr122u``, ``pn533``,
+                                   ``rcs380``) behind nfcpy's own driver for it, in
+                                   the shared virtual RF field FIELD (default
+                                   ``default``; see :mod:`nfcpay.transport.virtual`)
 =================================  ==================================================
 """
 
@@ -19,20 +23,26 @@ from urllib.parse import parse_qs
 DEFAULT_LOOPBACK_PORT = 54321
 LOOPBACK_HOST = "127.0.0.1"
 _NFCPY_PREFIXES = ("usb", "tty", "com", "udp")
+#: Emulated chips (their profile ids) and the other names people know them by.
+VIRTUAL_CHIPS = {"acr122u": "acr122u", "acr122": "acr122u", "pn533": "pn533"}
+VIRTUAL_CHIPS |= {"scl3711": "pn533", "rcs380": "rcs380", "rc-s380": "rcs380"}
+DEFAULT_FIELD = "default"
 
 
 @dataclass(frozen=True)
 class DeviceSpec:
     """A parsed device string."""
 
-    kind: str  # "auto" | "nfcpy" | "loopback"
-    path: str  # the nfcpy path, or "loopback:PORT"
+    kind: str  # "auto" | "nfcpy" | "loopback" | "virtual"
+    path: str  # the nfcpy path, "loopback:PORT" or "virtual:CHIP@FIELD"
     port: int | None = None
     as_profile: str | None = None
+    chip: str | None = None  # virtual: the emulated chip's profile id
+    field: str | None = None  # virtual: the shared field's name
 
     @property
     def is_simulated(self) -> bool:
-        return self.kind == "loopback" or self.path.startswith("udp")
+        return self.kind in ("loopback", "virtual") or self.path.startswith("udp")
 
 
 def parse_device(device: str | None) -> DeviceSpec:
@@ -42,12 +52,26 @@ def parse_device(device: str | None) -> DeviceSpec:
     device = device.strip()
     if device == "loopback" or device.startswith(("loopback:", "loopback?")):
         return _parse_loopback(device)
+    if device.startswith("virtual:"):
+        return _parse_virtual(device)
     if device.split(":", 1)[0] in _NFCPY_PREFIXES:
         return DeviceSpec("nfcpy", device)
     raise ValueError(
-        f"unknown device {device!r}: use usb[:VID:PID], tty:PORT:DRIVER, udp:HOST:PORT "
-        "or loopback[:PORT][?as=PROFILE]"
+        f"unknown device {device!r}: use usb[:VID:PID], tty:PORT:DRIVER, udp:HOST:PORT, "
+        "loopback[:PORT][?as=PROFILE] or virtual:CHIP[@FIELD]"
     )
+
+
+def _parse_virtual(device: str) -> DeviceSpec:
+    chip_text, _, field = device.removeprefix("virtual:").partition("@")
+    chip = VIRTUAL_CHIPS.get(chip_text.lower())
+    if chip is None:
+        known = ", ".join(sorted(set(VIRTUAL_CHIPS.values())))
+        raise ValueError(f"no virtual chip {chip_text!r}: the emulated chips are {known}")
+    from nfcpay.transport.virtual.broker import validate_name
+
+    field = validate_name(field or DEFAULT_FIELD)
+    return DeviceSpec("virtual", f"virtual:{chip}@{field}", chip=chip, field=field)
 
 
 def _parse_loopback(device: str) -> DeviceSpec:

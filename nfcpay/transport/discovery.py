@@ -137,7 +137,26 @@ def doctor_checks() -> list[Check]:
         checks += [_check_access(reader) for reader in readers]
     checks.append(_check_modules(readers))
     checks.append(_check_pcscd(readers))
+    checks.append(_check_virtual_fields())
     return checks
+
+
+def _check_virtual_fields() -> Check:
+    """Virtual readers need a private directory for their fields' sockets, nothing else."""
+    from nfcpay.transport.virtual.broker import default_field_dir
+
+    try:
+        directory = default_field_dir()
+    except (OSError, ValueError) as exc:
+        return Check(
+            "virtual readers",
+            "problem",
+            f"no private directory for virtual fields: {exc}",
+            ("set XDG_RUNTIME_DIR (or TMPDIR) to a directory only you can write",),
+        )
+    running = sorted(p.stem for p in directory.glob("*.sock"))
+    detail = f"fields in {directory}" + (f"; running: {', '.join(running)}" if running else "")
+    return Check("virtual readers", "ok", f"{detail} (--device virtual:acr122u@NAME)")
 
 
 def _check_profiles() -> Check:
@@ -161,7 +180,8 @@ def _check_presence(readers: list[UsbReader]) -> Check:
             (
                 "plug in an RC-S380, ACR122U, SCL3711 or another supported reader",
                 "serial PN532 boards are not auto-detected: use --device tty:USB0:pn532",
-                "no reader at all? use the loopback reader: --device loopback:54321",
+                "no reader at all? use a virtual one: --device virtual:acr122u@counter "
+                "(or the fast loopback reader: --device loopback:54321)",
             ),
         )
     names = ", ".join(f"{r.profile.name if r.profile else r.driver} at {r.path}" for r in readers)

@@ -117,11 +117,17 @@ def open_reader(device: str | None = None, *, mode: Mode = "auto") -> Reader:
         refuse = None if profile.can_listen or profile.can_emulate_tt3 else profile.name
         clf = nfcpy.open_loopback(LOOPBACK_HOST, spec.port or 0, refuse_listen_as=refuse)
         return Reader(clf, spec, profile, mode)
-    if spec.path.startswith("usb"):
-        from nfcpay.transport.discovery import libusb_version
+    if spec.kind == "virtual":
+        from nfcpay.transport.virtual.readers import open_virtual
 
-        libusb_version()
-    clf = nfcpy.open_frontend(spec.path)
+        with nfcpy.map_nfc_errors(f"opening {spec.path}"):
+            clf = open_virtual(str(spec.chip), str(spec.field))
+    else:
+        if spec.path.startswith("usb"):
+            from nfcpay.transport.discovery import libusb_version
+
+            libusb_version()
+        clf = nfcpy.open_frontend(spec.path)
     try:
         profile = _profile_for(clf)
     except BaseException:

@@ -19,8 +19,30 @@ def test_readers_without_hardware_is_helpful():
     assert result.exit_code == 0
     assert "No NFC readers found" in result.output or "device" in result.output
     if "No NFC readers found" in result.output:
-        assert "--device loopback:54321" in result.output
+        assert "a virtual reader (below)" in result.output
         assert "nfcpay doctor" in result.output
+    assert "virtual:acr122u@FIELD" in result.output  # listed apart, with no hardware
+
+
+def test_readers_json_keeps_virtual_readers_apart():
+    data = json.loads(run("--json", "readers").output)
+    virtual = {row["path"]: row["profile"] for row in data["virtual"]}
+    assert virtual == {
+        "virtual:acr122u@FIELD": "acr122u",
+        "virtual:pn533@FIELD": "pn533",
+        "virtual:rcs380@FIELD": "rcs380",
+    }
+    assert not any(row["path"].startswith("virtual:") for row in data["readers"])
+
+
+def test_a_named_virtual_reader_is_matched_to_its_profile_through_its_driver(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    result = run("--json", "--device", "virtual:rcs380@readers-test", "readers")
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.output)["readers"]
+    assert (row["path"], row["profile"]) == ("virtual:rcs380@readers-test", "rcs380")
+    assert "nfc.clf.rcs380" in row["detail"]
+    run("field", "stop", "--field", "readers-test")
 
 
 def test_readers_json_lists_a_named_loopback_reader(port=50999):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from nfcpay.transport.device import DEFAULT_LOOPBACK_PORT as DEFAULT
@@ -24,6 +26,18 @@ from nfcpay.transport.device import DeviceSpec, parse_device
             "loopback?as=rcs380",
             DeviceSpec("loopback", f"loopback:{DEFAULT}", DEFAULT, "rcs380"),
         ),
+        (
+            "virtual:acr122u@counter",
+            DeviceSpec("virtual", "virtual:acr122u@counter", chip="acr122u", field="counter"),
+        ),
+        (
+            "virtual:SCL3711",
+            DeviceSpec("virtual", "virtual:pn533@default", chip="pn533", field="default"),
+        ),
+        (
+            "virtual:rc-s380@lab-2",
+            DeviceSpec("virtual", "virtual:rcs380@lab-2", chip="rcs380", field="lab-2"),
+        ),
     ],
 )
 def test_parse(text, expected):
@@ -36,4 +50,19 @@ def test_parse(text, expected):
 )
 def test_malformed_device_is_a_usage_error(text):
     with pytest.raises(ValueError):
+        parse_device(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("virtual:pn532@x", "the emulated chips are acr122u, pn533, rcs380"),
+        ("virtual:", "no virtual chip ''"),
+        ("virtual:acr122u@Counter", "bad field name 'Counter'"),
+        ("virtual:acr122u@../etc", "bad field name"),
+        ("virtual:acr122u@" + "x" * 33, "bad field name"),
+    ],
+)
+def test_a_bad_virtual_device_says_what_is_wrong(text, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
         parse_device(text)

@@ -791,6 +791,7 @@ class RemoteField:
         self.name = name
         #: Close the connection when its last antenna closes (see :func:`open_antenna`).
         self.close_with_antennas = False
+        self._stopping = False
         self._peer = _Peer(_Wire(sock), self._dispatch)
         self._antennas: dict[int, RemoteAntenna] = {}
         self._callbacks: queue.SimpleQueue[tuple[int | None, str, dict[str, Any]] | None] = (
@@ -836,6 +837,7 @@ class RemoteField:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the broker, and wait (up to ``timeout``) until it has hung up on everyone."""
+        self._stopping = True  # the broker hanging up is what we asked for
         with contextlib.suppress(BrokerGone):
             self._call("stop")
         self._peer.gone.wait(timeout)
@@ -879,7 +881,7 @@ class RemoteField:
 
     def _read(self) -> None:
         self._peer.run()
-        if self._closed.is_set():
+        if self._closed.is_set() or self._stopping:
             return
         log.warning("field %s: lost the broker", self.name)
         for antenna in list(self._antennas.values()):

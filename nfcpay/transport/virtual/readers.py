@@ -1,0 +1,68 @@
+"""Virtual readers: an emulated chip behind nfcpy's own driver, in a shared virtual field.
+
+``--device virtual:acr122u@counter`` opens what :func:`open_virtual` builds: an antenna in
+the field ``counter`` (its broker is started by the first process that names it), the
+emulated chip on that antenna, and nfcpy's *unmodified* driver for that reader
+(``nfc.clf.acr122``, ``nfc.clf.pn533``, ``nfc.clf.rcs380``) on the chip's USB seam. Every
+frame nfcpay sends goes through the driver code a counter runs; only the USB cable and the
+radio are emulated. The reader's firmware profile is then matched exactly as for a real
+reader, from the driver and the firmware string the chip reports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+
+import nfc
+import nfc.clf.device
+
+from nfcpay import errors
+from nfcpay.transport.virtual.broker import BrokerError, RemoteAntenna, open_antenna
+
+#: profile id → (module, opener) of each emulated chip; imported when first used.
+CHIP_OPENERS = {
+    "acr122u": ("nfcpay.transport.virtual.acr122u", "open_acr122u"),
+    "pn533": ("nfcpay.transport.virtual.pn533", "open_pn533"),
+    "rcs380": ("nfcpay.transport.virtual.rcs380", "open_rcs380"),
+}
+
+
+class VirtualFrontend(nfc.ContactlessFrontend):  # type: ignore[misc]
+    """An nfcpy frontend whose device is an emulated chip; closing it leaves the field."""
+
+    def __init__(self, device: nfc.clf.device.Device, antenna: RemoteAntenna) -> None:
+        super().__init__()  # no path: nfcpy opens nothing
+        self.device = device
+        self._antenna = antenna
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._antenna.close()
+
+
+def chip_opener(chip: str) -> Callable[..., nfc.clf.device.Device]:
+    """``open_<chip>(antenna, *, slack)`` of an emulated chip (ValueError if there is none)."""
+    if chip not in CHIP_OPENERS:
+        raise ValueError(f"no emulated chip {chip!r}: there are {', '.join(CHIP_OPENERS)}")
+    module_name, function = CHIP_OPENERS[chip]
+    return getattr(importlib.import_module(module_name), function)  # type: ignore[no-any-return]
+
+
+def open_virtual(chip: str, field: str) -> VirtualFrontend:
+    """A frontend on an emulated ``chip`` in the virtual field ``field``."""
+    opener = chip_opener(chip)
+    try:
+        antenna = open_antenna(field, f"{chip}-{os.getpid()}")
+    except BrokerError as exc:
+        raise errors.ReaderNotFound(f"virtual field {field!r}: {exc}") from exc
+    try:
+        device = opener(antenna)
+    except BaseException:
+        antenna.close()
+        raise
+    device._path = f"virtual:{chip}@{field}"
+    return VirtualFrontend(device, antenna)
