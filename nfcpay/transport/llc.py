@@ -37,6 +37,17 @@ Two timing changes, both inside the LLCP 1.3 and NFC-DEP rules for every reader:
   :class:`DepTarget` answers the held request with the DISC straight away: an NFC-DEP
   target is meant to answer each request within RWT; ATN is the initiator's recovery
   for a target that did not.
+
+One size change, for readers whose driver cannot carry nfcpy's longest NFC-DEP frame:
+
+* **NFC-DEP frames that fit the reader.** nfcpy always announces the longest frame
+  (LR 254) and fills the peer's. The ACR122U's driver packs each PN532 command's length
+  into one byte, so a 254-byte frame (plus its length byte and the F0 start byte) raises
+  ``ValueError`` inside ``nfc.clf.acr122``: any LLCP message over ~250 bytes killed the
+  link. :class:`DepInitiator` and :class:`DepTarget` take the reader's frame limit (its
+  profile's ``[frames]``), announce the longest LR that fits, and never send a longer
+  frame than that even when the peer could take one. NFC-DEP chains longer PDUs (the MI
+  bit), so only the number of frames changes, never what LLCP sees.
 """
 
 from __future__ import annotations
@@ -133,16 +144,23 @@ class Llc(nfc.llcp.llc.LogicalLinkController):  # type: ignore[misc]
         return super().collect()
 
     def terminate(self, reason: str) -> None:
-        """nfcpy's link termination, with :class:`DepTarget` deactivated as nfcpy's own.
+        """nfcpy's link termination, with :class:`DepInitiator` and :class:`DepTarget`
+        deactivated as nfcpy's own.
 
         nfcpy picks the MAC's deactivation by ``type(self.mac) ==``, which a subclass
-        fails; its target branch is repeated here, then nfcpy shuts the SAPs down.
+        fails; its two branches are repeated here, then nfcpy shuts the SAPs down.
         """
         mac = self.mac
-        if not isinstance(mac, DepTarget):
+        disc = nfc.llcp.pdu.Disconnect(0, 0)
+        if isinstance(mac, DepInitiator):
+            if self.link.DISCONNECT is True:
+                self.exchange(disc, timeout=0.5)
+            mac.deactivate(release=False)  # DSL, as nfcpy's own initiator
+        elif isinstance(mac, DepTarget):
+            mac.deactivate(data=nfc.llcp.pdu.encode(disc))
+        else:
             super().terminate(reason)
             return
-        mac.deactivate(data=nfc.llcp.pdu.encode(nfc.llcp.pdu.Disconnect(0, 0)))
         self.mac = None
         try:
             super().terminate(reason)
@@ -175,7 +193,49 @@ class Llc(nfc.llcp.llc.LogicalLinkController):  # type: ignore[misc]
         return client
 
 
-class DepTarget(nfc.dep.Target):  # type: ignore[misc]
+#: NFC-DEP's frame lengths, by the LR index ATR_REQ/ATR_RES announce (ISO/IEC 18092).
+DEP_FRAME_LENGTHS = (64, 128, 192, 254)
+#: Bytes a DEP frame takes beyond LR on the way to the driver: the F0 start byte (106A)
+#: and the length byte. (DID and NAD, which nfcpay never uses, would come out of LR.)
+DEP_FRAME_OVERHEAD = 2
+
+
+def dep_length_index(max_frame: int | None) -> int:
+    """The LR index of the longest NFC-DEP frame a driver that takes ``max_frame`` bytes
+    can carry (None: no limit)."""
+    if max_frame is None:
+        return len(DEP_FRAME_LENGTHS) - 1
+    fitting = [i for i, lr in enumerate(DEP_FRAME_LENGTHS) if lr + DEP_FRAME_OVERHEAD <= max_frame]
+    if not fitting:
+        raise ValueError(f"a reader that takes {max_frame}-byte frames cannot run NFC-DEP")
+    return fitting[-1]
+
+
+class _FrameLimit:
+    """Announce the longest frame the reader can carry, and send no longer ones."""
+
+    miu: int
+
+    def __init__(self, clf: Any, *, length_index: int = len(DEP_FRAME_LENGTHS) - 1) -> None:
+        super().__init__(clf)  # type: ignore[call-arg]
+        self.length_index = length_index
+
+    def _cap_miu(self) -> None:
+        self.miu = min(self.miu, DEP_FRAME_LENGTHS[self.length_index] - 3)
+
+
+class DepInitiator(_FrameLimit, nfc.dep.Initiator):  # type: ignore[misc]
+    """nfcpy's NFC-DEP initiator, within the reader's frame limit (see the module docstring)."""
+
+    def activate(self, target: Any = None, **options: Any) -> Any:
+        options["lri"] = self.length_index
+        general_bytes = super().activate(target, **options)
+        if general_bytes is not None:
+            self._cap_miu()
+        return general_bytes
+
+
+class DepTarget(_FrameLimit, nfc.dep.Target):  # type: ignore[misc]
     """nfcpy's NFC-DEP target that answers the request it holds when the link ends.
 
     The LLC target loop ends holding an unanswered DEP_REQ: the initiator's DISC, or the
@@ -187,6 +247,13 @@ class DepTarget(nfc.dep.Target):  # type: ignore[misc]
 
     _holding = False
     _answer: Any = None
+
+    def activate(self, timeout: float | None = None, **options: Any) -> Any:
+        options["lrt"] = self.length_index
+        general_bytes = super().activate(timeout, **options)
+        if general_bytes is not None:
+            self._cap_miu()
+        return general_bytes
 
     def exchange(self, send_data: Any, timeout: float) -> Any:
         self._holding = False

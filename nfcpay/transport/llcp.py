@@ -28,7 +28,7 @@ from nfcpay import errors
 from nfcpay.transport import timing
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.framing import Deframer, chunks, frame
-from nfcpay.transport.llc import DepTarget, Llc
+from nfcpay.transport.llc import DepInitiator, DepTarget, Llc, dep_length_index
 from nfcpay.transport.nfcpy import map_nfc_errors
 from nfcpay.transport.roles import Role
 
@@ -86,15 +86,18 @@ def activate(
     llc: nfc.llcp.llc.LogicalLinkController,
     role: Role,
     deadline: float | None,
+    max_frame: int | None = None,
 ) -> None:
-    """Bring the LLCP link up as NFC-DEP target (listen) or initiator (poll)."""
+    """Bring the LLCP link up as NFC-DEP target (listen) or initiator (poll), in NFC-DEP
+    frames the reader's driver can carry (``max_frame`` bytes; None: any)."""
+    length_index = dep_length_index(max_frame)
     with map_nfc_errors(f"activating LLCP as {role}er"):
         while True:
             left = remaining(deadline)
             if left is not None and left <= 0:
                 raise errors.ExchangeTimeout("no peer came within the tap timeout")
             try:
-                if _activate_once(clf, llc, role, left):
+                if _activate_once(clf, llc, role, left, length_index):
                     return
             except nfc.clf.CommunicationError:
                 pass  # a peer that left half-way through activation; try again
@@ -107,17 +110,19 @@ def _activate_once(
     llc: nfc.llcp.llc.LogicalLinkController,
     role: Role,
     left: float | None,
+    length_index: int,
 ) -> bool:
     if role == "listen":
         window = timing.LISTEN_SLICE if left is None else min(timing.LISTEN_SLICE, left)
-        return bool(llc.activate(mac=DepTarget(clf), timeout=window))
+        mac = DepTarget(clf, length_index=length_index)
+        return bool(llc.activate(mac=mac, timeout=window))
     # One passive 106A poll instead of nfcpy's search (active mode, then two 106A and two
     # 212F polls 100 ms apart): every listen-capable reader answers 106A, and a miss then
     # costs one poll, not a quarter second.
     target = clf.sense(nfc.clf.RemoteTarget("106A"), iterations=1)
     if target is None or not (target.sel_res and target.sel_res[0] & 0x40):
         return False
-    return bool(llc.activate(mac=nfc.dep.Initiator(clf), target=target))
+    return bool(llc.activate(mac=DepInitiator(clf, length_index=length_index), target=target))
 
 
 def new_socket(llc: nfc.llcp.llc.LogicalLinkController) -> nfc.llcp.Socket:
@@ -152,9 +157,18 @@ def _open_connection(
 
 @contextmanager
 def llcp_tap(
-    clf: nfc.ContactlessFrontend, *, service: str, offer: bool, role: Role, deadline: float | None
+    clf: nfc.ContactlessFrontend,
+    *,
+    service: str,
+    offer: bool,
+    role: Role,
+    deadline: float | None,
+    max_frame: int | None = None,
 ) -> Iterator[LlcpChannel]:
-    """One tap over LLCP: link up, service connection, then the channel; link down on exit."""
+    """One tap over LLCP: link up, service connection, then the channel; link down on exit.
+
+    ``max_frame`` is the longest frame the reader's driver carries (see ``llc.DepInitiator``).
+    """
     urn = service_urn(service)
     llc = Llc(miu=timing.LLCP_MIU, lto=timing.LLCP_LTO_MS, sec=False)
     listener = None
@@ -163,7 +177,7 @@ def llcp_tap(
         with map_nfc_errors(f"binding LLCP service {urn}"):
             listener.bind(urn)
             listener.listen(1)
-    activate(clf, llc, role, deadline)
+    activate(clf, llc, role, deadline, max_frame)
     link = LinkThread(llc)
     try:
         channel = LlcpChannel(_open_connection(link, listener, urn), link, role)

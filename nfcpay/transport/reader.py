@@ -84,7 +84,12 @@ class Reader:
             from nfcpay.transport.llcp import llcp_tap
 
             return llcp_tap(
-                self.clf, service=service, offer=offer, role=plan.role, deadline=deadline
+                self.clf,
+                service=service,
+                offer=offer,
+                role=plan.role,
+                deadline=deadline,
+                max_frame=min(self.profile.max_send, self.profile.max_recv),
             )
         from nfcpay.transport.tt3 import tt3_tap
 

@@ -149,3 +149,33 @@ def test_duplicate_ids(folder):
 def test_empty_folder(tmp_path):
     with pytest.raises(ProfileError, match="no firmware profiles"):
         load_profiles(tmp_path)
+
+
+#: profile id → nfcpy's driver module of that reader (its Chipset's host frame size).
+DRIVER_CHIPSETS = {
+    "acr122u": "nfc.clf.acr122",
+    "pn531": "nfc.clf.pn531",
+    "pn532": "nfc.clf.pn532",
+    "pn533": "nfc.clf.pn533",
+    "rcs956": "nfc.clf.rcs956",
+}
+
+
+@pytest.mark.parametrize("profile_id", sorted(DRIVER_CHIPSETS))
+def test_frame_sizes_are_what_the_pn53x_drivers_report(profile_id):
+    """pn53x.Device reports host_command_frame_max_size - 2 to send and - 3 to receive."""
+    import importlib
+
+    chipset = importlib.import_module(DRIVER_CHIPSETS[profile_id]).Chipset
+    profile = profile_by_name(profile_id)
+    size = chipset.host_command_frame_max_size
+    assert (profile.max_send, profile.max_recv) == (size - 2, size - 3)
+
+
+def test_rcs380_frame_sizes_are_what_its_driver_reports():
+    import nfc.clf.rcs380
+
+    profile = profile_by_name("rcs380")
+    device = nfc.clf.rcs380.Device.__new__(nfc.clf.rcs380.Device)  # sizes need no chip
+    assert profile.max_send == device.get_max_send_data_size(None)
+    assert profile.max_recv == device.get_max_recv_data_size(None)
