@@ -87,33 +87,55 @@ def activate(
     role: Role,
     deadline: float | None,
     max_frame: int | None = None,
-) -> None:
+    also_listen: bool = False,
+) -> Role:
     """Bring the LLCP link up as NFC-DEP target (listen) or initiator (poll), in NFC-DEP
-    frames the reader's driver can carry (``max_frame`` bytes; None: any)."""
+    frames the reader's driver can carry (``max_frame`` bytes; None: any); the role taken.
+
+    ``also_listen`` (a polling side whose reader can listen) listens for
+    ``timing.ALTERNATE_LISTEN`` after each unanswered poll, so it also meets a waiting
+    side whose reader can only poll (an ACR122U at the counter).
+    """
     length_index = dep_length_index(max_frame)
+    turns: tuple[Role, ...] = ("poll", "listen") if role == "poll" and also_listen else (role,)
     with map_nfc_errors(f"activating LLCP as {role}er"):
         while True:
-            left = remaining(deadline)
-            if left is not None and left <= 0:
-                raise errors.ExchangeTimeout("no peer came within the tap timeout")
-            try:
-                if _activate_once(clf, llc, role, left, length_index):
-                    return
-            except nfc.clf.CommunicationError:
-                pass  # a peer that left half-way through activation; try again
-            if role == "poll":
+            for turn in turns:
+                left = remaining(deadline)
+                if left is not None and left <= 0:
+                    raise errors.ExchangeTimeout(_nobody_came(role, also_listen))
+                window = timing.ALTERNATE_LISTEN if len(turns) > 1 else timing.LISTEN_SLICE
+                try:
+                    if _activate_once(clf, llc, turn, _within(left, window), length_index):
+                        return turn
+                except nfc.clf.CommunicationError:
+                    pass  # a peer that left half-way through activation; try again
+            if turns == ("poll",):
                 time.sleep(timing.POLL_PAUSE)
+
+
+def _within(left: float | None, window: float) -> float:
+    return window if left is None else min(window, left)
+
+
+def _nobody_came(role: Role, also_listen: bool) -> str:
+    if role == "listen" or also_listen:
+        return "no peer came within the tap timeout"
+    return (
+        "no listening peer came within the tap timeout. This reader can only poll, so the "
+        "other terminal's reader must listen (an RC-S380 or SCL3711 can; an ACR122U "
+        "cannot). Two poll-only readers meet through a tag: --carrier tag on both sides"
+    )
 
 
 def _activate_once(
     clf: nfc.ContactlessFrontend,
     llc: nfc.llcp.llc.LogicalLinkController,
     role: Role,
-    left: float | None,
+    window: float,
     length_index: int,
 ) -> bool:
     if role == "listen":
-        window = timing.LISTEN_SLICE if left is None else min(timing.LISTEN_SLICE, left)
         mac = DepTarget(clf, length_index=length_index)
         return bool(llc.activate(mac=mac, timeout=window))
     # One passive 106A poll instead of nfcpy's search (active mode, then two 106A and two
@@ -164,10 +186,12 @@ def llcp_tap(
     role: Role,
     deadline: float | None,
     max_frame: int | None = None,
+    also_listen: bool = False,
 ) -> Iterator[LlcpChannel]:
     """One tap over LLCP: link up, service connection, then the channel; link down on exit.
 
-    ``max_frame`` is the longest frame the reader's driver carries (see ``llc.DepInitiator``).
+    ``max_frame`` is the longest frame the reader's driver carries (see ``llc.DepInitiator``);
+    ``also_listen`` lets a polling side listen between polls (see :func:`activate`).
     """
     urn = service_urn(service)
     llc = Llc(miu=timing.LLCP_MIU, lto=timing.LLCP_LTO_MS, sec=False)
@@ -177,7 +201,7 @@ def llcp_tap(
         with map_nfc_errors(f"binding LLCP service {urn}"):
             listener.bind(urn)
             listener.listen(1)
-    activate(clf, llc, role, deadline, max_frame)
+    role = activate(clf, llc, role, deadline, max_frame, also_listen)
     link = LinkThread(llc)
     try:
         channel = LlcpChannel(_open_connection(link, listener, urn), link, role)

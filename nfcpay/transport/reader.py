@@ -30,6 +30,8 @@ class Reader:
         self.spec = spec
         self.profile = profile
         self.mode = mode
+        #: The carrier a tap uses when it names none ("auto": the profile's preference).
+        self.carrier: Carrier = "auto"
 
     @property
     def path(self) -> str:
@@ -49,6 +51,8 @@ class Reader:
 
     def plan(self, *, offer: bool, carrier: Carrier = "auto", mode: Mode | None = None) -> TapPlan:
         """What a tap would do on this reader (carrier and role), without touching RF."""
+        if carrier == "auto":
+            carrier = self.carrier
         return plan_tap(self.profile, offer=offer, mode=mode or self.mode, carrier=carrier)
 
     @contextmanager
@@ -90,6 +94,7 @@ class Reader:
                 role=plan.role,
                 deadline=deadline,
                 max_frame=min(self.profile.max_send, self.profile.max_recv),
+                also_listen=plan.also_listen,
             )
         from nfcpay.transport.tt3 import tt3_tap
 

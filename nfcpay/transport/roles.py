@@ -5,6 +5,8 @@ one that polls. nfcpay's rule is simple and the same on every reader: **the side
 waits (offer=True) listens, the side that taps polls** — unless ``mode`` says otherwise.
 A reader that cannot take the role it is given (the ACR122U cannot listen) fails here,
 before any RF activity, with the options spelled out — never nfcpy's silent ``False``.
+A tapping side whose reader can listen also listens between its polls (``also_listen``),
+so a waiting side on a poll-only reader (an ACR122U merchant) is met too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ TAP_CARRIERS: tuple[Carrier, ...] = ("auto", "llcp", "tt3")
 class TapPlan:
     carrier: Literal["llcp", "tt3"]
     role: Role
+    #: A polling side that listens between polls (tapping, auto mode, listen-capable reader,
+    #: LLCP), so a waiting reader that can only poll still finds it.
+    also_listen: bool = False
 
 
 def plan_tap(profile: FirmwareProfile, *, offer: bool, mode: Mode, carrier: Carrier) -> TapPlan:
@@ -35,12 +40,13 @@ def plan_tap(profile: FirmwareProfile, *, offer: bool, mode: Mode, carrier: Carr
     if carrier not in TAP_CARRIERS:
         raise ValueError(f"carrier must be one of {TAP_CARRIERS}, not {carrier!r}")
     role: Role = ("listen" if offer else "poll") if mode == "auto" else mode
+    alternate = mode == "auto" and not offer and profile.can_listen
     if carrier != "auto":
         _require(profile, carrier, role)
-        return TapPlan(carrier, role)
+        return TapPlan(carrier, role, alternate and carrier == "llcp")
     for candidate in profile.preferred_carriers:
         if candidate in ("llcp", "tt3") and can_do(profile, candidate, role):
-            return TapPlan(candidate, role)  # type: ignore[arg-type]
+            return TapPlan(candidate, role, alternate and candidate == "llcp")  # type: ignore[arg-type]
     _require(profile, "llcp", role)
     raise AssertionError("unreachable: _require raises")  # pragma: no cover
 
@@ -74,7 +80,7 @@ def role_error(
         options = (
             f"use a listen-capable reader on this side ({capable}); or let the other "
             "terminal wait and tap it from here (this side polls: mode='poll' / --poll, "
-            "the other listens); or hand over through a tag dead-drop (write_tag/read_tag)"
+            "the other listens); or hand the grant over through an NFC tag (--carrier tag)"
         )
         doing = "wait for a tap (the waiting side listens)"
     else:

@@ -28,6 +28,10 @@ LISTEN_SLICE = 0.5
 #: Pause between two unanswered polls of a tapping (polling) side.
 POLL_PAUSE = 0.01
 
+#: A tapping side whose reader can listen listens this long after each unanswered poll,
+#: so it also meets a waiting reader that can only poll (several of its polls fall in).
+ALTERNATE_LISTEN = 0.1
+
 #: LLCP link timeout announced to the peer (ms). nfcpy's default; the target's run loop
 #: waits LTO + 10 ms for each PDU, so this is also how fast a vanished peer is noticed.
 LLCP_LTO_MS = 500

@@ -11,7 +11,9 @@ from nfcpay.transport.roles import TapPlan, plan_tap
     ("reader", "offer", "mode", "carrier", "plan"),
     [
         ("rcs380", True, "auto", "auto", TapPlan("llcp", "listen")),
-        ("rcs380", False, "auto", "auto", TapPlan("llcp", "poll")),
+        ("rcs380", False, "auto", "auto", TapPlan("llcp", "poll", also_listen=True)),
+        ("rcs380", False, "poll", "auto", TapPlan("llcp", "poll")),
+        ("rcs380", False, "auto", "tt3", TapPlan("tt3", "poll")),
         ("acr122u", False, "auto", "auto", TapPlan("llcp", "poll")),
         ("acr122u", False, "auto", "tt3", TapPlan("tt3", "poll")),
         ("acr122u", True, "poll", "auto", TapPlan("llcp", "poll")),
@@ -28,7 +30,7 @@ def test_poll_only_reader_asked_to_wait_gets_the_options():
         plan_tap(profile_by_name("acr122u"), offer=True, mode="auto", carrier="auto")
     message = caught.value.message
     assert message.startswith("ACS ACR122U cannot listen (nfcpy: UnsupportedTargetError)")
-    for option in ("Sony RC-S380", "SCM SCL3711", "PN532", "mode='poll'", "dead-drop"):
+    for option in ("Sony RC-S380", "SCM SCL3711", "PN532", "mode='poll'", "--carrier tag"):
         assert option in message
     assert "loopback" not in message
 
