@@ -53,6 +53,8 @@ class CliContext:
     device: str | None
     as_json: bool
     verbose: int
+    #: ``--carrier`` of the running tap command: auto, llcp, tt3 or tag.
+    carrier: str = "auto"
 
     @classmethod
     def create(

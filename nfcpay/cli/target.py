@@ -43,12 +43,14 @@ def _grant_summary(view: dict[str, Any]) -> str:
 @tap_options
 @click.pass_obj
 def receive(obj: CliContext, timeout: float, listen: bool | None) -> None:
-    """Tap the user's terminal and keep the grant it hands over."""
-    from nfcpay.terminals.target import receive_grant, wallet_view
+    """Tap the user's terminal and keep the grant it hands over (with --carrier tag: read
+    it from the sticker the user wrote it to, and wipe the sticker)."""
+    from nfcpay.terminals.target import receive_grant, receive_grant_from_tag, wallet_view
 
     home, _ = home_of(obj, "target")
-    with reader_of(obj, listen) as reader, LiveStatus(obj) as live:
-        entry = receive_grant(home, reader, timeout=timeout, status=live)
+    take = receive_grant_from_tag if obj.carrier == "tag" else receive_grant
+    with reader_of(obj, listen, tag_ok=True) as reader, LiveStatus(obj) as live:
+        entry = take(home, reader, timeout=timeout, status=live)
     view = wallet_view(entry)
     obj.emit({"ok": True, "grant": view}, lambda: click.echo(f"Received.\n{_grant_summary(view)}"))
 

@@ -69,14 +69,35 @@ def grant_lines(header: str, rights: dict[str, Any], *, currency: str, remaining
     return "\n".join(lines)
 
 
+TAP_CARRIERS = ("auto", "llcp", "tt3", "tag")
+
+
+def _remember_carrier(ctx: click.Context, _: click.Parameter, value: str) -> str:
+    ctx.obj.carrier = value
+    return value
+
+
 def tap_options(command: F) -> F:
-    """``--timeout`` and ``--listen/--poll`` for every command that waits for or makes a tap."""
+    """``--timeout``, ``--listen/--poll`` and ``--carrier`` for every command that waits for
+    or makes a tap (``--carrier`` is read from ``obj.carrier`` by :func:`reader_of`)."""
     command = click.option(
         "--timeout",
         type=click.FloatRange(min=0.1),
         default=DEFAULT_TAP_TIMEOUT,
         show_default=True,
         help="Seconds to wait for the other terminal's tap.",
+    )(command)
+    command = click.option(
+        "--carrier",
+        type=click.Choice(TAP_CARRIERS),
+        default="auto",
+        show_default=True,
+        expose_value=False,
+        callback=_remember_carrier,
+        help="How the two readers talk: llcp (peer to peer), tt3 (one reader plays a FeliCa "
+        "card, for flaky peer-to-peer links such as the ACR122U's), tag (a grant written to "
+        "an NFC sticker, for two readers that can only poll: `user give --to` and `target "
+        "receive`), auto (what this reader's profile prefers).",
     )(command)
     return click.option(
         "--listen/--poll",
@@ -88,8 +109,17 @@ def tap_options(command: F) -> F:
 
 
 @contextmanager
-def reader_of(obj: CliContext, listen: bool | None) -> Iterator[Any]:
-    """Open the --device reader (imports nfcpy only now)."""
+def reader_of(obj: CliContext, listen: bool | None, *, tag_ok: bool = False) -> Iterator[Any]:
+    """Open the --device reader (imports nfcpy only now), set to this tap's --carrier.
+
+    ``tag_ok``: the command hands over through a tag when ``--carrier tag`` (a one-way
+    hand-off); every other command needs a live link and refuses it.
+    """
+    if obj.carrier == "tag" and not tag_ok:
+        raise click.UsageError(
+            "--carrier tag hands a grant over one way (`user give --to`, `target receive`); "
+            "this command needs an answer within the tap: use llcp or tt3"
+        )
     from nfcpay.transport.reader import open_reader
     from nfcpay.transport.roles import Mode
 
@@ -103,6 +133,8 @@ def reader_of(obj: CliContext, listen: bool | None) -> Iterator[Any]:
     with reader:
         if mode == "auto" and not (reader.profile.can_listen or reader.profile.can_emulate_tt3):
             reader.mode = "poll"
+        if obj.carrier in ("llcp", "tt3"):
+            reader.carrier = obj.carrier
         yield reader
 
 

@@ -171,13 +171,24 @@ def give(
     source_id: str | None,
     **params: Any,
 ) -> None:
-    """Wait for the target's tap; issue a grant bound to it and hand it over in that tap."""
+    """Wait for the target's tap; issue a grant bound to it and hand it over in that tap.
+
+    Two readers that can only poll (two ACR122Us) meet through an NFC sticker instead:
+    `--carrier tag --to TARGET` writes the grant, bound ahead, to the next tag held to the
+    reader; the target reads it with `target receive --carrier tag`.
+    """
     from nfcpay.terminals.user import give as give_grant
+    from nfcpay.terminals.user import give_by_tag
 
     home, identity = home_of(obj, "user")
     what = grant_id or _rights(identity.currency, params)
-    with client_of(obj, home) as client, reader_of(obj, listen) as reader, LiveStatus(obj) as live:
-        given = give_grant(
+    hand_over = give_by_tag if obj.carrier == "tag" else give_grant
+    with (
+        client_of(obj, home) as client,
+        reader_of(obj, listen, tag_ok=True) as reader,
+        LiveStatus(obj) as live,
+    ):
+        given = hand_over(
             home, client, reader, what, source_id=source_id, to=to, timeout=timeout, status=live
         )
     obj.emit(

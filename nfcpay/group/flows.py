@@ -85,9 +85,10 @@ def collect(
         except Declined as exc:
             event = {"ok": False, "code": exc.code, "message": exc.message}
         except TransportError as exc:
-            if left is not None and deadline is not None and time.monotonic() >= deadline:
-                break
             event = {"ok": False, "code": exc.code, "message": exc.message}
+            if deadline is not None and time.monotonic() >= deadline:
+                result.events.append(event)  # why the wait ended (e.g. nobody could link)
+                break
         result.events.append(event)
         status(event["message"])
     return result

@@ -35,6 +35,7 @@ from nfcpay.records import (
     MeansRecord,
     PresentedGrant,
     ResultRecord,
+    decode_one,
 )
 from nfcpay.records.means import SplitMode
 from nfcpay.terminals import exchange
@@ -77,6 +78,32 @@ def receive_grant(
         home.put("grants", grant.grant_id, entry)
         exchange.send(channel, AckRecord(accepted=True, ref=grant.grant_id))
     return entry
+
+
+def receive_grant_from_tag(
+    home: TerminalHome, reader: Reader, *, timeout: float | None = None, status: Status = quiet
+) -> Json:
+    """Read a grant bound to this terminal from the next tag, keep it, and wipe the tag.
+
+    A grant for another terminal stays on the tag (it is theirs) and is refused here.
+    """
+    from nfcpay.transport.deaddrop import take_tag
+
+    identity = home.require_role("target")
+
+    def keep(message: bytes) -> Json:
+        grant = decode_one(message, GrantRecord)
+        if grant.allowed_terminal != identity.terminal_id:
+            raise Declined(
+                f"the grant on this tag is for {grant.allowed_terminal}, not for this terminal",
+                code="terminal_not_allowed",
+            )
+        entry = held_entry(grant)
+        home.put("grants", grant.grant_id, entry)
+        return entry
+
+    status("Hold the tag with the grant to the reader")
+    return take_tag(reader, keep, timeout=timeout)
 
 
 def held_entry(grant: GrantRecord) -> Json:

@@ -20,7 +20,7 @@ from typing import Any
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
 from nfcpay.errors import ConfigError, Declined, NfcPayError, TransportError
-from nfcpay.records import AckRecord, GrantRecord, HelloRecord, Role
+from nfcpay.records import AckRecord, GrantRecord, HelloRecord, Role, encode_message
 from nfcpay.terminals import exchange
 from nfcpay.terminals.exchange import Status, quiet
 from nfcpay.terminals.home import Identity, TerminalHome
@@ -127,6 +127,39 @@ def give(
             raise _unconfirmed(exc, entry["grant"]["grant_id"], target) from exc
     if not ack.accepted:
         raise Declined(f"target {target} refused the grant: {ack.message}", code=str(ack.code))
+    return Given(entry["grant"], target)
+
+
+def give_by_tag(
+    home: TerminalHome,
+    client: PaymentClient,
+    reader: Reader,
+    what: Rights | str,
+    *,
+    to: str | None,
+    source_id: str | None = None,
+    timeout: float | None = None,
+    status: Status = quiet,
+) -> Given:
+    """Write a grant bound ahead to ``to`` (or the grant with this id) on the next tag.
+
+    For two readers that can only poll: the target reads it later with
+    ``target receive --carrier tag``. A tag carries no hello, so the target is named
+    first; a copy of the sticker is worthless elsewhere (the server checks the binding)
+    and any other terminal that tries it alarms the owner.
+    """
+    from nfcpay.transport.deaddrop import write_tag
+
+    identity = home.require_role("user")
+    if to is None and not isinstance(what, str):
+        raise ConfigError("a grant on a tag is bound ahead: name its target with --to")
+    entry = _obtain(home, client, what, to, source_id)
+    target = str(entry["grant"]["allowed_terminals"][0])
+    if to is not None and to != target:
+        raise ConfigError(f"grant {entry['grant']['grant_id']} is bound to {target}, not {to}")
+    status(f"Hold an NFC tag (NTAG215/216, FeliCa Lite-S) to the reader: grant for {target}")
+    record = grant_record(entry, identity, target)
+    write_tag(reader, encode_message([record]), timeout=timeout)
     return Given(entry["grant"], target)
 
 

@@ -14,7 +14,7 @@ Public API::
     Reader.profile: FirmwareProfile;  Reader.describe() -> str;  Reader.close()
     Channel.send(message: bytes, timeout: float = 3.0) -> None
     Channel.receive(timeout: float) -> bytes
-    write_tag(reader, message: bytes, *, timeout=None) -> None     # dead-drop
+    write_tag(reader, message: bytes, *, timeout=None) -> None     # --carrier tag
     read_tag(reader, *, timeout=None) -> bytes
     serve_tag(reader, message=b"", *, taps=1, timeout=None) -> bytes  # be a tag (loopback)
     load_profiles(directory=None) -> tuple[FirmwareProfile, ...];  profile_by_name(name)
@@ -32,7 +32,7 @@ Carriers (``carrier``): ``llcp`` — connection-oriented LLCP service
 ``urn:nfc:xsn:nfcpay.org:<service>``, length-prefixed, chunked to the peer's MIU (we announce
 1024); ``tt3`` — the listening side emulates a Type 3 tag mailbox the poller reads and
 writes within the tap; ``auto`` — the reader profile's first carrier (``llcp`` in every
-shipped profile; both sides must agree). The tag dead-drop is separate: two taps, any
+shipped profile; both sides must agree). The tag carrier is separate: two taps, any
 poll-capable readers.
 
 A waiting side and a tapping side::

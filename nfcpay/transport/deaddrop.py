@@ -1,4 +1,4 @@
-"""Carrier 3: a tag dead-drop — one side writes an NDEF message to an NFC Forum tag, the
+"""Carrier 3: a tag (``--carrier tag``) — one side writes an NDEF message to an NFC Forum tag, the
 other reads it later. It needs only poll-capable readers (two ACR122Us can use it), at the
 price of two taps and no answer within a tap, so the payload must protect itself (signed,
 bound to its recipient, anti-replay) — that is the records layer's job.
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import nfc.clf
 import nfc.tag
@@ -23,6 +25,8 @@ from nfcpay.transport.mailbox import BLOCK, attribute_block
 from nfcpay.transport.nfcpy import map_nfc_errors
 from nfcpay.transport.reader import Reader
 from nfcpay.transport.tt3 import Emulation, blocks_per_command, emulate
+
+T = TypeVar("T")
 
 
 def write_tag(reader: Reader, message: bytes, *, timeout: float | None = None) -> None:
@@ -57,6 +61,34 @@ def read_tag(reader: Reader, *, timeout: float | None = None) -> bytes:
             if ndef is None or not ndef.length:
                 raise errors.ProtocolViolation(f"{tag} holds no NDEF message")
             return bytes(ndef.octets)
+    finally:
+        reader.clf.device.mute()
+
+
+#: What a taken tag holds afterwards: one empty NDEF record (TNF 0), the NFC Forum's empty
+#: message (an empty *message* cannot be written to a Type 2 tag by nfcpy 1.0.4).
+EMPTY_MESSAGE = b"\xd0\x00\x00"
+
+
+def take_tag(reader: Reader, accept: Callable[[bytes], T], *, timeout: float | None = None) -> T:
+    """Read the next tag's NDEF message, hand it to ``accept``, then wipe the tag.
+
+    The tag is wiped only when ``accept`` returns (a message for someone else raises and
+    stays on the tag for them), and in the same activation, so a hand-off through a
+    sticker leaves nothing behind for the next reader.
+    """
+    tag = _wait_for_tag(reader, timeout)
+    try:
+        with map_nfc_errors(f"reading {tag}"):
+            ndef = tag.ndef
+            if ndef is None or not ndef.length or bytes(ndef.octets) == EMPTY_MESSAGE:
+                raise errors.ProtocolViolation(
+                    f"{tag} holds no message (nothing written yet, or taken and wiped)"
+                )
+            taken = accept(bytes(ndef.octets))
+        with map_nfc_errors(f"wiping {tag}"):
+            ndef.octets = EMPTY_MESSAGE
+        return taken
     finally:
         reader.clf.device.mute()
 

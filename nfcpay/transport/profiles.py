@@ -20,7 +20,7 @@ from typing import Any
 from nfcpay.errors import ProfileError
 
 SCHEMA_VERSION = 1
-CARRIERS = ("llcp", "tt3", "deaddrop")
+CARRIERS = ("llcp", "tt3", "tag")
 POLL_TECHNOLOGIES = ("106A", "106B", "212F", "424F")
 LISTEN_TECHNOLOGIES = ("106A", "106B", "212F", "424F")
 P2P_ROLES = ("initiator", "target")

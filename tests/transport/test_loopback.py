@@ -102,7 +102,7 @@ def test_two_acr122u_cannot_meet_and_are_told_why(spawn, port):
     assert refused["error"] == "unsupported_by_reader"
     message = refused["message"]
     assert "ACS ACR122U cannot listen (nfcpy: UnsupportedTargetError" in message
-    assert "Sony RC-S380" in message and "dead-drop" in message and "mode='poll'" in message
+    assert "Sony RC-S380" in message and "--carrier tag" in message and "mode='poll'" in message
     [lonely] = tapper.taps(1)
     assert lonely["error"] == "exchange_timeout"
 

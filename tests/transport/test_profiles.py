@@ -116,7 +116,7 @@ def edit(folder: Path, old: str, new: str) -> None:
         ("max_frame = 254", "max_frame = 16", "tag_emulation.max_frame"),
         ("max_send = 290", 'max_send = "big"', "frames.max_send"),
         ("pcscd = false", 'pcscd = "no"', "host.pcscd"),
-        ('preferred = ["llcp", "tt3", "deaddrop"]', 'preferred = ["nfc"]', "carriers.preferred"),
+        ('preferred = ["llcp", "tt3", "tag"]', 'preferred = ["nfc"]', "carriers.preferred"),
         (
             'reference = "nfcpy 1.0.4 src/nfc/clf/rcs380.py module docstring"',
             "",
