@@ -156,7 +156,7 @@ NFC_AND_GROUP = [
         ],
     ),
     Benchmark(
-        area="NFC over the loopback reader",
+        area="NFC over the loopback reader and virtual chips",
         script="bench_nfc.py",
         args=["--taps", "40"],
         quick_args=["--taps", "5"],
@@ -164,6 +164,11 @@ NFC_AND_GROUP = [
             Figure("grant hand-off p50 (LLCP)", "handoff_p50_ms", "ms", 30),
             Figure("back-to-back tap cycle p50 (LLCP)", "tap_cycle_p50_ms", "ms", 150),
             Figure("grant hand-off p50 (Type 3 tag)", "tt3_handoff_p50_ms", "ms", 30),
+            Figure("hand-off p50, virtual chips 424 kbps", "virtual424_handoff_p50_ms", "ms", 30),
+            Figure("hand-off p50, virtual chips 106 kbps", "virtual106_handoff_p50_ms", "ms", 60),
+            Figure(
+                "tap cycle p50, virtual chips 424 kbps", "virtual424_tap_cycle_p50_ms", "ms", 150
+            ),
         ],
     ),
     Benchmark(
@@ -171,6 +176,16 @@ NFC_AND_GROUP = [
         script="bench_charge.py",
         args=["--taps", "20"],
         quick_args=["--taps", "3"],
+        figures=[
+            Figure("tap → approval → result, p50", "charge_p50_ms", "ms", 100),
+            Figure("tap → approval → result, p95", "charge_p95_ms", "ms"),
+        ],
+    ),
+    Benchmark(
+        area="merchant charge over virtual chips (RC-S380 ← ACR122U, 424 kbps)",
+        script="bench_charge.py",
+        args=["--taps", "20", "--virtual"],
+        quick_args=["--taps", "3", "--virtual"],
         figures=[
             Figure("tap → approval → result, p50", "charge_p50_ms", "ms", 100),
             Figure("tap → approval → result, p95", "charge_p95_ms", "ms"),

@@ -1,4 +1,5 @@
-"""Time one ``merchant charge`` over the loopback reader: tap → server decision → result.
+"""Time one ``merchant charge`` over the loopback reader or virtual chips: tap → server
+decision → result.
 
 Starts the bundled server, registers a user, a target and a merchant, gives the target one
 grant with plenty of uses, then runs the merchant and the target as two processes that
@@ -18,6 +19,10 @@ called, i.e. when the tapping side starts polling:
   close     from the result received to the tap closed (LLCP/NFC-DEP tear-down)
 
     .venv/bin/python scripts/bench_charge.py --taps 20 [--json]
+    .venv/bin/python scripts/bench_charge.py --virtual [--rate 106]   # RC-S380 ← ACR122U
+
+``--virtual`` runs the merchant on a virtual RC-S380 and the target on a virtual ACR122U
+(emulated chips behind nfcpy's own drivers, air time modelled), NFC-DEP at ``--rate`` kbps.
 
 ``--json`` ends the output with one line ``{"charge_p50_ms": …, "charge_p95_ms": …, …}``.
 Also prints the wall time of one ``nfcpay demo`` run with ``--demo``.
@@ -141,17 +146,24 @@ def run_target(home: Path, device: str, taps: int) -> None:
     print(json.dumps({name: [round(1000 * f[name], 1) for f in figures] for name in figures[0]}))
 
 
-def bench(taps: int) -> dict[str, list[float]]:
+def bench(taps: int, rate: int | None = None) -> dict[str, list[float]]:
+    """Charge ``taps`` times; ``rate``: over virtual chips at that NFC-DEP rate (kbps)."""
     with tempfile.TemporaryDirectory(prefix="nfcpay-bench-") as tmp:
         root = Path(tmp)
         server, url = start_server(root / "server")
+        field = f"bench-charge-{root.name[-8:].lower()}"
         try:
             set_up(root, url, taps)
-            device = f"loopback:{free_udp_port()}"
-            me = [sys.executable, __file__, "--device", device, "--taps", str(taps)]
-            shop = subprocess.Popen([*me, "--role", "merchant", "--home", str(root / "merchant")])
+            if rate is None:
+                shop_device = payer_device = f"loopback:{free_udp_port()}"
+            else:
+                shop_device = f"virtual:rcs380@{field}"
+                payer_device = f"virtual:acr122u@{field}?rate={rate}"
+            me = [sys.executable, __file__, "--taps", str(taps)]
+            shop = subprocess.Popen([*me, "--device", shop_device, "--role", "merchant",
+                                     "--home", str(root / "merchant")])  # fmt: skip
             payer = subprocess.run(
-                [*me, "--role", "target", "--home", str(root / "target")],
+                [*me, "--device", payer_device, "--role", "target", "--home", str(root / "target")],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -160,6 +172,10 @@ def bench(taps: int) -> dict[str, list[float]]:
         finally:
             server.terminate()
             server.wait(10)
+            if rate is not None:
+                from nfcpay.transport.virtual.broker import stop_field
+
+                stop_field(field)
     figures: dict[str, list[float]] = json.loads(payer.stdout)
     return figures
 
@@ -182,6 +198,10 @@ def main() -> None:
     parser.add_argument("--home", type=Path)
     parser.add_argument("--device")
     parser.add_argument("--demo", action="store_true", help="also time `nfcpay demo` (3 runs)")
+    parser.add_argument(
+        "--virtual", action="store_true", help="virtual RC-S380 (merchant) and ACR122U (target)"
+    )
+    parser.add_argument("--rate", type=int, choices=(106, 212, 424), default=424)
     parser.add_argument("--json", action="store_true", help="end with one JSON summary line")
     args = parser.parse_args()
     if args.role == "merchant":
@@ -190,10 +210,11 @@ def main() -> None:
     if args.role == "target":
         run_target(args.home, args.device, args.taps)
         return
-    figures = bench(args.taps)
+    figures = bench(args.taps, args.rate if args.virtual else None)
     charge = figures["charge"]
+    over = f"virtual chips at {args.rate} kbps" if args.virtual else "loopback"
     print(
-        f"merchant charge over loopback, {len(charge)} taps, target's pay() from its first poll "
+        f"merchant charge over {over}, {len(charge)} taps, target's pay() from its first poll "
         f"to return (tap → decision → result → link down → receipt saved): median "
         f"{statistics.median(charge):.1f} ms, min {min(charge):.1f} ms, max {max(charge):.1f} ms"
     )

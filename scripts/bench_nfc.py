@@ -9,13 +9,16 @@ waits for the other process to start, is left out):
              poll, NFC-DEP activation, LLCP CONNECT/CC), the peer already waiting
   tap cycle  time between two consecutive completed taps on the waiting side: tear-down,
              re-listen, the tapper's next poll, link-up and the conversation
-The dead-drop hand-off is a write tap plus a read tap against an emulated Type 3 tag.
-Targets: hand-off median <= 30 ms, tap cycle <= 150 ms.
+The tag hand-off is a write tap plus a read tap against an emulated Type 3 tag. The same
+LLCP figures follow over virtual chips (an RC-S380 waiting, an ACR122U tapping, each
+behind nfcpy's own driver, air time modelled) with NFC-DEP at 424 and at 106 kbps.
+Targets: hand-off median <= 30 ms (virtual 106 kbps: <= 60 ms), tap cycle <= 150 ms.
 
     python scripts/bench_nfc.py [--taps 30] [--json]
 
 ``--json`` ends the output with one line ``{"handoff_p50_ms": …, "tap_cycle_p50_ms": …, …}``
-(LLCP figures, the default carrier; Type 3 figures under ``tt3_…``).
+(LLCP figures, the default carrier; Type 3 figures under ``tt3_…``; virtual chips under
+``virtual424_…`` and ``virtual106_…``).
 """
 
 from __future__ import annotations
@@ -60,11 +63,16 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench_carrier(carrier: str, grant: bytes, taps: int) -> dict[str, list[float]]:
+def bench_carrier(
+    carrier: str, grant: bytes, taps: int, devices: tuple[str, str] | None = None
+) -> dict[str, list[float]]:
+    """Back-to-back taps between two peer processes; ``devices``: (waiting, tapping),
+    by default one loopback port played as an RC-S380 and an ACR122U."""
     port = free_udp_port()
+    waiting, tapping = devices or (f"loopback:{port}?as=rcs380", f"loopback:{port}?as=acr122u")
     waiter = peer(
         "--device",
-        f"loopback:{port}?as=rcs380",
+        waiting,
         "--offer",
         "--carrier",
         carrier,
@@ -78,7 +86,7 @@ def bench_carrier(carrier: str, grant: bytes, taps: int) -> dict[str, list[float
     time.sleep(0.3)
     tapper = peer(
         "--device",
-        f"loopback:{port}?as=acr122u",
+        tapping,
         "--carrier",
         carrier,
         "--taps",
@@ -95,6 +103,18 @@ def bench_carrier(carrier: str, grant: bytes, taps: int) -> dict[str, list[float
         "link": [t["link_ms"] for t in tapped],
         "cycle": [1000 * (b - a) for a, b in itertools.pairwise(stamps)],
     }
+
+
+def bench_virtual(grant: bytes, taps: int, rate: int) -> dict[str, list[float]]:
+    """LLCP between a virtual RC-S380 (waiting) and a virtual ACR122U polling at ``rate``."""
+    from nfcpay.transport.virtual.broker import stop_field
+
+    field = f"bench-{os.getpid()}-{rate}"
+    devices = (f"virtual:rcs380@{field}", f"virtual:acr122u@{field}?rate={rate}")
+    try:
+        return bench_carrier("llcp", grant, taps, devices)
+    finally:
+        stop_field(field)
 
 
 def bench_deaddrop(grant: bytes, taps: int) -> dict[str, list[float]]:
@@ -138,7 +158,9 @@ def main() -> None:
         "waiting side as RC-S380, tapping side as ACR122U\n"
     )
     results = [(c, bench_carrier(c, grant, args.taps)) for c in ("llcp", "tt3")]
-    results.append(("deaddrop (write+read)", bench_deaddrop(grant, max(5, args.taps // 3))))
+    results.append(("tag (write+read)", bench_deaddrop(grant, max(5, args.taps // 3))))
+    for rate in (424, 106):
+        results.append((f"llcp, virtual chips {rate} kbps", bench_virtual(grant, args.taps, rate)))
     headers = [
         "carrier",
         "hand-off p50 ms",
@@ -159,9 +181,12 @@ def main() -> None:
 
 
 def summary(results: dict[str, dict[str, list[float]]]) -> dict[str, float]:
-    """The JSON line: LLCP figures unprefixed, Type 3 figures as ``tt3_…`` (ms)."""
+    """The JSON line: LLCP figures unprefixed, Type 3 figures as ``tt3_…``, virtual chips as
+    ``virtual424_…``/``virtual106_…`` (ms)."""
     out = {}
-    for carrier, prefix in (("llcp", ""), ("tt3", "tt3_")):
+    named = [("llcp", ""), ("tt3", "tt3_")]
+    named += [(f"llcp, virtual chips {rate} kbps", f"virtual{rate}_") for rate in (424, 106)]
+    for carrier, prefix in named:
         data = results[carrier]
         for name, key in (("handoff", "handoff"), ("link", "link_up"), ("cycle", "tap_cycle")):
             for q in (0.5, 0.95):

@@ -8,10 +8,12 @@
 ``loopback[:PORT][?as=PROFILE]``   nfcpy's udp driver on 127.0.0.1 with RF-like poll
                                    timeouts, optionally restricted to a real reader's
                                    profile (``loopback:50123?as=acr122u``)
-``virtual:CHIP[@FIELD]``           an emulated reader chip (``acr122u``, ``pn533``,
+``virtual:CHIP[@FIELD][?rate=R]``  an emulated reader chip (``acr122u``, ``pn533``,
                                    ``rcs380``) behind nfcpy's own driver for it, in
                                    the shared virtual RF field FIELD (default
-                                   ``default``; see :mod:`nfcpay.transport.virtual`)
+                                   ``default``; see :mod:`nfcpay.transport.virtual`);
+                                   ``rate=106|212|424``: the NFC-DEP bit rate this
+                                   reader asks for when it polls (default 424, nfcpy's)
 =================================  ==================================================
 """
 
@@ -39,6 +41,7 @@ class DeviceSpec:
     as_profile: str | None = None
     chip: str | None = None  # virtual: the emulated chip's profile id
     field: str | None = None  # virtual: the shared field's name
+    dep_rate: int | None = None  # the NFC-DEP bit rate (kbps) to ask for; None: nfcpy's 424
 
     @property
     def is_simulated(self) -> bool:
@@ -62,8 +65,19 @@ def parse_device(device: str | None) -> DeviceSpec:
     )
 
 
+#: NFC-DEP bit rates (kbps) by nfcpy's ``brs`` index.
+DEP_RATES = (106, 212, 424)
+
+
 def _parse_virtual(device: str) -> DeviceSpec:
-    chip_text, _, field = device.removeprefix("virtual:").partition("@")
+    base, _, query = device.partition("?")
+    options = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+    if set(options) - {"rate"}:
+        raise ValueError(f"unknown virtual reader option(s): {', '.join(sorted(options))}")
+    rate_text = options.get("rate", [""])[-1]
+    if query and rate_text not in [str(rate) for rate in DEP_RATES]:
+        raise ValueError(f"rate {rate_text!r}: use one of 106, 212, 424 (kbps)")
+    chip_text, _, field = base.removeprefix("virtual:").partition("@")
     chip = VIRTUAL_CHIPS.get(chip_text.lower())
     if chip is None:
         known = ", ".join(sorted(set(VIRTUAL_CHIPS.values())))
@@ -71,7 +85,8 @@ def _parse_virtual(device: str) -> DeviceSpec:
     from nfcpay.transport.virtual.broker import validate_name
 
     field = validate_name(field or DEFAULT_FIELD)
-    return DeviceSpec("virtual", f"virtual:{chip}@{field}", chip=chip, field=field)
+    rate = int(rate_text) if rate_text else None
+    return DeviceSpec("virtual", f"virtual:{chip}@{field}", chip=chip, field=field, dep_rate=rate)
 
 
 def _parse_loopback(device: str) -> DeviceSpec:

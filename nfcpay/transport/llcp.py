@@ -27,6 +27,7 @@ import nfc.llcp.llc
 from nfcpay import errors
 from nfcpay.transport import timing
 from nfcpay.transport.channel import Channel
+from nfcpay.transport.device import DEP_RATES
 from nfcpay.transport.framing import Deframer, chunks, frame
 from nfcpay.transport.llc import DepInitiator, DepTarget, Llc, dep_length_index
 from nfcpay.transport.nfcpy import map_nfc_errors
@@ -88,15 +89,18 @@ def activate(
     deadline: float | None,
     max_frame: int | None = None,
     also_listen: bool = False,
+    dep_rate: int | None = None,
 ) -> Role:
     """Bring the LLCP link up as NFC-DEP target (listen) or initiator (poll), in NFC-DEP
     frames the reader's driver can carry (``max_frame`` bytes; None: any); the role taken.
 
     ``also_listen`` (a polling side whose reader can listen) listens for
     ``timing.ALTERNATE_LISTEN`` after each unanswered poll, so it also meets a waiting
-    side whose reader can only poll (an ACR122U at the counter).
+    side whose reader can only poll (an ACR122U at the counter). ``dep_rate`` (106, 212 or
+    424 kbps; None: nfcpy's 424) is the bit rate a polling side asks for after activation.
     """
     length_index = dep_length_index(max_frame)
+    brs = DEP_RATES.index(dep_rate) if dep_rate else len(DEP_RATES) - 1
     turns: tuple[Role, ...] = ("poll", "listen") if role == "poll" and also_listen else (role,)
     with map_nfc_errors(f"activating LLCP as {role}er"):
         while True:
@@ -106,7 +110,7 @@ def activate(
                     raise errors.ExchangeTimeout(_nobody_came(role, also_listen))
                 window = timing.ALTERNATE_LISTEN if len(turns) > 1 else timing.LISTEN_SLICE
                 try:
-                    if _activate_once(clf, llc, turn, _within(left, window), length_index):
+                    if _activate_once(clf, llc, turn, _within(left, window), length_index, brs):
                         return turn
                 except nfc.clf.CommunicationError:
                     pass  # a peer that left half-way through activation; try again
@@ -134,6 +138,7 @@ def _activate_once(
     role: Role,
     window: float,
     length_index: int,
+    brs: int,
 ) -> bool:
     if role == "listen":
         mac = DepTarget(clf, length_index=length_index)
@@ -144,7 +149,8 @@ def _activate_once(
     target = clf.sense(nfc.clf.RemoteTarget("106A"), iterations=1)
     if target is None or not (target.sel_res and target.sel_res[0] & 0x40):
         return False
-    return bool(llc.activate(mac=DepInitiator(clf, length_index=length_index), target=target))
+    initiator = DepInitiator(clf, length_index=length_index)
+    return bool(llc.activate(mac=initiator, target=target, brs=brs))
 
 
 def new_socket(llc: nfc.llcp.llc.LogicalLinkController) -> nfc.llcp.Socket:
@@ -187,11 +193,13 @@ def llcp_tap(
     deadline: float | None,
     max_frame: int | None = None,
     also_listen: bool = False,
+    dep_rate: int | None = None,
 ) -> Iterator[LlcpChannel]:
     """One tap over LLCP: link up, service connection, then the channel; link down on exit.
 
     ``max_frame`` is the longest frame the reader's driver carries (see ``llc.DepInitiator``);
-    ``also_listen`` lets a polling side listen between polls (see :func:`activate`).
+    ``also_listen`` lets a polling side listen between polls and ``dep_rate`` sets its bit
+    rate (see :func:`activate`).
     """
     urn = service_urn(service)
     llc = Llc(miu=timing.LLCP_MIU, lto=timing.LLCP_LTO_MS, sec=False)
@@ -201,7 +209,7 @@ def llcp_tap(
         with map_nfc_errors(f"binding LLCP service {urn}"):
             listener.bind(urn)
             listener.listen(1)
-    role = activate(clf, llc, role, deadline, max_frame, also_listen)
+    role = activate(clf, llc, role, deadline, max_frame, also_listen, dep_rate)
     link = LinkThread(llc)
     try:
         channel = LlcpChannel(_open_connection(link, listener, urn), link, role)

@@ -95,6 +95,7 @@ class Reader:
                 deadline=deadline,
                 max_frame=min(self.profile.max_send, self.profile.max_recv),
                 also_listen=plan.also_listen,
+                dep_rate=self.spec.dep_rate,
             )
         from nfcpay.transport.tt3 import tt3_tap
 

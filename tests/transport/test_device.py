@@ -66,3 +66,11 @@ def test_malformed_device_is_a_usage_error(text):
 def test_a_bad_virtual_device_says_what_is_wrong(text, says):
     with pytest.raises(ValueError, match=re.escape(says)):
         parse_device(text)
+
+
+def test_a_virtual_reader_may_ask_for_an_nfc_dep_bit_rate():
+    assert parse_device("virtual:acr122u@f?rate=106").dep_rate == 106
+    assert parse_device("virtual:acr122u@f").dep_rate is None
+    for bad in ("virtual:acr122u@f?rate=848", "virtual:acr122u@f?speed=106"):
+        with pytest.raises(ValueError):
+            parse_device(bad)
