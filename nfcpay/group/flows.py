@@ -7,6 +7,11 @@ service    waits (listens)     conversation
                                member: grant (or a refusal) → collector: ack
 =========  ==================  ======================================================
 
+A member who is asked first (no ``--yes``/``--max``) taps twice: the first tap reads the
+request and refuses it with ``member_deciding``, the person answers with the link down,
+and the second tap pays the agreed share. A tap never waits for a person: a hand that
+drifts while reading a question would lose the link.
+
 The member's terminal has the server issue the grant *during* the tap (capped at exactly
 the share, one use, valid until the request lapses, allowed terminal = the collector,
 bound to the bill), so grant and usage-auth go back in the same tap.
@@ -18,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from nfcpay.client import PaymentClient
 from nfcpay.errors import ConfigError, Declined, NfcPayError, TransportError
@@ -36,6 +41,7 @@ from nfcpay.transport.reader import Reader
 
 SPLIT_SERVICE = "split"
 Json = dict[str, Any]
+T = TypeVar("T")
 #: Asked before the member's grant is issued: True to pay the share.
 Confirm = Callable[[SplitRequestRecord], bool]
 
@@ -161,9 +167,42 @@ def join(
     timeout: float | None = None,
     status: Status = quiet,
 ) -> Joined:
-    """Tap the collector, read its split request and pay the share with a fresh grant."""
+    """Tap the collector, read its split request and pay the share with a fresh grant.
+
+    A tap never waits for a person: with ``confirm``, a first tap only reads the request
+    (the collector is told the member is deciding), the question is asked with the link
+    down, and a second tap pays exactly the share that was agreed to.
+    """
     identity = home.require_role("user")
     deadline = None if timeout is None else time.monotonic() + timeout
+    expected_bill = None
+    if confirm is not None:
+        read = _tap_collector(reader, deadline, status, lambda c: _read_request(c, home, identity))
+        if isinstance(read, Joined):
+            return read
+        money = format_minor(read.amount, read.currency)
+        if not within_maximum(read.amount, maximum):
+            cap = format_minor(maximum or 0, read.currency)
+            raise Declined(f"the share {money} is over your maximum {cap}", code="over_maximum")
+        if not confirm(read):
+            message = f"you declined to pay {money} of bill {read.bill_id}"
+            raise Declined(message, code="refused_by_member")
+        maximum, expected_bill = read.amount, read.bill_id
+        status(f"Tap the collector again to pay {money}.")
+
+    def pay(channel: Channel) -> Joined:
+        return _join_in_tap(
+            channel, home, identity, client, source_id, maximum, expected_bill,
+            purposes, merchants, status,
+        )  # fmt: skip
+
+    return _tap_collector(reader, deadline, status, pay)
+
+
+def _tap_collector(
+    reader: Reader, deadline: float | None, status: Status, talk: Callable[[Channel], T]
+) -> T:
+    """One conversation with the collector, tapping again while nothing has been said."""
     while True:
         opened = False
         try:
@@ -176,16 +215,27 @@ def join(
                 what="join a bill",
             ) as channel:
                 opened = True
-                return _join_in_tap(
-                    channel, home, identity, client, source_id, maximum, confirm,
-                    purposes, merchants, status,
-                )  # fmt: skip
+                return talk(channel)
         except TransportError:
             # The collector's reader was between two members' taps: nothing was said yet,
             # so tapping again is safe.
             if opened or (deadline is not None and time.monotonic() >= deadline):
                 raise
             time.sleep(0.05)
+
+
+def _read_request(
+    channel: Channel, home: TerminalHome, identity: Identity
+) -> SplitRequestRecord | Joined:
+    """The first of two taps: read the request, tell the collector the member is deciding."""
+    exchange.send(channel, exchange.hello_from(home, identity))
+    answer = exchange.receive_or_refusal(channel, SplitRequestRecord)
+    if isinstance(answer, AckRecord):
+        return _joined_before(home, answer)
+    exchange.refuse(
+        channel, "member_deciding", "the member is deciding; they tap again", ref=answer.bill_id
+    )
+    return answer
 
 
 def _join_in_tap(
@@ -195,7 +245,7 @@ def _join_in_tap(
     client: PaymentClient,
     source_id: str | None,
     maximum: int | None,
-    confirm: Confirm | None,
+    expected_bill: str | None,
     purposes: tuple[str, ...],
     merchants: tuple[str, ...],
     status: Status,
@@ -207,7 +257,7 @@ def _join_in_tap(
     request = answer
     money = format_minor(request.amount, request.currency)
     status(f"Bill {request.bill_id} from {request.collector_terminal}: your share is {money}.")
-    _accept_or_refuse(channel, identity, request, maximum, confirm)
+    _accept_or_refuse(channel, identity, request, maximum, expected_bill)
     entry = _share_grant(home, request)
     if entry is None:
         entry = _issue_share(
@@ -290,19 +340,19 @@ def _accept_or_refuse(
     identity: Identity,
     request: SplitRequestRecord,
     maximum: int | None,
-    confirm: Confirm | None,
+    expected_bill: str | None,
 ) -> None:
     money = format_minor(request.amount, request.currency)
     refusal: tuple[str, str] | None = None
-    if request.currency != identity.currency:
+    if expected_bill is not None and request.bill_id != expected_bill:
+        refusal = ("another_bill", f"this is bill {request.bill_id}, not {expected_bill}")
+    elif request.currency != identity.currency:
         refusal = ("currency_mismatch", f"the share is in {request.currency}")
     elif request.expires_at <= datetime.now(UTC):
         refusal = ("request_expired", f"the split request lapsed at {request.expires_at}")
     elif not within_maximum(request.amount, maximum):
         cap = format_minor(maximum or 0, request.currency)
         refusal = ("over_maximum", f"the share {money} is over this member's maximum {cap}")
-    elif confirm is not None and not confirm(request):
-        refusal = ("refused_by_member", f"the member declined to pay {money}")
     if refusal is not None:
         exchange.refuse(channel, *refusal, ref=request.bill_id)
         raise Declined(refusal[1], code=refusal[0])

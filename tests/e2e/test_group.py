@@ -33,12 +33,12 @@ def _sources(cli: Cli, name: str) -> dict[str, int]:
 
 
 def _collect(cli: Cli, *collect_args: str, joiners: tuple[str, ...] = MEMBERS) -> dict:
-    device = f"loopback:{free_udp_port()}"
+    waiting, tapping = cli.readers.devices()
     collector = cli.start(
-        "col", "group", "collect", *collect_args, "--timeout", "40", device=device
+        "col", "group", "collect", *collect_args, "--timeout", "40", device=waiting
     )
     for name in joiners:
-        join = finish(cli.start(name, "group", "join", "--yes", "--timeout", "20", device=device))
+        join = finish(cli.start(name, "group", "join", "--yes", "--timeout", "20", device=tapping))
         assert join.status == 0, join
     done = finish(collector)
     assert done.status == 0, done
@@ -46,8 +46,14 @@ def _collect(cli: Cli, *collect_args: str, joiners: tuple[str, ...] = MEMBERS) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["exact", "remainder"])
-def test_group_bill_over_loopback(cli: Cli, server: ServerProcess, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "readers"),
+    [("exact", "loopback"), ("remainder", "loopback"), ("exact", "rcs380+acr122u")],
+)
+def test_group_bill(cli: Cli, server: ServerProcess, mode: str, readers: str) -> None:
+    """The collector's reader waits, each member's taps (the second of ``readers``)."""
+    if readers != "loopback":
+        cli.use_virtual_readers(*readers.split("+"))
     ids = _people(cli)
     bill = _collect(cli, "--total", "100,000", "--shares", "30000,25000,20000", "--mode", mode)
     bill_id = bill["bill_id"]
@@ -106,6 +112,30 @@ def test_member_over_max_refuses_and_slot_stays_open(cli: Cli) -> None:
     assert done.status == 0, done
     assert [e["ok"] for e in done.data["events"]] == [False, True, True]
     assert "over this member's maximum" in done.data["events"][0]["message"]
+
+
+@pytest.mark.slow
+def test_a_member_is_asked_with_the_link_down_then_taps_again(cli: Cli) -> None:
+    """No --yes: the first tap only reads the request; the person answers; a second tap pays."""
+    _people(cli)
+    waiting, tapping = cli.readers.devices()
+    collector = cli.start(
+        "col", "group", "collect", "--total", "60,000", "--members", "2", "--timeout", "40",
+        device=waiting,
+    )  # fmt: skip
+    declined = finish(cli.start("ann", "group", "join", "--timeout", "20", device=tapping,
+                                answers="n\n"))  # fmt: skip
+    assert declined.status == 3 and "you declined to pay 20,000 KRW" in declined.stderr
+    for name in ("bo", "cy"):
+        joined = finish(cli.start(name, "group", "join", "--timeout", "20", device=tapping,
+                                  answers="y\n"))  # fmt: skip
+        assert joined.status == 0, joined
+        assert "Pay 20,000 KRW of bill" in joined.stderr and "Joined bill" in joined.stderr
+    done = finish(collector)
+    assert done.status == 0, done
+    codes = [e.get("code") or "joined" for e in done.data["events"]]
+    # ann read the request and left to decide; bo and cy each read, left, came back and paid
+    assert codes == ["member_deciding", "member_deciding", "joined", "member_deciding", "joined"]
 
 
 @pytest.mark.slow
