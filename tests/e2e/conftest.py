@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,26 @@ def free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass
+class ReaderPair:
+    """The readers of a tap: loopback (a fresh port per tap), or two virtual chips in one
+    virtual field (``virtual:CHIP@FIELD``), the waiting side's chip first."""
+
+    waiting_chip: str | None = None
+    tapping_chip: str | None = None
+    field: str = "e2e"
+
+    def devices(self) -> tuple[str, str]:
+        """(waiting side's device, tapping side's device) for the next tap."""
+        if self.waiting_chip is None:
+            device = f"loopback:{free_udp_port()}"
+            return device, device
+        return (
+            f"virtual:{self.waiting_chip}@{self.field}",
+            f"virtual:{self.tapping_chip}@{self.field}",
+        )
+
+
 class Cli:
     """Runs ``python -m nfcpay --json --home <root>/<name> ...`` as its own process."""
 
@@ -45,24 +67,65 @@ class Cli:
         self.root = root
         self.server_url = server_url
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("NFCPAY_")}
+        self.readers = ReaderPair()
+        self._fields_dir: Path | None = None
+        self._processes: list[subprocess.Popen[str]] = []
+
+    def use_virtual_readers(self, waiting_chip: str, tapping_chip: str) -> None:
+        """Tap with emulated chips behind nfcpy's drivers, in a field of this test's own
+        (the same field when called again: only the chips change)."""
+        if self._fields_dir is None:
+            runtime = Path(tempfile.mkdtemp(prefix="nfe2e-"))  # short: a socket path's limit
+            self.env["XDG_RUNTIME_DIR"] = str(runtime)
+            self._fields_dir = runtime / "nfcpay-fields"
+        self.readers = ReaderPair(waiting_chip, tapping_chip)
+
+    def close(self) -> None:
+        """Kill what a failed test left running (its pipes closed, so no ResourceWarning
+        surfaces in a later test), and stop this test's virtual field, if it has one."""
+        for process in self._processes:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+        if self._fields_dir is not None:
+            from nfcpay.transport.virtual.broker import stop_field
+
+            stop_field(self.readers.field, directory=self._fields_dir)
+            shutil.rmtree(self._fields_dir.parent, ignore_errors=True)
 
     def home(self, name: str) -> Path:
         return self.root / name
 
     def start(
-        self, name: str, *args: str, device: str | None = None, server: str | None = None
+        self,
+        name: str,
+        *args: str,
+        device: str | None = None,
+        server: str | None = None,
+        answers: str | None = None,
     ) -> subprocess.Popen[str]:
-        command = [sys.executable, "-m", "nfcpay", "--json", "--home", str(self.home(name))]
+        """Start a terminal; with ``answers`` it runs for a person (no --json), who types
+        ``answers`` at its prompts."""
+        command = [sys.executable, "-m", "nfcpay", "--home", str(self.home(name))]
         command += ["--server", server or self.server_url]
+        if answers is None:
+            command.append("--json")
         if device:
             command += ["--device", device]
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [*command, *args],
+            stdin=subprocess.DEVNULL if answers is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**self.env, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
         )
+        self._processes.append(process)
+        if process.stdin is not None:
+            process.stdin.write(answers or "")
+            process.stdin.close()
+            process.stdin = None  # all typed: communicate() must not touch it again
+        return process
 
     def run(self, name: str, *args: str, server: str | None = None) -> Done:
         return finish(self.start(name, *args, server=server))
@@ -74,10 +137,12 @@ class Cli:
         *,
         waiting_server: str | None = None,
     ) -> tuple[Done, Done]:
-        """A waiting terminal and a tapping one on a fresh loopback port."""
-        device = f"loopback:{free_udp_port()}"
-        first = self.start(*waiting, "--timeout", "20", device=device, server=waiting_server)
-        second = self.start(*tapping, "--timeout", "20", device=device)
+        """A waiting terminal and a tapping one, on this test's readers."""
+        waiting_device, tapping_device = self.readers.devices()
+        first = self.start(
+            *waiting, "--timeout", "20", device=waiting_device, server=waiting_server
+        )
+        second = self.start(*tapping, "--timeout", "20", device=tapping_device)
         return finish(first), finish(second)
 
     def init(self, name: str, role: str) -> str:
@@ -95,7 +160,8 @@ def finish(process: subprocess.Popen[str], timeout: float = PROCESS_TIMEOUT) -> 
         _, stderr = process.communicate()
         raise AssertionError(f"still running after {timeout}s; its threads:\n{stderr}") from None
     lines = stdout.strip().splitlines()
-    return Done(process.returncode, json.loads(lines[-1]) if lines else {}, stderr)
+    data = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    return Done(process.returncode, data, stderr + stdout if not data else stderr)
 
 
 def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
@@ -143,8 +209,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 @pytest.fixture
-def cli(tmp_path: Path, server: ServerProcess) -> Cli:
-    return Cli(tmp_path, server.url)
+def cli(tmp_path: Path, server: ServerProcess) -> Iterator[Cli]:
+    terminals = Cli(tmp_path, server.url)
+    yield terminals
+    terminals.close()
 
 
 class SlowProxy:

@@ -24,7 +24,11 @@ def owner_with_card(cli: Cli) -> None:
 
 
 @pytest.mark.slow
-def test_readme_walkthrough(cli: Cli, server: ServerProcess) -> None:
+@pytest.mark.parametrize("readers", ["loopback", "rcs380+acr122u", "pn533+acr122u"])
+def test_readme_walkthrough(cli: Cli, server: ServerProcess, readers: str) -> None:
+    """Every tap: the waiting terminal's reader is the first of ``readers``."""
+    if readers != "loopback":
+        cli.use_virtual_readers(*readers.split("+"))
     owner_with_card(cli)
     target_id = cli.init("target", "target")
     cli.init("shop", "merchant")

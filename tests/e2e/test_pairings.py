@@ -1,0 +1,146 @@
+"""Every pairing of emulated readers, every tap flow, as separate ``nfcpay`` processes.
+
+For each (waiting reader, tapping reader) — the ACR122U, the SCL3711 (PN533) and the
+RC-S380, each an emulated chip behind nfcpy's own driver — and each flow, the flow either
+completes or, where physics forbids it (two poll-only ACR122Us cannot link), fails within
+its tap timeout with a message that names the way out (``--carrier tag``).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.e2e.conftest import Cli, finish
+from tests.e2e.test_counter import owner_with_card
+from tests.support.server import ServerProcess
+
+pytestmark = [pytest.mark.nfc_sim, pytest.mark.slow]
+
+CHIPS = ("acr122u", "pn533", "rcs380")
+POLL_ONLY = {"acr122u"}
+PAIRS = list(itertools.product(CHIPS, CHIPS))
+
+
+def linkable(waiting: str, tapping: str) -> bool:
+    """One of the two readers must listen; the ACR122U cannot."""
+    return not (waiting in POLL_ONLY and tapping in POLL_ONLY)
+
+
+def tap_once(cli: Cli, waiting: tuple[str, ...], tapping: tuple[str, ...], pair: tuple[str, str]):
+    cli.use_virtual_readers(*pair)
+    timeout = "20" if linkable(*pair) else "2"
+    waiting_device, tapping_device = cli.readers.devices()
+    first = cli.start(*waiting, "--timeout", timeout, device=waiting_device)
+    second = cli.start(*tapping, "--timeout", timeout, device=tapping_device)
+    return finish(first), finish(second)
+
+
+def assert_linked_or_told(pair: tuple[str, str], waited, tapped) -> bool:
+    """True when the flow completed; else both sides said how to get round it."""
+    if linkable(*pair):
+        assert (waited.status, tapped.status) == (0, 0), (pair, waited, tapped)
+        return True
+    for done in (waited, tapped):
+        assert done.status != 0, (pair, done)
+        [why] = done.data.get("events", [done.data])[-1:]  # a collector lists its taps
+        assert why["message"].startswith("no listening peer came"), (pair, done)
+        assert "--carrier tag" in why["message"], (pair, done)
+    return False
+
+
+def test_give_and_receive_on_every_pairing(cli: Cli) -> None:
+    owner_with_card(cli)
+    cli.init("target", "target")
+    received = 0
+    for pair in PAIRS:
+        give, receive = tap_once(
+            cli,
+            ("user", "user", "give", "--amount", "1,000"),
+            ("target", "target", "receive"),
+            pair,
+        )
+        if assert_linked_or_told(pair, give, receive):
+            received += 1
+            assert receive.data["grant"]["grant_id"] == give.data["grant"]["grant_id"], pair
+    wallet = cli.run("target", "target", "wallet")
+    assert len(wallet.data["grants"]) == received == len(PAIRS) - 1
+
+
+def test_charge_and_pay_on_every_pairing(cli: Cli, server: ServerProcess) -> None:
+    owner_with_card(cli)
+    cli.init("target", "target")
+    cli.init("shop", "merchant")
+    give, receive = cli.tap(
+        ("user", "user", "give", "--amount", "50,000", "--uses", "20"),
+        ("target", "target", "receive"),
+    )
+    assert (give.status, receive.status) == (0, 0)
+    approved = 0
+    for pair in PAIRS:
+        charge, pay = tap_once(
+            cli,
+            ("shop", "merchant", "charge", "--amount", "1,000"),
+            ("target", "target", "pay"),
+            pair,
+        )
+        if assert_linked_or_told(pair, charge, pay):
+            approved += 1
+            assert charge.data["status"] == pay.data["status"] == "approved", pair
+    assert len(cli.run("shop", "merchant", "payments").data["payments"]) == approved == 8
+    assert server.audit() == []
+
+
+def test_collect_and_join_on_every_pairing(cli: Cli) -> None:
+    cli.init("col", "target")
+    assert cli.run("col", "user", "add-wallet", "--balance", "500,000").status == 0
+    cli.init("ann", "user")
+    card = ("--number", "4111111111111111", "--expiry", "12/39", "--limit", "300,000")
+    assert cli.run("ann", "user", "add-card", *card).status == 0
+    for pair in PAIRS:
+        collect, join = tap_once(
+            cli,
+            ("col", "group", "collect", "--total", "20,000", "--members", "1"),
+            ("ann", "group", "join", "--yes"),
+            pair,
+        )
+        if assert_linked_or_told(pair, collect, join):
+            assert collect.data["bill"]["status"] == "ready", (pair, collect)
+
+
+def test_two_acr122us_hand_a_grant_over_through_a_sticker(cli: Cli) -> None:
+    """Neither reader can listen: the grant, bound ahead with --to, goes on an NTAG215."""
+    owner_with_card(cli)
+    target_id = cli.init("target", "target")
+    stranger_id = cli.init("stranger", "target")
+    cli.use_virtual_readers("acr122u", "acr122u")
+    writer, reader = cli.readers.devices()
+    placed = cli.run("user", "field", "place", "ntag215", "--field", cli.readers.field)
+    assert placed.status == 0, placed
+
+    def give(to: str):
+        return finish(cli.start("user", "user", "give", "--carrier", "tag", "--to", to,
+                                "--amount", "3,000", "--timeout", "10", device=writer))  # fmt: skip
+
+    def take(name: str):
+        return finish(cli.start(name, "target", "receive", "--carrier", "tag", "--timeout", "5",
+                                device=reader))  # fmt: skip
+
+    for_stranger = give(stranger_id)
+    assert for_stranger.status == 0, for_stranger
+    refused = take("target")  # not ours: refused, and left on the sticker for its owner
+    assert refused.status == 3 and refused.data["error"] == "terminal_not_allowed", refused
+    assert take("stranger").status == 0
+
+    given = give(target_id)
+    assert given.status == 0 and given.data["target_terminal"] == target_id, given
+    received = take("target")
+    assert received.status == 0, received
+    assert received.data["grant"]["grant_id"] == given.data["grant"]["grant_id"]
+    again = take("target")  # the sticker was wiped when it was read
+    assert again.status == 4 and "taken and wiped" in again.data["message"], again
+
+    unbound = finish(cli.start("user", "user", "give", "--carrier", "tag", "--amount", "1,000",
+                               "--timeout", "5", device=writer))  # fmt: skip
+    assert unbound.status == 6 and "--to" in unbound.data["message"], unbound
