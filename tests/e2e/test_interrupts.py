@@ -16,11 +16,13 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from nfcpay.terminals import exchange
 from nfcpay.transport import open_reader
+from nfcpay.transport.virtual.broker import BrokerError, connect
 from tests.e2e.conftest import Cli, Done, SlowProxy, free_udp_port, wait_for
 from tests.e2e.test_counter import owner_with_card, ready_pair
 from tests.support.server import ServerProcess
@@ -80,6 +82,30 @@ def test_merchant_waiting_for_a_tap(cli: Cli, interrupt_and_time: Interrupter) -
     done = interrupt_and_time(process, "merchant charge: waiting for a tap")
     assert done.status == 130 and "Interrupted" in done.stderr, done
     assert stored(cli, "shop", "receipts") == []
+
+
+@pytest.mark.parametrize("chip", ["rcs380", "acr122u"])
+def test_waiting_on_a_virtual_reader(cli: Cli, interrupt_and_time: Interrupter, chip: str) -> None:
+    """The wait inside nfcpy's real driver (a listening RC-S380, a polling ACR122U)."""
+    cli.init("shop", "merchant")
+    cli.use_virtual_readers(chip, chip)
+    device, _ = cli.readers.devices()
+    process = cli.start("shop", "merchant", "charge", "--amount", "1000", "--timeout", "60",
+                        device=device)  # fmt: skip
+    fields = cli.env["XDG_RUNTIME_DIR"]
+    wait_for(lambda: in_the_field(fields, cli.readers.field), what="the reader in the field")
+    done = interrupt_and_time(process, f"merchant charge: waiting on a virtual {chip}")
+    assert done.status == 130, done
+    assert stored(cli, "shop", "receipts") == []
+
+
+def in_the_field(runtime_dir: str, field: str) -> bool:
+    """Whether a virtual reader has joined ``field`` (its broker lists an antenna)."""
+    try:
+        with connect(field, directory=Path(runtime_dir) / "nfcpay-fields", start=False) as f:
+            return bool(f.status()["antennas"])
+    except BrokerError:
+        return False
 
 
 def test_target_polling_for_a_merchant(cli: Cli, interrupt_and_time: Interrupter) -> None:
@@ -167,17 +193,28 @@ def test_merchant_and_target_waiting_for_the_decision(
     assert sent["status"] == "sent"
 
 
+def interrupted_while_the_server_answers(
+    cli: Cli, server: ServerProcess, interrupt: Interrupter, state: str, *command: str
+) -> Done:
+    """Run ``command`` (home name first) against a server that never answers; Ctrl-C it
+    once its request is out."""
+    proxy = SlowProxy(server.url, delay=NEVER)
+    try:
+        process = cli.start(*command, server=proxy.url)
+        wait_for(lambda: proxy.connections > 0, what=f"{state} to ask the server")
+        return interrupt(process, state)
+    finally:
+        proxy.close()
+
+
 def test_notifications_follow(
     cli: Cli, server: ServerProcess, interrupt_and_time: Interrupter
 ) -> None:
     owner_with_card(cli)
-    proxy = SlowProxy(server.url, delay=NEVER)
-    try:
-        process = cli.start("user", "user", "notifications", "--follow", server=proxy.url)
-        wait_for(lambda: proxy.connections > 0, what="the follower to ask the server")
-        done = interrupt_and_time(process, "user notifications --follow")
-    finally:
-        proxy.close()
+    done = interrupted_while_the_server_answers(
+        cli, server, interrupt_and_time, "user notifications --follow",
+        "user", "user", "notifications", "--follow",
+    )  # fmt: skip
     assert done.status == 130, done
 
 
@@ -186,13 +223,10 @@ def test_merchant_settle_waiting_for_the_server(
     cli: Cli, server: ServerProcess, interrupt_and_time: Interrupter
 ) -> None:
     receipt = pending_charge(cli)
-    proxy = SlowProxy(server.url, delay=NEVER)
-    try:
-        process = cli.start("shop", "merchant", "settle", server=proxy.url)
-        wait_for(lambda: proxy.connections > 0, what="settle to ask the server")
-        done = interrupt_and_time(process, "merchant settle: waiting for the server")
-    finally:
-        proxy.close()
+    done = interrupted_while_the_server_answers(
+        cli, server, interrupt_and_time, "merchant settle: waiting for the server",
+        "shop", "merchant", "settle",
+    )  # fmt: skip
     assert done.status == 130, done
     assert stored(cli, "shop", "receipts") == [receipt]  # still pending, unchanged
 
@@ -216,15 +250,10 @@ def test_merchant_refund_waiting_for_the_server(
     cli: Cli, server: ServerProcess, interrupt_and_time: Interrupter
 ) -> None:
     payment_id = paid_once(cli)
-    proxy = SlowProxy(server.url, delay=NEVER)
-    try:
-        process = cli.start(
-            "shop", "merchant", "refund", payment_id, "--amount", "1,000", server=proxy.url
-        )
-        wait_for(lambda: proxy.connections > 0, what="refund to ask the server")
-        done = interrupt_and_time(process, "merchant refund: waiting for the server")
-    finally:
-        proxy.close()
+    done = interrupted_while_the_server_answers(
+        cli, server, interrupt_and_time, "merchant refund: waiting for the server",
+        "shop", "merchant", "refund", payment_id, "--amount", "1,000",
+    )  # fmt: skip
     assert done.status == 130, done
     [unanswered] = stored(cli, "shop", "refunds")  # kept: the next run sends the same key
     assert unanswered["payment_id"] == payment_id and unanswered["amount"] == 1_000
