@@ -20,6 +20,7 @@ from nfcpay.cli.output import EXIT_CODES_HELP, CliContext, run_guarded
 LAZY_COMMANDS: dict[str, str] = {
     "doctor": "nfcpay.cli.readers:doctor",
     "readers": "nfcpay.cli.readers:readers",
+    "selftest": "nfcpay.cli.readers:selftest",
     "ndef": "nfcpay.cli.ndef:ndef",
     "server": "nfcpay.cli.server:server",
     "terminal": "nfcpay.cli.terminal:terminal",

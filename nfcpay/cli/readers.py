@@ -124,3 +124,52 @@ def doctor(obj: CliContext) -> None:
         failure = click.ClickException(f"{len(problems)} problem(s) found; apply the fixes above")
         failure.exit_code = EXIT_NFC
         raise failure
+
+
+@click.command()
+@click.option(
+    "--other",
+    help="A second reader on this laptop (e.g. usb:072f:2200): it taps the --device one. "
+    "Without it, the one reader writes, reads back and wipes a tag held to it.",
+)
+@click.option("--timeout", type=click.FloatRange(min=0.5), default=15.0, show_default=True,
+              help="Seconds to wait for each tap.")  # fmt: skip
+@click.pass_obj
+def selftest(obj: CliContext, other: str | None, timeout: float) -> None:
+    """First time at a real counter: check your readers work together, and how fast.
+
+    \b
+    nfcpay --device usb:054c:06c1 selftest --other usb:072f:2200   two readers, held together
+    nfcpay --device usb:072f:2200 selftest                         one reader and a tag
+
+    Each step prints its time, and the fix for any problem. No server is needed.
+    """
+    from nfcpay.cli.terminal import quiet_nfcpy
+    from nfcpay.transport import open_reader, selftest
+
+    quiet_nfcpy(obj)
+    with open_reader(obj.device) as first:
+        obj.status(f"Reader: {first.describe()}")
+        if other is None:
+            report = selftest.one_reader(first, timeout=timeout, on_wait=obj.status)
+        else:
+            with open_reader(other) as second:
+                obj.status(f"Other reader: {second.describe()}")
+                obj.status("Hold the two readers together (antennas facing, 1-2 cm apart).")
+                report = selftest.two_readers(first, second, timeout=timeout)
+    data = {"ok": report.ok, "steps": [step.to_json() for step in report.steps]}
+    obj.emit(data, lambda: click.echo(_render_steps(report)))
+    if not report.ok:
+        failure = click.ClickException("a step failed; apply the fix shown above")
+        failure.exit_code = EXIT_NFC
+        raise failure
+
+
+def _render_steps(report: Any) -> str:
+    lines = []
+    for step in report.steps:
+        mark = click.style("ok", fg="green") if step.ok else click.style("FAILED", fg="red")
+        lines.append(f"[{mark}] {step.name}: {step.ms:.0f} ms  {step.detail}".rstrip())
+        if step.fix:
+            lines.append(f"      fix: {step.fix}")
+    return "\n".join(lines)

@@ -108,6 +108,11 @@ def tap_options(command: F) -> F:
     )(command)
 
 
+def quiet_nfcpy(obj: CliContext) -> None:
+    """nfcpy pins its logger to INFO at import; only -vv should show its chatter."""
+    logging.getLogger("nfc").setLevel(logging.DEBUG if obj.verbose >= 2 else logging.WARNING)
+
+
 @contextmanager
 def reader_of(obj: CliContext, listen: bool | None, *, tag_ok: bool = False) -> Iterator[Any]:
     """Open the --device reader (imports nfcpy only now), set to this tap's --carrier.
@@ -124,8 +129,7 @@ def reader_of(obj: CliContext, listen: bool | None, *, tag_ok: bool = False) -> 
     from nfcpay.transport.roles import Mode
 
     mode: Mode = "auto" if listen is None else ("listen" if listen else "poll")
-    # nfcpy pins its logger to INFO at import; only -vv should show its chatter
-    logging.getLogger("nfc").setLevel(logging.DEBUG if obj.verbose >= 2 else logging.WARNING)
+    quiet_nfcpy(obj)
     try:
         reader = open_reader(obj.device, mode=mode)
     except ValueError as exc:
