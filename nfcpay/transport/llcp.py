@@ -165,6 +165,7 @@ def _open_connection(
 ) -> nfc.llcp.Socket:
     """Accept (waiting side) or connect (tapping side); a silent peer is cut off."""
     watchdog = threading.Timer(timing.LLCP_CONNECT_TIMEOUT, link.close)
+    watchdog.daemon = True  # Ctrl-C before it is cancelled must not hold the exit back
     watchdog.start()
     try:
         with map_nfc_errors(f"opening LLCP service {urn}"):
