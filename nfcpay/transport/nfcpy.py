@@ -6,16 +6,18 @@ and plain ``IOError`` with an errno (opening a device). :func:`map_nfc_errors` i
 place where all of them become :mod:`nfcpay.errors` transport errors, raised ``from`` the
 original so the nfcpy traceback stays available with ``-vv``.
 
-The loopback reader is nfcpy's own ``udp`` driver with two changes (see
+The loopback reader is nfcpy's own ``udp`` driver with three changes (see
 :class:`LoopbackDevice`): a poll that finds nobody gives up after 20 ms, as RF hardware
-does, instead of the driver's one second; and a listening side that has not been
-activated yet ignores a stale "RF off" from the previous tap's poller.
+does, instead of the driver's one second; a listening side that has not been activated
+yet ignores a stale "RF off" from the previous tap's poller; and a port that
+``/etc/services`` names (57000 is "dircproxy") opens like any other.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -115,10 +117,16 @@ class LoopbackDevice(nfc.clf.udp.Device):  # type: ignore[misc]
     refuses_listen_as: str | None = None
 
     def __init__(self, host: str, port: int) -> None:
+        # nfcpy's __init__, but for one call: it passes the port through getnameinfo()
+        # without NI_NUMERICSERV, so a port /etc/services names (57000 is "dircproxy")
+        # comes back as that name and int() fails — a random loopback port could crash.
+        self.addr = (socket.gethostbyname(host), int(port))
+        self._path = f"{self.addr[0]}:{self.addr[1]}"
+        self.socket = None
+        self._create_socket()
         #: Set while a listen call holds the shared port (the "field"), so that a test can
         #: send to it without racing the driver, which closes and reopens its socket.
         self.listening_port_bound = threading.Event()
-        super().__init__(host, port)
 
     def _bind_socket(self, time_to_return: float) -> bool:
         bound = bool(super()._bind_socket(time_to_return))

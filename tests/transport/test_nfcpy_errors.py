@@ -68,3 +68,17 @@ def test_nfcpay_errors_pass_untouched():
     with pytest.raises(errors.LinkLost) as caught, map_nfc_errors("doing"):
         raise original
     assert caught.value is original
+
+
+def test_a_loopback_port_that_etc_services_names_opens_like_any_other():
+    """nfcpy's udp driver turned 57000 into "dircproxy" and then failed int() on it."""
+    import socket
+
+    from nfcpay.transport.nfcpy import open_loopback
+
+    named = socket.getnameinfo(("127.0.0.1", 57000), socket.NI_NUMERICHOST)[1]
+    clf = open_loopback("127.0.0.1", 57000)
+    try:
+        assert clf.device.addr == ("127.0.0.1", 57000), named
+    finally:
+        clf.close()
