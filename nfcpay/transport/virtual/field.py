@@ -113,6 +113,24 @@ class Responder(Protocol):
         ...
 
 
+class FieldAntenna(Protocol):
+    """What a chip emulator needs of its antenna: an :class:`Antenna`, or the broker's
+    ``RemoteAntenna`` for a field shared between processes."""
+
+    name: str
+
+    def carrier(self, on: bool) -> None: ...
+
+    def exchange(self, frame: AirFrame, timeout: float) -> bytes: ...
+
+    def listen(self, responder: Responder | None) -> None: ...
+
+    def answer(self, exchange_id: int, data: bytes) -> bool: ...
+
+    @property
+    def external_field(self) -> bool: ...
+
+
 def air_time(frame: AirFrame) -> float:
     """Seconds a frame takes on the air: start-of-frame, bytes with parity (Type A) or
     preamble and sync (Type F), and the CRC the chip adds."""

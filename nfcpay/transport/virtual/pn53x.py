@@ -59,7 +59,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
 
 import nfc.clf.device
 
@@ -70,8 +69,8 @@ from nfcpay.transport.virtual.field import (
     AirCollision,
     AirFrame,
     AirTimeout,
+    FieldAntenna,
     Reply,
-    Responder,
 )
 from nfcpay.transport.virtual.usb import VirtualUsb
 
@@ -114,23 +113,6 @@ FOREVER = 0xFF
 SENS_REQ, ALL_REQ = b"\x26", b"\x52"
 CASCADE_LEVELS = (0x93, 0x95, 0x97)
 CASCADE_TAG = 0x88
-
-
-class FieldAntenna(Protocol):
-    """What the chip needs of its antenna: ``field.Antenna`` or a remote stand-in."""
-
-    name: str
-
-    def carrier(self, on: bool) -> None: ...
-
-    def exchange(self, frame: AirFrame, timeout: float) -> bytes: ...
-
-    def listen(self, responder: Responder | None) -> None: ...
-
-    def answer(self, exchange_id: int, data: bytes) -> bool: ...
-
-    @property
-    def external_field(self) -> bool: ...
 
 
 @dataclass(frozen=True)

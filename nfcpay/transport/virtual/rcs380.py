@@ -53,7 +53,6 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Protocol
 
 import nfc.clf.device
 import nfc.clf.rcs380
@@ -66,8 +65,8 @@ from nfcpay.transport.virtual.field import (
     AirCollision,
     AirFrame,
     AirTimeout,
+    FieldAntenna,
     Reply,
-    Responder,
 )
 from nfcpay.transport.virtual.usb import VirtualUsb
 
@@ -128,23 +127,6 @@ class CommStatus(enum.IntFlag):
 
     def encode(self) -> bytes:
         return struct.pack("<L", self)
-
-
-class FieldAntenna(Protocol):
-    """What the chip needs of its antenna: ``field.Antenna`` or a remote stand-in."""
-
-    name: str
-
-    def carrier(self, on: bool) -> None: ...
-
-    def exchange(self, frame: AirFrame, timeout: float) -> bytes: ...
-
-    def listen(self, responder: Responder | None) -> None: ...
-
-    def answer(self, exchange_id: int, data: bytes) -> bool: ...
-
-    @property
-    def external_field(self) -> bool: ...
 
 
 def encode_frame(payload: bytes) -> bytes:
