@@ -66,9 +66,8 @@ from nfcpay.transport.virtual.field import (
     DEFAULT_SLACK,
     LATER,
     SILENT,
-    AirCollision,
+    AirError,
     AirFrame,
-    AirTimeout,
     FieldAntenna,
     Reply,
 )
@@ -109,6 +108,8 @@ SENSF_WAIT = 0.0036
 TIMINGS_DEFAULT = bytes.fromhex("000b0a")
 RETRIES_DEFAULT = bytes.fromhex("ff01ff")
 FOREVER = 0xFF
+#: How often a chip waiting for the air checks whether the host cancelled (seconds).
+ABORT_POLL = 0.005
 
 SENS_REQ, ALL_REQ = b"\x26", b"\x52"
 CASCADE_LEVELS = (0x93, 0x95, 0x97)
@@ -357,12 +358,30 @@ class Pn53x:
         self._set_carrier(True)
 
     def _send(self, frame: AirFrame, wait: float) -> bytes | None:
-        """The answer to ``frame``, or None for silence and garbled answers."""
+        """The answer to ``frame``, or None for silence and garbled answers.
+
+        The exchange runs on a thread of its own so that the host's ACK ends the wait at
+        once, as on the chip (the field spends the whole timeout on silence). An exchange
+        left behind ends by itself within ``wait``; its answer is dropped."""
         self._check_abort()
+        outcome: list[bytes | None] = []
+        done = threading.Event()
+        threading.Thread(
+            target=self._exchange, args=(frame, wait, outcome, done), daemon=True
+        ).start()
+        while not done.wait(ABORT_POLL):
+            self._check_abort()
+        return outcome[0]
+
+    def _exchange(
+        self, frame: AirFrame, wait: float, outcome: list[bytes | None], done: threading.Event
+    ) -> None:
         try:
-            return self.antenna.exchange(frame, wait)
-        except (AirTimeout, AirCollision):
-            return None
+            outcome.append(self.antenna.exchange(frame, wait))
+        except AirError:  # silence, garbled, or the carrier went off meanwhile
+            outcome.append(None)
+        finally:
+            done.set()
 
     def _attempts(self, retries: int) -> Iterator[int]:
         """1 + ``retries`` tries (for ever with FFh, until the host cancels)."""
