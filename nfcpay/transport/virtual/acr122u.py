@@ -41,7 +41,7 @@ from typing import Any
 import nfc.clf.acr122
 
 from nfcpay.transport.virtual.field import DEFAULT_SLACK
-from nfcpay.transport.virtual.pn53x import ACK, ChipModel, HostLink
+from nfcpay.transport.virtual.pn53x import ACK, ChipModel, HostLink, start_driver
 
 MANUFACTURER = "ACS"
 PRODUCT = "ACR122U PICC Interface"  # the driver names the device by its first word
@@ -67,13 +67,7 @@ def open_acr122u(antenna: Any, *, slack: float = DEFAULT_SLACK) -> nfc.clf.acr12
     chip and releases the antenna (but does not close it: it belongs to the caller).
     """
     link = Acr122u(antenna, slack=slack)
-    try:
-        device = nfc.clf.acr122.init(link.usb)
-    except Exception:
-        link.usb.close()
-        raise
-    device._path = f"usb:virtual:{antenna.name}"
-    return device
+    return start_driver(link, nfc.clf.acr122.init, antenna.name)  # type: ignore[no-any-return]
 
 
 class Acr122u(HostLink):

@@ -19,7 +19,7 @@ from typing import Any
 import nfc.clf.pn533
 
 from nfcpay.transport.virtual.field import DEFAULT_SLACK
-from nfcpay.transport.virtual.pn53x import ChipModel, HostFrames
+from nfcpay.transport.virtual.pn53x import ChipModel, HostFrames, start_driver
 
 VENDOR = "SCM Micro"
 PRODUCT = "SCL3711-NFC&RW"
@@ -47,10 +47,4 @@ def open_pn533(antenna: Any, *, slack: float = DEFAULT_SLACK) -> nfc.clf.pn533.D
     chip and releases the antenna (but does not close it: it belongs to the caller).
     """
     link = HostFrames(antenna, PN533, slack=slack, manufacturer=VENDOR, product=PRODUCT)
-    try:
-        device = nfc.clf.pn533.init(link.usb)
-    except Exception:
-        link.usb.close()
-        raise
-    device._path = f"usb:virtual:{antenna.name}"
-    return device
+    return start_driver(link, nfc.clf.pn533.init, antenna.name)  # type: ignore[no-any-return]

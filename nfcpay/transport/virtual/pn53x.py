@@ -59,6 +59,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import nfc.clf.device
 
@@ -713,6 +714,17 @@ def _is_atr_req(frame: AirFrame) -> bool:
 
 
 # -- the PN53x's own host frames ----------------------------------------------------------
+
+
+def start_driver(link: HostLink, init: Callable[[Any], Any], antenna_name: str) -> Any:
+    """nfcpy's driver ``init`` over the link's USB seam; the chip stops if the driver fails."""
+    try:
+        device = init(link.usb)
+    except Exception:
+        link.usb.close()
+        raise
+    device._path = f"usb:virtual:{antenna_name}"
+    return device
 
 
 class ChipUsb(VirtualUsb):
