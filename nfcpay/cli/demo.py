@@ -61,15 +61,36 @@ def free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
+DEMO_FIELD = "demo"
+
+
 class Stage:
     """The demo's directory, server process and the terminals' command runner."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, virtual: bool = False) -> None:
         self.root = root
         self.server_url = ""
         self._server: subprocess.Popen[str] | None = None
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("NFCPAY_")}
         self._env["PYTHONUNBUFFERED"] = "1"
+        self.virtual = virtual
+        if virtual:  # the demo's own field, in its own directory
+            (root / "run").mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._env["XDG_RUNTIME_DIR"] = str(root / "run")
+
+    def devices(self) -> tuple[str, str]:
+        """(waiting side's reader, tapping side's reader) for the next tap: one fresh
+        loopback port, or a virtual RC-S380 waiting and a virtual ACR122U tapping."""
+        if self.virtual:
+            return f"virtual:rcs380@{DEMO_FIELD}", f"virtual:acr122u@{DEMO_FIELD}"
+        device = f"loopback:{free_udp_port()}"
+        return device, device
+
+    def stop_field(self) -> None:
+        if self.virtual:
+            from nfcpay.transport.virtual.broker import stop_field
+
+            stop_field(DEMO_FIELD, directory=self.root / "run" / "nfcpay-fields")
 
     def home(self, name: str) -> Path:
         return self.root / name
@@ -116,10 +137,14 @@ class Stage:
         return finish(self.start(name, *args))
 
     def tap(self, waiting: tuple[str, ...], tapping: tuple[str, ...]) -> tuple[Outcome, Outcome]:
-        """Run a waiting terminal and a tapping one against each other on a fresh port."""
-        device = f"loopback:{free_udp_port()}"
-        first = self.start(waiting[0], *waiting[1:], "--timeout", TAP_TIMEOUT, device=device)
-        second = self.start(tapping[0], *tapping[1:], "--timeout", TAP_TIMEOUT, device=device)
+        """Run a waiting terminal and a tapping one against each other."""
+        waiting_device, tapping_device = self.devices()
+        first = self.start(
+            waiting[0], *waiting[1:], "--timeout", TAP_TIMEOUT, device=waiting_device
+        )
+        second = self.start(
+            tapping[0], *tapping[1:], "--timeout", TAP_TIMEOUT, device=tapping_device
+        )
         return finish(first), finish(second)
 
 
@@ -313,20 +338,30 @@ def run_story(stage: Stage, say: Callable[[str], None]) -> list[Step]:
     type=click.IntRange(2, 8),
     help="Run the group-payment story instead, with this many members.",
 )
+@click.option(
+    "--readers",
+    type=click.Choice(["loopback", "virtual"]),
+    default="loopback",
+    show_default=True,
+    help="loopback: nfcpy's udp driver (fast); virtual: emulated chips behind nfcpy's real "
+    "drivers, an RC-S380 on the waiting side of every tap and an ACR122U on the tapping side.",
+)
 @click.pass_obj
-def demo(obj: CliContext, keep: bool, members: int | None) -> None:
-    """Run the whole story on this machine: a server, four terminals, the loopback reader.
+def demo(obj: CliContext, keep: bool, members: int | None, readers: str) -> None:
+    """Run the whole story on this machine: a server, four terminals, the loopback reader
+    (or virtual readers: --readers virtual).
 
     Exit status 0 only if every step ended as expected.
     """
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="nfcpay-demo-"))
-    stage = Stage(root)
+    stage = Stage(root, virtual=readers == "virtual")
     say: Callable[[str], None] = (lambda _: None) if obj.as_json else click.echo
     try:
         say("Starting the payment server (SQLite in a throw-away directory) ...")
         stage.start_server()
-        say(f"Server at {stage.server_url}. Each terminal below is its own process.\n")
+        over = "virtual RC-S380 and ACR122U chips" if stage.virtual else "the loopback reader"
+        say(f"Server at {stage.server_url}. Each terminal below is its own process, over {over}.\n")
         if members is None:
             steps = run_story(stage, say)
         else:
@@ -335,6 +370,7 @@ def demo(obj: CliContext, keep: bool, members: int | None) -> None:
             steps = run_group_story(stage, say, members)
     finally:
         stage.stop_server()
+        stage.stop_field()
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     wall = round(time.monotonic() - started, 2)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from nfcpay.cli.demo import TAP_TIMEOUT, Outcome, Stage, Step, Story, finish, free_udp_port, krw
+from nfcpay.cli.demo import TAP_TIMEOUT, Outcome, Stage, Step, Story, finish, krw
 
 SHARE = 20_000
 CARDS = (
@@ -64,14 +64,14 @@ def _register(story: Story, names: list[str]) -> dict[str, str]:
 
 
 def _collect(story: Story, args: tuple[str, ...], joiners: list[str]) -> tuple[Outcome, list]:
-    device = f"loopback:{free_udp_port()}"
+    waiting, tapping = story.stage.devices()
     collector = story.stage.start(
-        "collector", "group", "collect", *args, "--timeout", "60", device=device
+        "collector", "group", "collect", *args, "--timeout", "60", device=waiting
     )
     joins = [
         finish(
             story.stage.start(
-                name, "group", "join", "--yes", "--timeout", TAP_TIMEOUT, device=device
+                name, "group", "join", "--yes", "--timeout", TAP_TIMEOUT, device=tapping
             )
         )
         for name in joiners

@@ -195,9 +195,10 @@ def test_link_lost_between_challenge_and_result(cli: Cli, server: ServerProcess)
 
 
 @pytest.mark.slow
-def test_demo_json_every_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("readers", ["loopback", "virtual"])
+def test_demo_json_every_step(tmp_path: Path, readers: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "nfcpay", "--json", "demo"],
+        [sys.executable, "-m", "nfcpay", "--json", "demo", "--readers", readers],
         capture_output=True,
         text=True,
         timeout=180,
