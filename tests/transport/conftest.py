@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,25 @@ class Peer:
 def loop(port: int, as_profile: str | None = None) -> str:
     """The loopback reader on ``port``, posing as the reader of ``as_profile`` if given."""
     return f"loopback:{port}" + (f"?as={as_profile}" if as_profile else "")
+
+
+@pytest.fixture(params=["loopback", "virtual"])
+def reader(
+    request: pytest.FixtureRequest, port: int, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str], str]]:
+    """``reader(profile)``: the device string of a reader of that profile — the loopback
+    port posing as it, or its emulated chip behind nfcpy's real driver, in a virtual field
+    of this test's own (peer processes inherit its directory)."""
+    if request.param == "loopback":
+        yield lambda profile: loop(port, profile)
+        return
+    runtime = Path(tempfile.mkdtemp(prefix="nft-"))  # short: a socket path's limit
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    yield lambda profile: f"virtual:{profile}@t"
+    from nfcpay.transport.virtual.broker import stop_field
+
+    stop_field("t", directory=runtime / "nfcpay-fields")
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 def steps(*actions: str) -> list[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from nfcpay.transport import open_reader
 from nfcpay.transport.llc import DepTarget, Llc
-from tests.transport.conftest import loop, steps
+from tests.transport.conftest import steps
 
 pytestmark = pytest.mark.nfc_sim
 
@@ -27,11 +27,11 @@ def dep_counters(channel: object) -> tuple[dict[str, int], dict[str, int]]:
     return dict(pcnt.sent), dict(pcnt.rcvd)
 
 
-def test_tapping_side_ends_the_link_without_waiting_for_the_target(spawn, port):
-    waiter = spawn("--device", loop(port, "rcs380"), "--offer", "--carrier", "llcp", *steps("recv"))
+def test_tapping_side_ends_the_link_without_waiting_for_the_target(spawn, reader):
+    waiter = spawn("--device", reader("rcs380"), "--offer", "--carrier", "llcp", *steps("recv"))
     with (
-        open_reader(loop(port, "acr122u")) as reader,
-        reader.tap("test", offer=False, carrier="llcp", timeout=15) as channel,
+        open_reader(reader("acr122u")) as tapping,
+        tapping.tap("test", offer=False, carrier="llcp", timeout=15) as channel,
     ):
         pass  # leave at once: we send the DISC while the waiting side still listens
     sent, received = dep_counters(channel)
@@ -41,11 +41,11 @@ def test_tapping_side_ends_the_link_without_waiting_for_the_target(spawn, port):
     assert not waited["ok"] and waited["error"] == "link_lost", waited
 
 
-def test_waiting_side_ends_the_link_by_answering_the_held_request(spawn, port):
-    tapper = spawn("--device", loop(port, "acr122u"), "--carrier", "llcp", *steps("recv", "recv"))
+def test_waiting_side_ends_the_link_by_answering_the_held_request(spawn, reader):
+    tapper = spawn("--device", reader("acr122u"), "--carrier", "llcp", *steps("recv", "recv"))
     with (
-        open_reader(loop(port, "rcs380")) as reader,
-        reader.tap("test", offer=True, carrier="llcp", timeout=15) as channel,
+        open_reader(reader("rcs380")) as waiting,
+        waiting.tap("test", offer=True, carrier="llcp", timeout=15) as channel,
     ):
         channel.send(b"\x01\x02")
     sent, received = dep_counters(channel)

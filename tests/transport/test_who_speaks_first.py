@@ -14,7 +14,6 @@ from nfcpay.errors import UnsupportedByReader
 from nfcpay.transport.peer import payload
 from nfcpay.transport.profiles import profile_by_name
 from nfcpay.transport.roles import plan_tap
-from tests.transport.conftest import loop
 
 pytestmark = pytest.mark.nfc_sim
 
@@ -40,7 +39,7 @@ def script(speaks_first: bool) -> list[str]:
 @pytest.mark.parametrize("roles", sorted(ROLES))
 @pytest.mark.parametrize("first", ["waiting", "tapping"])
 @pytest.mark.parametrize("carrier", ["llcp", "tt3"])
-def test_first_message_arrives(spawn, port, carrier, first, roles):
+def test_first_message_arrives(spawn, reader, carrier, first, roles):
     waiting_as, waiting_mode, tapping_as, tapping_mode = ROLES[roles]
     for name, offer, mode in ((waiting_as, True, waiting_mode), (tapping_as, False, tapping_mode)):
         try:
@@ -50,7 +49,7 @@ def test_first_message_arrives(spawn, port, carrier, first, roles):
     common = ("--service", "pay", "--carrier", carrier)
     waiter = spawn(
         "--device",
-        loop(port, waiting_as),
+        reader(waiting_as),
         "--mode",
         waiting_mode,
         "--offer",
@@ -60,7 +59,7 @@ def test_first_message_arrives(spawn, port, carrier, first, roles):
     )
     tapper = spawn(
         "--device",
-        loop(port, tapping_as),
+        reader(tapping_as),
         "--mode",
         tapping_mode,
         *common,
