@@ -57,10 +57,10 @@ def read_tag(reader: Reader, *, timeout: float | None = None) -> bytes:
     tag = _wait_for_tag(reader, timeout)
     try:
         with map_nfc_errors(f"reading {tag}"):
-            ndef = tag.ndef
-            if ndef is None or not ndef.length:
+            octets = _message_on(tag)
+            if not octets:
                 raise errors.ProtocolViolation(f"{tag} holds no NDEF message")
-            return bytes(ndef.octets)
+            return octets
     finally:
         reader.clf.device.mute()
 
@@ -80,17 +80,23 @@ def take_tag(reader: Reader, accept: Callable[[bytes], T], *, timeout: float | N
     tag = _wait_for_tag(reader, timeout)
     try:
         with map_nfc_errors(f"reading {tag}"):
-            ndef = tag.ndef
-            if ndef is None or not ndef.length or bytes(ndef.octets) == EMPTY_MESSAGE:
+            octets = _message_on(tag)
+            if octets in (b"", EMPTY_MESSAGE):
                 raise errors.ProtocolViolation(
                     f"{tag} holds no message (nothing written yet, or taken and wiped)"
                 )
-            taken = accept(bytes(ndef.octets))
+            taken = accept(octets)
         with map_nfc_errors(f"wiping {tag}"):
-            ndef.octets = EMPTY_MESSAGE
+            tag.ndef.octets = EMPTY_MESSAGE
         return taken
     finally:
         reader.clf.device.mute()
+
+
+def _message_on(tag: nfc.tag.Tag) -> bytes:
+    """The NDEF message ``tag`` holds (empty when it has no NDEF area or no message)."""
+    ndef = tag.ndef
+    return bytes(ndef.octets) if ndef is not None and ndef.length else b""
 
 
 def _wait_for_tag(reader: Reader, timeout: float | None) -> nfc.tag.Tag:
