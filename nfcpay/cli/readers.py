@@ -50,11 +50,11 @@ def _simulated(reader: Any) -> str:
 
 def _virtual_rows() -> list[dict[str, Any]]:
     """The emulated readers any command can open (no hardware), apart from real ones."""
+    from nfcpay.transport.device import EMULATED_CHIPS
     from nfcpay.transport.profiles import profile_by_name
-    from nfcpay.transport.virtual.readers import CHIP_OPENERS
 
     note = "virtual (no hardware): FIELD is any name; readers naming it share it"
-    return [_row(f"virtual:{chip}@FIELD", profile_by_name(chip), note) for chip in CHIP_OPENERS]
+    return [_row(f"virtual:{chip}@FIELD", profile_by_name(chip), note) for chip in EMULATED_CHIPS]
 
 
 def _row(path: str, profile: Any, detail: str, usb_id: str | None = None) -> dict[str, Any]:

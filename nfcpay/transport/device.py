@@ -25,9 +25,11 @@ from urllib.parse import parse_qs
 DEFAULT_LOOPBACK_PORT = 54321
 LOOPBACK_HOST = "127.0.0.1"
 _NFCPY_PREFIXES = ("usb", "tty", "com", "udp")
-#: Emulated chips (their profile ids) and the other names people know them by.
-VIRTUAL_CHIPS = {"acr122u": "acr122u", "acr122": "acr122u", "pn533": "pn533"}
-VIRTUAL_CHIPS |= {"scl3711": "pn533", "rcs380": "rcs380", "rc-s380": "rcs380"}
+#: The emulated chips, by their readers' profile ids (``nfcpay.transport.virtual.<id>``).
+EMULATED_CHIPS = ("acr122u", "pn533", "rcs380")
+#: Every name a device string may give an emulated chip: its id, and the names people know.
+VIRTUAL_CHIPS = {chip: chip for chip in EMULATED_CHIPS}
+VIRTUAL_CHIPS |= {"acr122": "acr122u", "scl3711": "pn533", "rc-s380": "rcs380"}
 DEFAULT_FIELD = "default"
 
 
@@ -80,7 +82,7 @@ def _parse_virtual(device: str) -> DeviceSpec:
     chip_text, _, field = base.removeprefix("virtual:").partition("@")
     chip = VIRTUAL_CHIPS.get(chip_text.lower())
     if chip is None:
-        known = ", ".join(sorted(set(VIRTUAL_CHIPS.values())))
+        known = ", ".join(EMULATED_CHIPS)
         raise ValueError(f"no virtual chip {chip_text!r}: the emulated chips are {known}")
     from nfcpay.transport.virtual.broker import validate_name
 

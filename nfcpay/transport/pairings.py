@@ -16,10 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nfcpay.transport.device import EMULATED_CHIPS
 from nfcpay.transport.profiles import FirmwareProfile, default_profiles
-
-#: Readers with an emulated chip (``--device virtual:CHIP@FIELD``), as profile ids.
-EMULATED = ("acr122u", "pn533", "rcs380")
 
 
 def pairing(waiting: FirmwareProfile, tapping: FirmwareProfile) -> str:
@@ -34,7 +32,7 @@ def pairing(waiting: FirmwareProfile, tapping: FirmwareProfile) -> str:
 def real_readers() -> list[FirmwareProfile]:
     """Every profile of a physical reader, emulated ones first."""
     profiles = [p for p in default_profiles() if "udp" not in p.drivers]
-    return sorted(profiles, key=lambda p: (p.id not in EMULATED, p.name))
+    return sorted(profiles, key=lambda p: (p.id not in EMULATED_CHIPS, p.name))
 
 
 def pairing_table(profiles: Sequence[FirmwareProfile] | None = None) -> str:
@@ -52,7 +50,7 @@ def pairing_table(profiles: Sequence[FirmwareProfile] | None = None) -> str:
 
 def _label(profile: FirmwareProfile) -> str:
     """The profile id (as ``--device virtual:ID@FIELD`` takes it); * marks "not emulated"."""
-    return profile.id if profile.id in EMULATED else f"{profile.id}*"
+    return profile.id if profile.id in EMULATED_CHIPS else f"{profile.id}*"
 
 
 if __name__ == "__main__":

@@ -19,14 +19,8 @@ import nfc
 import nfc.clf.device
 
 from nfcpay import errors
+from nfcpay.transport.device import EMULATED_CHIPS
 from nfcpay.transport.virtual.broker import BrokerError, RemoteAntenna, open_antenna
-
-#: profile id → (module, opener) of each emulated chip; imported when first used.
-CHIP_OPENERS = {
-    "acr122u": ("nfcpay.transport.virtual.acr122u", "open_acr122u"),
-    "pn533": ("nfcpay.transport.virtual.pn533", "open_pn533"),
-    "rcs380": ("nfcpay.transport.virtual.rcs380", "open_rcs380"),
-}
 
 
 class VirtualFrontend(nfc.ContactlessFrontend):  # type: ignore[misc]
@@ -45,11 +39,12 @@ class VirtualFrontend(nfc.ContactlessFrontend):  # type: ignore[misc]
 
 
 def chip_opener(chip: str) -> Callable[..., nfc.clf.device.Device]:
-    """``open_<chip>(antenna, *, slack)`` of an emulated chip (ValueError if there is none)."""
-    if chip not in CHIP_OPENERS:
-        raise ValueError(f"no emulated chip {chip!r}: there are {', '.join(CHIP_OPENERS)}")
-    module_name, function = CHIP_OPENERS[chip]
-    return getattr(importlib.import_module(module_name), function)  # type: ignore[no-any-return]
+    """``open_<chip>(antenna, *, slack)`` from ``nfcpay.transport.virtual.<chip>``, imported
+    only now (ValueError for a chip that is not emulated)."""
+    if chip not in EMULATED_CHIPS:
+        raise ValueError(f"no emulated chip {chip!r}: there are {', '.join(EMULATED_CHIPS)}")
+    module = importlib.import_module(f"nfcpay.transport.virtual.{chip}")
+    return getattr(module, f"open_{chip}")  # type: ignore[no-any-return]
 
 
 def open_virtual(chip: str, field: str) -> VirtualFrontend:
