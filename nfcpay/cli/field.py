@@ -16,8 +16,7 @@ import click
 
 from nfcpay.cli.output import CliContext, table
 from nfcpay.transport.device import DEFAULT_FIELD
-
-TAG_KINDS = ("ntag215", "ntag216", "felica-lite-s")
+from nfcpay.transport.virtual.tags import KINDS as TAG_KINDS
 
 field_option = click.option(
     "--field",
@@ -41,18 +40,13 @@ def field() -> None:
 
 
 def _connect(name: str, *, start: bool) -> Any:
-    from nfcpay import errors
-    from nfcpay.transport.virtual.broker import BrokerError, BrokerNotRunning, connect
+    from nfcpay.transport.virtual.broker import BrokerError, connect
+    from nfcpay.transport.virtual.readers import unreachable
 
     try:
         return connect(name, start=start)
-    except BrokerNotRunning:
-        raise errors.ReaderNotFound(
-            f"virtual field {name!r} is not running (a virtual reader naming it, or "
-            f"`nfcpay field start --field {name}`, starts it)"
-        ) from None
     except BrokerError as exc:
-        raise errors.ReaderNotFound(f"virtual field {name!r}: {exc}") from exc
+        raise unreachable(name, exc) from None
 
 
 @contextmanager

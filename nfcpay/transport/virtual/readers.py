@@ -20,7 +20,12 @@ import nfc.clf.device
 
 from nfcpay import errors
 from nfcpay.transport.device import EMULATED_CHIPS
-from nfcpay.transport.virtual.broker import BrokerError, RemoteAntenna, open_antenna
+from nfcpay.transport.virtual.broker import (
+    BrokerError,
+    BrokerNotRunning,
+    RemoteAntenna,
+    open_antenna,
+)
 
 
 class VirtualFrontend(nfc.ContactlessFrontend):  # type: ignore[misc]
@@ -38,6 +43,16 @@ class VirtualFrontend(nfc.ContactlessFrontend):  # type: ignore[misc]
             self._antenna.close()
 
 
+def unreachable(field: str, exc: BrokerError) -> errors.ReaderNotFound:
+    """The error for a virtual field that cannot be reached, saying how to start it."""
+    if isinstance(exc, BrokerNotRunning):
+        return errors.ReaderNotFound(
+            f"virtual field {field!r} is not running (a virtual reader naming it, or "
+            f"`nfcpay field start --field {field}`, starts it)"
+        )
+    return errors.ReaderNotFound(f"virtual field {field!r}: {exc}")
+
+
 def chip_opener(chip: str) -> Callable[..., nfc.clf.device.Device]:
     """``open_<chip>(antenna, *, slack)`` from ``nfcpay.transport.virtual.<chip>``, imported
     only now (ValueError for a chip that is not emulated)."""
@@ -53,7 +68,7 @@ def open_virtual(chip: str, field: str) -> VirtualFrontend:
     try:
         antenna = open_antenna(field, f"{chip}-{os.getpid()}")
     except BrokerError as exc:
-        raise errors.ReaderNotFound(f"virtual field {field!r}: {exc}") from exc
+        raise unreachable(field, exc) from exc
     try:
         device = opener(antenna)
     except BaseException:
