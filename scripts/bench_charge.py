@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -151,7 +152,7 @@ def bench(taps: int, rate: int | None = None) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="nfcpay-bench-") as tmp:
         root = Path(tmp)
         server, url = start_server(root / "server")
-        field = f"bench-charge-{root.name[-8:].lower()}"
+        field = f"bench-charge-{os.getpid()}"  # a valid field name, unlike a temp dir's
         try:
             set_up(root, url, taps)
             if rate is None:
