@@ -117,9 +117,9 @@ def bench_virtual(grant: bytes, taps: int, rate: int) -> dict[str, list[float]]:
         stop_field(field)
 
 
-def bench_deaddrop(grant: bytes, taps: int) -> dict[str, list[float]]:
+def bench_tag(grant: bytes, taps: int) -> dict[str, list[float]]:
     port = free_udp_port()
-    tag = peer("--device", f"loopback:{port}", "--deaddrop", "tag", "--taps", str(2 * taps))
+    tag = peer("--device", f"loopback:{port}", "--tag", "serve", "--taps", str(2 * taps))
     time.sleep(0.5)
     handoffs = []
     with open_reader(f"loopback:{port}?as=acr122u") as reader:
@@ -158,7 +158,7 @@ def main() -> None:
         "waiting side as RC-S380, tapping side as ACR122U\n"
     )
     results = [(c, bench_carrier(c, grant, args.taps)) for c in ("llcp", "tt3")]
-    results.append(("tag (write+read)", bench_deaddrop(grant, max(5, args.taps // 3))))
+    results.append(("tag (write+read)", bench_tag(grant, max(5, args.taps // 3))))
     for rate in (424, 106):
         results.append((f"llcp, virtual chips {rate} kbps", bench_virtual(grant, args.taps, rate)))
     headers = [

@@ -87,7 +87,7 @@ def receive_grant_from_tag(
 
     A grant for another terminal stays on the tag (it is theirs) and is refused here.
     """
-    from nfcpay.transport.deaddrop import take_tag
+    from nfcpay.transport.tag import take_tag
 
     identity = home.require_role("target")
 

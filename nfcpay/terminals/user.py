@@ -148,7 +148,7 @@ def give_by_tag(
     first; a copy of the sticker is worthless elsewhere (the server checks the binding)
     and any other terminal that tries it alarms the owner.
     """
-    from nfcpay.transport.deaddrop import write_tag
+    from nfcpay.transport.tag import write_tag
 
     identity = home.require_role("user")
     if to is None and not isinstance(what, str):

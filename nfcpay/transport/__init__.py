@@ -58,13 +58,13 @@ Timeouts nfcpay sets on nfcpy are in :mod:`nfcpay.transport.timing`.
 from __future__ import annotations
 
 from nfcpay.transport.channel import Channel
-from nfcpay.transport.deaddrop import read_tag, serve_tag, write_tag
 from nfcpay.transport.device import DeviceSpec, parse_device
 from nfcpay.transport.llcp import SERVICE_PREFIX, service_urn
 from nfcpay.transport.nfcpy import map_nfc_errors
 from nfcpay.transport.profiles import FirmwareProfile, load_profiles, profile_by_name
 from nfcpay.transport.reader import Reader, open_reader
 from nfcpay.transport.roles import Carrier, Mode, TapPlan
+from nfcpay.transport.tag import read_tag, serve_tag, write_tag
 
 __all__ = [
     "SERVICE_PREFIX",

@@ -102,10 +102,10 @@ def one_tap(reader: Reader, args: argparse.Namespace, index: int) -> None:
     )
 
 
-def dead_drop(reader: Reader, args: argparse.Namespace) -> None:
-    from nfcpay.transport.deaddrop import read_tag, serve_tag, write_tag
+def tag_side(reader: Reader, args: argparse.Namespace) -> None:
+    from nfcpay.transport.tag import read_tag, serve_tag, write_tag
 
-    if args.deaddrop == "tag":
+    if args.tag == "serve":
         serve_tag(
             reader,
             payload(args.tag_content) if args.tag_content else b"",
@@ -113,7 +113,7 @@ def dead_drop(reader: Reader, args: argparse.Namespace) -> None:
             timeout=args.timeout,
         )
         emit(event="tag-done")
-    elif args.deaddrop == "write":
+    elif args.tag == "write":
         write_tag(reader, payload(args.step[0].partition("=")[2]), timeout=args.timeout)
         emit(event="tap", index=0, ok=True)
     else:
@@ -132,7 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--taps", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=10.0, help="wait for the peer, per tap")
     parser.add_argument("--step", action="append", default=[])
-    parser.add_argument("--deaddrop", choices=("tag", "write", "read"))
+    parser.add_argument(
+        "--tag",
+        choices=("serve", "write", "read"),
+        help="be a tag (serve), or write to / read from one",
+    )
     parser.add_argument("--tag-content", help="PAYLOAD the emulated tag starts with")
     parser.add_argument("-v", "--verbose", action="store_true", help="nfcpy debug log on stderr")
     args = parser.parse_args(argv)
@@ -144,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with open_reader(args.device, mode=args.mode) as reader:
             emit(event="ready", reader=reader.describe())
-            if args.deaddrop:
-                dead_drop(reader, args)
+            if args.tag:
+                tag_side(reader, args)
                 return 0
             for index in range(args.taps):
                 one_tap(reader, args, index)

@@ -127,7 +127,7 @@ def _tap_and_echo(listener: Reader, poller: Reader, timeout: float) -> str:
 
 def one_reader(reader: Reader, *, timeout: float, on_wait: Callable[[str], None]) -> Report:
     """Write a test message to the tag held to ``reader``, read it back, wipe it."""
-    from nfcpay.transport.deaddrop import take_tag, write_tag
+    from nfcpay.transport.tag import take_tag, write_tag
 
     report = Report()
     message = b"\xd1\x01\x0dT\x02ennfcpay test"  # an NDEF Text record

@@ -151,14 +151,12 @@ def test_poll_only_reader_can_wait_when_the_tapper_listens(spawn, port):
     assert waited["received"] == [payload("text:thanks").hex()]
 
 
-def test_dead_drop_between_two_acr122u_through_a_tag(spawn, port):
-    tag = spawn("--device", loop(port), "--deaddrop", "tag", "--taps", "2")
+def test_two_acr122us_meet_through_a_tag(spawn, port):
+    tag = spawn("--device", loop(port), "--tag", "serve", "--taps", "2")
     tag.next(event="ready")
-    writer = spawn(
-        "--device", loop(port, "acr122u"), "--deaddrop", "write", *steps("send=ndef:400")
-    )
+    writer = spawn("--device", loop(port, "acr122u"), "--tag", "write", *steps("send=ndef:400"))
     assert writer.taps(1)[0]["ok"]
     assert writer.wait() == 0
-    reader = spawn("--device", loop(port, "acr122u"), "--deaddrop", "read")
+    reader = spawn("--device", loop(port, "acr122u"), "--tag", "read")
     assert reader.taps(1)[0]["received"] == [payload("ndef:400").hex()]
     assert tag.next(event="tag-done")["event"] == "tag-done"

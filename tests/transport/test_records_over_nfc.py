@@ -30,15 +30,15 @@ def test_every_record_type_in_one_tap(spawn, port, carrier):
         assert decoded == [[record] for record in SAMPLES.values()]
 
 
-def test_every_record_type_through_a_dead_drop(spawn, port):
+def test_every_record_type_through_a_tag(spawn, port):
     wire = encode_message(list(SAMPLES.values()))
-    tag = spawn("--device", loop(port), "--deaddrop", "tag", "--taps", "2")
+    tag = spawn("--device", loop(port), "--tag", "serve", "--taps", "2")
     tag.next(event="ready")
     writer = spawn(
-        "--device", loop(port, "acr122u"), "--deaddrop", "write", *steps(f"send=hex:{wire.hex()}")
+        "--device", loop(port, "acr122u"), "--tag", "write", *steps(f"send=hex:{wire.hex()}")
     )
     assert writer.taps(1)[0]["ok"]
     writer.wait()
-    reader = spawn("--device", loop(port, "acr122u"), "--deaddrop", "read")
+    reader = spawn("--device", loop(port, "acr122u"), "--tag", "read")
     [read] = reader.taps(1)
     assert decode_message(bytes.fromhex(read["received"][0])) == list(SAMPLES.values())

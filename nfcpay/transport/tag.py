@@ -35,19 +35,9 @@ def write_tag(reader: Reader, message: bytes, *, timeout: float | None = None) -
         raise ValueError("an empty message cannot be written")
     tag = _wait_for_tag(reader, timeout)
     try:
+        reader.observe_message(message)
         with map_nfc_errors(f"writing {tag}"):
-            ndef = tag.ndef
-            if ndef is None:
-                raise errors.ProtocolViolation(f"{tag} has no NDEF area (format it first)")
-            if not ndef.is_writeable:
-                raise errors.UnsupportedByReader(f"{tag} is read-only")
-            if len(message) > ndef.capacity:
-                raise errors.UnsupportedByReader(
-                    f"{tag} holds {ndef.capacity} bytes, the message needs {len(message)}"
-                )
-            ndef.octets = message
-            if ndef.has_changed:
-                raise errors.LinkLost(f"{tag} did not keep the message (read-back differs)")
+            _write(tag, message)
     finally:
         reader.clf.device.mute()
 
@@ -60,6 +50,7 @@ def read_tag(reader: Reader, *, timeout: float | None = None) -> bytes:
             octets = _message_on(tag)
             if not octets:
                 raise errors.ProtocolViolation(f"{tag} holds no NDEF message")
+            reader.observe_message(octets)
             return octets
     finally:
         reader.clf.device.mute()
@@ -77,20 +68,59 @@ def take_tag(reader: Reader, accept: Callable[[bytes], T], *, timeout: float | N
     stays on the tag for them), and in the same activation, so a hand-off through a
     sticker leaves nothing behind for the next reader.
     """
+
+    def take(octets: bytes) -> tuple[T, bytes]:
+        if octets in (b"", EMPTY_MESSAGE):
+            raise errors.ProtocolViolation(
+                "the tag holds no message (nothing written yet, or taken and wiped)"
+            )
+        return accept(octets), EMPTY_MESSAGE
+
+    return swap_tag(reader, take, timeout=timeout)
+
+
+#: What a :func:`swap_tag` callback returns: its result, and the message to leave on the
+#: tag (None leaves the tag as it was).
+Swap = Callable[[bytes], tuple[T, bytes | None]]
+
+
+def swap_tag(reader: Reader, swap: Swap[T], *, timeout: float | None = None) -> T:
+    """Read the next tag's message (``b""`` when it holds none) and, in the same
+    activation, replace it with what ``swap`` decides.
+
+    A read-check-write in one activation: a bill's request and a member's share take turns
+    on one sticker, and each side checks what it finds before it overwrites it. When
+    ``swap`` raises, the tag keeps what it held.
+    """
     tag = _wait_for_tag(reader, timeout)
     try:
         with map_nfc_errors(f"reading {tag}"):
-            octets = _message_on(tag)
-            if octets in (b"", EMPTY_MESSAGE):
-                raise errors.ProtocolViolation(
-                    f"{tag} holds no message (nothing written yet, or taken and wiped)"
-                )
-            taken = accept(octets)
-        with map_nfc_errors(f"wiping {tag}"):
-            tag.ndef.octets = EMPTY_MESSAGE
-        return taken
+            found = _message_on(tag)
+        reader.observe_message(found)
+        result, leave = swap(found)
+        if leave is not None:
+            reader.observe_message(leave)
+            with map_nfc_errors(f"writing {tag}"):
+                _write(tag, leave)
+        return result
     finally:
         reader.clf.device.mute()
+
+
+def _write(tag: nfc.tag.Tag, message: bytes) -> None:
+    """Write ``message`` to ``tag`` and make sure it kept it."""
+    ndef = tag.ndef
+    if ndef is None:
+        raise errors.ProtocolViolation(f"{tag} has no NDEF area (format it first)")
+    if not ndef.is_writeable:
+        raise errors.UnsupportedByReader(f"{tag} is read-only")
+    if len(message) > ndef.capacity:
+        raise errors.UnsupportedByReader(
+            f"{tag} holds {ndef.capacity} bytes, the message needs {len(message)}"
+        )
+    ndef.octets = message
+    if ndef.has_changed:
+        raise errors.LinkLost(f"{tag} did not keep the message (read-back differs)")
 
 
 def _message_on(tag: nfc.tag.Tag) -> bytes:
