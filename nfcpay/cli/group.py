@@ -34,6 +34,12 @@ def group() -> None:
     collector:  nfcpay group collect --total 100,000 --members 3
     members:    nfcpay group join [--max 40,000]          (each taps the collector)
     collector:  nfcpay target pay --bill b_… --own-source src_…
+
+    \b
+    Two readers that can only poll (two ACR122Us) pass a sticker back and forth instead:
+    collector:  nfcpay group collect --carrier tag --total 100,000 --members 3
+    member:     nfcpay group join --carrier tag        (the sticker's request → a share)
+    collector:  nfcpay group collect --carrier tag --bill b_…   (takes it, asks for the next)
     """
 
 
@@ -95,7 +101,12 @@ def collect(
     timeout: float,
     listen: bool | None,
 ) -> None:
-    """Start (or continue) a bill and wait for each member's tap until all have joined."""
+    """Start (or continue) a bill and wait for each member's tap until all have joined.
+
+    With --carrier tag, each run is one visit of the bill's sticker: it takes the share a
+    member wrote on it and leaves the request for the next share (or wipes it when the bill
+    is complete). Run it again with --bill for each visit.
+    """
     from nfcpay.group import bill as bills
     from nfcpay.group.flows import collect as collect_taps
     from nfcpay.group.flows import require_bill
@@ -125,10 +136,13 @@ def collect(
             f"Bill {bill['bill_id']}: {money_text(bill['total'], bill['currency'])}, your share "
             f"{money_text(bill['collector_share'], bill['currency'])} ({mode} mode)."
         )
-    with reader_of(obj, listen) as reader, LiveStatus(obj) as live:
-        result = collect_taps(home, reader, bill["bill_id"], timeout=timeout, status=live)
+    gather = collect_taps
+    if obj.carrier == "tag":
+        from nfcpay.group.sticker import collect_visit as gather
+    with reader_of(obj, listen, tag_ok=True) as reader, LiveStatus(obj) as live:
+        result = gather(home, reader, bill["bill_id"], timeout=timeout, status=live)
     obj.emit(result.to_json(), lambda: _show_bill(result.bill, result.events))
-    if not result.complete:
+    if not result.ok:
         click.get_current_context().exit(EXIT_DECLINED)
 
 
@@ -160,7 +174,11 @@ def join(
     timeout: float,
     listen: bool | None,
 ) -> None:
-    """Tap the collector, see your share, and pay it with a grant for exactly that share."""
+    """Tap the collector, see your share, and pay it with a grant for exactly that share.
+
+    With --carrier tag, hold the collector's sticker instead: your share replaces the
+    request on it (asked first, the sticker is read once, then held again to pay).
+    """
     from nfcpay.group.flows import join as join_bill
     from nfcpay.records import SplitRequestRecord
 
@@ -175,7 +193,13 @@ def join(
             err=True,
         )
 
-    with client_of(obj, home) as client, reader_of(obj, listen) as reader, LiveStatus(obj) as live:
+    if obj.carrier == "tag":
+        from nfcpay.group.sticker import join_by_sticker as join_bill
+    with (
+        client_of(obj, home) as client,
+        reader_of(obj, listen, tag_ok=True) as reader,
+        LiveStatus(obj) as live,
+    ):
         joined = join_bill(
             home,
             client,

@@ -57,8 +57,13 @@ class Collected:
     def complete(self) -> bool:
         return not bills.open_slots(self.bill)
 
+    @property
+    def ok(self) -> bool:
+        """Whether the command did what it was asked (here: every member joined)."""
+        return self.complete
+
     def to_json(self) -> Json:
-        return {"ok": self.complete, "bill": self.bill, "events": self.events}
+        return {"ok": self.ok, "bill": self.bill, "events": self.events}
 
 
 def collect(
@@ -180,15 +185,9 @@ def join(
         read = _tap_collector(reader, deadline, status, lambda c: _read_request(c, home, identity))
         if isinstance(read, Joined):
             return read
-        money = format_minor(read.amount, read.currency)
-        if not within_maximum(read.amount, maximum):
-            cap = format_minor(maximum or 0, read.currency)
-            raise Declined(f"the share {money} is over your maximum {cap}", code="over_maximum")
-        if not confirm(read):
-            message = f"you declined to pay {money} of bill {read.bill_id}"
-            raise Declined(message, code="refused_by_member")
+        agree(read, identity, maximum, confirm)
         maximum, expected_bill = read.amount, read.bill_id
-        status(f"Tap the collector again to pay {money}.")
+        status(f"Tap the collector again to pay {format_minor(read.amount, read.currency)}.")
 
     def pay(channel: Channel) -> Joined:
         return _join_in_tap(
@@ -257,18 +256,23 @@ def _join_in_tap(
     request = answer
     money = format_minor(request.amount, request.currency)
     status(f"Bill {request.bill_id} from {request.collector_terminal}: your share is {money}.")
-    _accept_or_refuse(channel, identity, request, maximum, expected_bill)
-    entry = _share_grant(home, request)
+    refusal = refusal_of(identity, request, maximum, expected_bill)
+    if refusal is not None:
+        exchange.refuse(channel, refusal.code, refusal.message, ref=request.bill_id)
+        raise refusal
+    entry = share_grant(home, request)
     if entry is None:
-        entry = _issue_share(
-            channel, home, identity, client, request, source_id, purposes, merchants
-        )
+        try:
+            entry = issue_share(home, identity, client, request, source_id, purposes, merchants)
+        except NfcPayError as exc:
+            exchange.refuse(channel, "issue_failed", f"the member's server refused: {exc.message}")
+            raise
     exchange.send(channel, grant_record(entry, identity, request.collector_terminal))
     exchange.receive(channel, AckRecord)  # a refusal raises Declined
     return Joined(request, entry["grant"])
 
 
-def _share_grant(home: TerminalHome, request: SplitRequestRecord) -> Json | None:
+def share_grant(home: TerminalHome, request: SplitRequestRecord) -> Json | None:
     """The grant this member already issued for exactly this share, if any.
 
     A tap that ended after the grant was issued may or may not have delivered it; tapping
@@ -303,8 +307,7 @@ def _joined_before(home: TerminalHome, refusal: AckRecord) -> Joined:
     return Joined(request, grant)
 
 
-def _issue_share(
-    channel: Channel,
+def issue_share(
     home: TerminalHome,
     identity: Identity,
     client: PaymentClient,
@@ -314,48 +317,57 @@ def _issue_share(
     merchants: tuple[str, ...],
 ) -> Json:
     """Have the server issue this member's grant for the share; keep it here."""
-    try:
-        answer = client.issue_grant(
-            source_id or default_source(client, identity.currency),
-            [request.collector_terminal],
-            amount_cap=request.amount,
-            currency=request.currency,
-            max_uses=1,
-            valid_until=request.expires_at,
-            purposes=list(purposes) or None,
-            merchants=list(merchants) or None,
-            bill_id=request.bill_id,
-        )
-    except NfcPayError as exc:
-        exchange.refuse(channel, "issue_failed", f"the member's server refused: {exc.message}")
-        raise
+    answer = client.issue_grant(
+        source_id or default_source(client, identity.currency),
+        [request.collector_terminal],
+        amount_cap=request.amount,
+        currency=request.currency,
+        max_uses=1,
+        valid_until=request.expires_at,
+        purposes=list(purposes) or None,
+        merchants=list(merchants) or None,
+        bill_id=request.bill_id,
+    )
     grant: Json = answer["grant"]
     entry = {"grant": grant, "auth_code": answer["auth_code"]}
     home.put("grants", grant["grant_id"], entry)
     return entry
 
 
-def _accept_or_refuse(
-    channel: Channel,
+def agree(
+    request: SplitRequestRecord, identity: Identity, maximum: int | None, confirm: Confirm
+) -> None:
+    """Ask the person whether to pay ``request`` (with the link down); raise when not."""
+    refusal = refusal_of(identity, request, maximum, None)
+    if refusal is not None:
+        raise refusal
+    if not confirm(request):
+        money = format_minor(request.amount, request.currency)
+        raise Declined(
+            f"you declined to pay {money} of bill {request.bill_id}", code="refused_by_member"
+        )
+
+
+def refusal_of(
     identity: Identity,
     request: SplitRequestRecord,
     maximum: int | None,
     expected_bill: str | None,
-) -> None:
+) -> Declined | None:
+    """Why this member will not pay ``request`` (None: it may be paid)."""
     money = format_minor(request.amount, request.currency)
-    refusal: tuple[str, str] | None = None
     if expected_bill is not None and request.bill_id != expected_bill:
-        refusal = ("another_bill", f"this is bill {request.bill_id}, not {expected_bill}")
-    elif request.currency != identity.currency:
-        refusal = ("currency_mismatch", f"the share is in {request.currency}")
-    elif request.expires_at <= datetime.now(UTC):
-        refusal = ("request_expired", f"the split request lapsed at {request.expires_at}")
-    elif not within_maximum(request.amount, maximum):
+        return Declined(f"this is bill {request.bill_id}, not {expected_bill}", code="another_bill")
+    if request.currency != identity.currency:
+        return Declined(f"the share is in {request.currency}", code="currency_mismatch")
+    if request.expires_at <= datetime.now(UTC):
+        message = f"the split request lapsed at {request.expires_at}"
+        return Declined(message, code="request_expired")
+    if not within_maximum(request.amount, maximum):
         cap = format_minor(maximum or 0, request.currency)
-        refusal = ("over_maximum", f"the share {money} is over this member's maximum {cap}")
-    if refusal is not None:
-        exchange.refuse(channel, *refusal, ref=request.bill_id)
-        raise Declined(refusal[1], code=refusal[0])
+        message = f"the share {money} is over this member's maximum {cap}"
+        return Declined(message, code="over_maximum")
+    return None
 
 
 def require_bill(home: TerminalHome, bill_id: str) -> Json:

@@ -144,3 +144,51 @@ def test_two_acr122us_hand_a_grant_over_through_a_sticker(cli: Cli) -> None:
     unbound = finish(cli.start("user", "user", "give", "--carrier", "tag", "--amount", "1,000",
                                "--timeout", "5", device=writer))  # fmt: skip
     assert unbound.status == 6 and "--to" in unbound.data["message"], unbound
+
+
+def test_two_acr122us_split_a_bill_through_a_sticker(cli: Cli) -> None:
+    """The bill's request and each member's share take turns on one NTAG215: every visit
+    checks what the sticker holds before it writes, so nobody overwrites a share."""
+    cli.init("col", "target")
+    card = ("--number", "4111111111111111", "--expiry", "12/39", "--limit", "300,000")
+    members = {name: cli.init(name, "user") for name in ("ann", "bob")}
+    for name in members:
+        assert cli.run(name, "user", "add-card", *card).status == 0
+    cli.use_virtual_readers("acr122u", "acr122u")
+    collector_reader, member_reader = cli.readers.devices()
+    assert cli.run("col", "field", "place", "ntag215", "--field", cli.readers.field).status == 0
+
+    def collect(*args: str):
+        return finish(cli.start("col", "group", "collect", "--carrier", "tag", *args,
+                                "--timeout", "5", device=collector_reader))  # fmt: skip
+
+    def join(name: str, *args: str, answers: str | None = None):
+        return finish(cli.start(name, "group", "join", "--carrier", "tag", *args, "--timeout",
+                                "5", device=member_reader, answers=answers))  # fmt: skip
+
+    blank = join("ann", "--yes")
+    assert blank.status != 0 and blank.data["error"] == "no_request", blank
+    first = collect("--total", "30,000", "--members", "2")
+    assert first.status == 0 and first.data["events"][0]["amount"] == 10_000, first
+    bill_id = first.data["bill"]["bill_id"]
+
+    ann = join("ann", "--yes")
+    assert ann.status == 0 and ann.data["bill_id"] == bill_id, ann
+    assert ann.data["collector_terminal"] == first.data["bill"]["collector_terminal"]
+    waiting = join("bob", "--yes")  # ann's share is on the sticker: bob must not overwrite it
+    assert waiting.status != 0 and waiting.data["error"] == "share_waiting", waiting
+
+    took = collect("--bill", bill_id)
+    assert took.status == 0 and took.data["events"][0]["member"] == members["ann"], took
+    not_yet = collect("--bill", bill_id)
+    assert not_yet.status != 0 and not_yet.data["events"][0]["code"] == "no_share_yet"
+
+    bob = join("bob", answers="y\n")  # asked with the sticker read, paid on its next visit
+    assert bob.status == 0, bob
+    assert "Pay 10,000 KRW of bill" in bob.stderr and "Joined bill" in bob.stderr, bob
+    done = collect("--bill", bill_id)
+    assert done.status == 0 and done.data["bill"]["status"] == "ready", done
+    joined = {slot["member"] for slot in done.data["bill"]["slots"]}
+    assert joined == set(members.values())
+    wiped = join("ann", "--yes")  # a complete bill leaves the sticker blank
+    assert wiped.status != 0 and wiped.data["error"] == "no_request", wiped
