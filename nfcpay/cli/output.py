@@ -55,6 +55,9 @@ class CliContext:
     verbose: int
     #: ``--carrier`` of the running tap command: auto, llcp, tt3 or tag.
     carrier: str = "auto"
+    #: ``--trace FILE`` of the running NFC command, and ``--trace-secrets``.
+    trace: Path | None = None
+    trace_secrets: bool = False
 
     @classmethod
     def create(

@@ -8,6 +8,7 @@ import click
 
 from nfcpay import errors
 from nfcpay.cli.output import EXIT_NFC, CliContext, table
+from nfcpay.cli.terminal import trace_options
 
 
 @click.command()
@@ -134,6 +135,7 @@ def doctor(obj: CliContext) -> None:
 )
 @click.option("--timeout", type=click.FloatRange(min=0.5), default=15.0, show_default=True,
               help="Seconds to wait for each tap.")  # fmt: skip
+@trace_options
 @click.pass_obj
 def selftest(obj: CliContext, other: str | None, timeout: float) -> None:
     """First time at a real counter: check your readers work together, and how fast.
@@ -142,18 +144,21 @@ def selftest(obj: CliContext, other: str | None, timeout: float) -> None:
     nfcpay --device usb:054c:06c1 selftest --other usb:072f:2200   two readers, held together
     nfcpay --device usb:072f:2200 selftest                         one reader and a tag
 
-    Each step prints its time, and the fix for any problem. No server is needed.
+    Each step prints its time, and the fix for any problem. No server is needed. With
+    --trace FILE, the frames of --device go to FILE and those of --other to FILE-other.
     """
-    from nfcpay.cli.terminal import quiet_nfcpy
+    from nfcpay.cli.terminal import quiet_nfcpy, traced
     from nfcpay.transport import open_reader, selftest
 
     quiet_nfcpy(obj)
     with open_reader(obj.device) as first:
+        traced(obj, first)
         obj.status(f"Reader: {first.describe()}")
         if other is None:
             report = selftest.one_reader(first, timeout=timeout, on_wait=obj.status)
         else:
             with open_reader(other) as second:
+                traced(obj, second, suffix="-other")
                 obj.status(f"Other reader: {second.describe()}")
                 obj.status("Hold the two readers together (antennas facing, 1-2 cm apart).")
                 report = selftest.two_readers(first, second, timeout=timeout)

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -72,14 +73,63 @@ def grant_lines(header: str, rights: dict[str, Any], *, currency: str, remaining
 TAP_CARRIERS = ("auto", "llcp", "tt3", "tag")
 
 
-def _remember_carrier(ctx: click.Context, _: click.Parameter, value: str) -> str:
-    ctx.obj.carrier = value
-    return value
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def remember(ctx: click.Context, _: click.Parameter, value: Any) -> Any:
+        setattr(ctx.obj, name, value)
+        return value
+
+    return remember
+
+
+def trace_options(command: F) -> F:
+    """``--trace FILE`` and ``--trace-secrets`` for every command that opens a reader (read
+    from ``obj`` by :func:`traced`)."""
+    command = click.option(
+        "--trace-secrets",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember("trace_secrets"),
+        help="Keep usage-auth values and signatures in the --trace file (never send it on).",
+    )(command)
+    return click.option(
+        "--trace",
+        type=click.Path(dir_okay=False, writable=True, path_type=Path),
+        expose_value=False,
+        callback=_remember("trace"),
+        help="Record every frame between nfcpy's driver and the reader chip, with timestamps, "
+        "to this file (JSON Lines; usage-auth values and signatures are masked). Send it "
+        "with a bug report: it replays against the emulated chip.",
+    )(command)
+
+
+def traced(obj: CliContext, reader: Any, *, suffix: str = "") -> None:
+    """Start ``--trace`` on an opened reader (a second reader's file gets ``suffix``)."""
+    if obj.trace is None:
+        return
+    from nfcpay.records.message import secrets_in
+    from nfcpay.transport.trace import TraceRecorder
+
+    path = obj.trace.with_stem(obj.trace.stem + suffix) if suffix else obj.trace
+    recorder = TraceRecorder(path, keep_secrets=obj.trace_secrets, secrets_of=secrets_in)
+    recorder.attach(
+        reader.clf,
+        device=reader.path,
+        profile=reader.profile.id,
+        tags=reader.field_tags(),
+    )
+    reader.recorder = recorder
+    if obj.trace_secrets:  # said even with --json: it is about a file on disk
+        click.echo(
+            f"Warning: {path} will hold usage-auth values and signatures in clear; "
+            "anyone with the file can see them. Do not send it on.",
+            err=True,
+        )
 
 
 def tap_options(command: F) -> F:
-    """``--timeout``, ``--listen/--poll`` and ``--carrier`` for every command that waits for
-    or makes a tap (``--carrier`` is read from ``obj.carrier`` by :func:`reader_of`)."""
+    """``--timeout``, ``--listen/--poll``, ``--carrier`` and ``--trace`` for every command
+    that waits for or makes a tap (read from ``obj`` by :func:`reader_of`)."""
+    command = trace_options(command)
     command = click.option(
         "--timeout",
         type=click.FloatRange(min=0.1),
@@ -93,11 +143,11 @@ def tap_options(command: F) -> F:
         default="auto",
         show_default=True,
         expose_value=False,
-        callback=_remember_carrier,
+        callback=_remember("carrier"),
         help="How the two readers talk: llcp (peer to peer), tt3 (one reader plays a FeliCa "
-        "card, for flaky peer-to-peer links such as the ACR122U's), tag (a grant written to "
-        "an NFC sticker, for two readers that can only poll: `user give --to` and `target "
-        "receive`), auto (what this reader's profile prefers).",
+        "card, for flaky peer-to-peer links such as the ACR122U's), tag (an NFC sticker "
+        "passed between two readers that can only poll: `user give --to` / `target receive`, "
+        "`group collect` / `group join`), auto (what this reader's profile prefers).",
     )(command)
     return click.option(
         "--listen/--poll",
@@ -117,13 +167,14 @@ def quiet_nfcpy(obj: CliContext) -> None:
 def reader_of(obj: CliContext, listen: bool | None, *, tag_ok: bool = False) -> Iterator[Any]:
     """Open the --device reader (imports nfcpy only now), set to this tap's --carrier.
 
-    ``tag_ok``: the command hands over through a tag when ``--carrier tag`` (a one-way
-    hand-off); every other command needs a live link and refuses it.
+    ``tag_ok``: the command hands over through a sticker when ``--carrier tag`` (giving a
+    grant, joining a bill); paying and charging need a live link and refuse it.
     """
     if obj.carrier == "tag" and not tag_ok:
         raise click.UsageError(
-            "--carrier tag hands a grant over one way (`user give --to`, `target receive`); "
-            "this command needs an answer within the tap: use llcp or tt3"
+            "--carrier tag passes a grant on a sticker (`user give --to` / `target receive`, "
+            "`group collect` / `group join`); this command needs an answer within the tap: "
+            "use llcp or tt3"
         )
     from nfcpay.transport.reader import open_reader
     from nfcpay.transport.roles import Mode
@@ -135,6 +186,7 @@ def reader_of(obj: CliContext, listen: bool | None, *, tag_ok: bool = False) -> 
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     with reader:
+        traced(obj, reader)
         if mode == "auto" and not (reader.profile.can_listen or reader.profile.can_emulate_tt3):
             reader.mode = "poll"
         if obj.carrier in ("llcp", "tt3"):

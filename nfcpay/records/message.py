@@ -14,7 +14,8 @@ from typing import TypeVar, overload
 import ndef
 
 from nfcpay.errors import DecodeError, EncodeError
-from nfcpay.records.base import NfcpayRecord
+from nfcpay.records.base import NfcpayRecord, WireStruct
+from nfcpay.records.fields import specs_of
 
 #: Largest NDEF message accepted or produced (bytes). A means with 8 grants is ~1 kB.
 MAX_MESSAGE_SIZE = 4096
@@ -100,3 +101,26 @@ def _check_canonical(octets: bytes, canonical: bytes) -> None:
 def _names(expect: type[NfcpayRecord] | tuple[type[NfcpayRecord], ...]) -> str:
     classes = expect if isinstance(expect, tuple) else (expect,)
     return " or ".join(cls.type_name for cls in classes)
+
+
+def secrets_in(octets: bytes) -> list[bytes]:
+    """The secret field values (usage-auth, signatures) of an NDEF message, nested ones
+    included, for a trace to redact; [] for a message that does not decode."""
+    try:
+        records = decode_message(octets)
+    except (DecodeError, ValueError):
+        return []
+    found: list[bytes] = []
+    for record in records:
+        _collect_secrets(record, found)
+    return found
+
+
+def _collect_secrets(struct: WireStruct, found: list[bytes]) -> None:
+    for spec in specs_of(type(struct)):
+        value = getattr(struct, spec.name)
+        if spec.kind.secret and isinstance(value, bytes):
+            found.append(value)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, WireStruct):
+                _collect_secrets(item, found)

@@ -9,7 +9,8 @@ raises a :class:`~nfcpay.errors.TransportError` — never a partial message.
 from __future__ import annotations
 
 import abc
-from typing import Literal
+from collections.abc import Callable
+from typing import ClassVar, Literal
 
 from nfcpay.transport import faults, timing
 
@@ -22,9 +23,13 @@ class Channel(abc.ABC):
     #: "listen" (we were discovered) or "poll" (we discovered the peer)
     role: Literal["listen", "poll"]
 
+    #: Whether the link-drop test hook wraps this class (not a wrapper of another channel).
+    carries_frames: ClassVar[bool] = True
+
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        faults.instrument(cls)  # a no-op unless the NFCPAY_FAULT_LINK_DROP test hook is set
+        if cls.carries_frames:
+            faults.instrument(cls)  # a no-op unless the NFCPAY_FAULT_LINK_DROP test hook is set
 
     @abc.abstractmethod
     def send(self, message: bytes, timeout: float = timing.SEND_TIMEOUT) -> None:
@@ -36,3 +41,25 @@ class Channel(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} carrier={self.carrier} role={self.role}>"
+
+
+class ObservedChannel(Channel):
+    """Another channel whose messages, both ways, are shown to ``observe`` first (how a
+    ``--trace`` learns the secrets it must redact)."""
+
+    carries_frames = False
+
+    def __init__(self, inner: Channel, observe: Callable[[bytes], None]) -> None:
+        self.inner = inner
+        self.carrier = inner.carrier
+        self.role = inner.role
+        self._observe = observe
+
+    def send(self, message: bytes, timeout: float = timing.SEND_TIMEOUT) -> None:
+        self._observe(message)
+        self.inner.send(message, timeout)
+
+    def receive(self, timeout: float) -> bytes:
+        message = self.inner.receive(timeout)
+        self._observe(message)
+        return message

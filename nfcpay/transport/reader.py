@@ -12,10 +12,11 @@ import nfc
 
 from nfcpay import errors
 from nfcpay.transport import nfcpy
-from nfcpay.transport.channel import Channel
+from nfcpay.transport.channel import Channel, ObservedChannel
 from nfcpay.transport.device import LOOPBACK_HOST, DeviceSpec, parse_device
 from nfcpay.transport.profiles import FirmwareProfile, match_profile, profile_by_name
 from nfcpay.transport.roles import MODES, Carrier, Mode, TapPlan, plan_tap, role_error
+from nfcpay.transport.trace import TraceRecorder
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,21 @@ class Reader:
         self.mode = mode
         #: The carrier a tap uses when it names none ("auto": the profile's preference).
         self.carrier: Carrier = "auto"
+        #: Set by ``--trace``: told every NDEF message, so that it can redact its secrets.
+        self.recorder: TraceRecorder | None = None
+
+    def field_tags(self) -> list[dict[str, str]]:
+        """The virtual tags in a virtual reader's field (kind, memory); [] for others."""
+        if self.spec.kind != "virtual":
+            return []
+        from nfcpay.transport.virtual.readers import tags_in
+
+        return tags_in(str(self.spec.field))
+
+    def observe_message(self, octets: bytes) -> None:
+        """An NDEF message this reader carried (either way), for the trace, if any."""
+        if self.recorder is not None:
+            self.recorder.observe_message(octets)
 
     @property
     def path(self) -> str:
@@ -79,7 +95,9 @@ class Reader:
                 channel = stack.enter_context(self._open_carrier(plan, service, offer, deadline))
             except errors.UnsupportedByReader as exc:
                 raise role_error(self.profile, plan.carrier, plan.role, str(exc)) from exc
-            yield channel
+            yield (
+                channel if self.recorder is None else ObservedChannel(channel, self.observe_message)
+            )
 
     def _open_carrier(
         self, plan: TapPlan, service: str, offer: bool, deadline: float | None
@@ -104,7 +122,11 @@ class Reader:
         )
 
     def close(self) -> None:
-        self.clf.close()
+        try:
+            self.clf.close()
+        finally:
+            if self.recorder is not None:
+                self.recorder.close()
 
     def __enter__(self) -> Reader:
         return self

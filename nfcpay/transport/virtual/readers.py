@@ -24,6 +24,7 @@ from nfcpay.transport.virtual.broker import (
     BrokerError,
     BrokerNotRunning,
     RemoteAntenna,
+    connect,
     open_antenna,
 )
 
@@ -76,3 +77,16 @@ def open_virtual(chip: str, field: str) -> VirtualFrontend:
         raise
     device._path = f"virtual:{chip}@{field}"
     return VirtualFrontend(device, antenna)
+
+
+def tags_in(field: str) -> list[dict[str, str]]:
+    """The virtual tags lying in ``field`` now, with their memory (what a trace of a virtual
+    run needs to be replayed): ``[{"kind": "ntag215", "memory": "04a1…"}, …]``."""
+    remote = connect(field, start=False)
+    try:
+        return [
+            {"kind": tag["kind"], "memory": remote.read_tag(tag["id"])["memory"].hex()}
+            for tag in remote.status()["tags"]
+        ]
+    finally:
+        remote.close()
