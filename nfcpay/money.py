@@ -98,7 +98,10 @@ def parse_amount(text: str, currency: str = DEFAULT_CURRENCY) -> Money:
     if len(parts) == 2:
         cleaned, code = parts
         if code.upper() != currency:
-            raise MoneyError(f"amount {text!r} is in {code.upper()}, expected {currency}")
+            raise MoneyError(
+                f"amount {text!r} is in {code.upper()}, but this works in {currency}: "
+                f"type the amount in {currency}"
+            )
     elif len(parts) != 1:
         raise MoneyError(f"cannot read amount {text!r}: expected e.g. 12000, 12,000 or 12.50")
     match = _AMOUNT_RE.match(cleaned)

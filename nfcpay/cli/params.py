@@ -62,8 +62,12 @@ class AmountType(click.ParamType):
         text = str(value)
         if len(text) > MAX_CHARS:
             self.fail(f"amount {text[:MAX_CHARS]!r}… is too long", param, ctx)
+        parts = text.split()
+        # Syntax only: against the currency the text names, else the most permissive
+        # exponent (KWD's three decimals); the terminal's currency is checked later.
+        named = parts[1].upper() if len(parts) == 2 else "KWD"
         try:
-            parse_amount(text, "KWD")  # the most permissive exponent: syntax check only
+            parse_amount(text, named)
         except MoneyError as exc:
             self.fail(exc.message, param, ctx)
         return text

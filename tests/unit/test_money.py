@@ -35,7 +35,7 @@ def test_parse_amount_accepts_what_people_type(text: str, currency: str, minor: 
         ("1e3", "KRW", "cannot read"),
         ("", "KRW", "cannot read"),
         ("1,00", "KRW", "cannot read"),
-        ("12 EUR", "USD", "expected USD"),
+        ("12 EUR", "USD", "in EUR, but this works in USD"),
         ("1 2 3", "KRW", "cannot read"),
         ("5", "XXX", "unknown currency"),
         ("9" * 5000, "KRW", "5000 characters long"),

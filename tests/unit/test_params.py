@@ -49,3 +49,14 @@ def test_param_types_give_click_usage_errors() -> None:
     assert bad.exit_code == 2 and "cannot read amount" in bad.output
     bad = runner.invoke(command, ["--expires", "soon"])
     assert bad.exit_code == 2 and "cannot read duration" in bad.output
+
+
+def test_an_amount_in_another_currency_is_read_in_that_currency_then_refused_plainly() -> None:
+    from nfcpay.cli.terminal import amount_in
+
+    assert AMOUNT.convert("12.50 USD", None, None) == "12.50 USD"  # USD's syntax: accepted
+    with pytest.raises(click.BadParameter, match="USD has 2 decimal places"):
+        AMOUNT.convert("12.505 USD", None, None)
+    with pytest.raises(click.UsageError, match="is in USD, but this works in KRW"):
+        amount_in("12.50 USD", "KRW")
+    assert amount_in("12,000 krw", "KRW").minor == 12_000
