@@ -44,7 +44,7 @@ def group() -> None:
 
 
 def _plan(total: int, share: int | None, shares: list[int] | None, members: int | None) -> Any:
-    from nfcpay.group import split
+    from nfcpay import split
 
     try:
         if shares is not None:
@@ -107,9 +107,9 @@ def collect(
     member wrote on it and leaves the request for the next share (or wipes it when the bill
     is complete). Run it again with --bill for each visit.
     """
-    from nfcpay.group import bill as bills
-    from nfcpay.group.flows import collect as collect_taps
-    from nfcpay.group.flows import require_bill
+    from nfcpay.terminals import bill as bills
+    from nfcpay.terminals.collector import collect as collect_taps
+    from nfcpay.terminals.collector import require_bill
 
     home, identity = home_of(obj, "target")
     if bill_id is not None:
@@ -138,7 +138,7 @@ def collect(
         )
     gather = collect_taps
     if obj.carrier == "tag":
-        from nfcpay.group.sticker import collect_visit as gather
+        from nfcpay.terminals.bill_sticker import collect_visit as gather
     with reader_of(obj, listen, tag_ok=True) as reader, LiveStatus(obj) as live:
         result = gather(home, reader, bill["bill_id"], timeout=timeout, status=live)
     obj.emit(result.to_json(), lambda: _show_bill(result.bill, result.events))
@@ -179,8 +179,8 @@ def join(
     With --carrier tag, hold the collector's sticker instead: your share replaces the
     request on it (asked first, the sticker is read once, then held again to pay).
     """
-    from nfcpay.group.flows import join as join_bill
     from nfcpay.records import SplitRequestRecord
+    from nfcpay.terminals.member import join as join_bill
 
     home, identity = home_of(obj, "user")
     cap = amount_in(maximum, identity.currency).minor if maximum else None
@@ -194,7 +194,7 @@ def join(
         )
 
     if obj.carrier == "tag":
-        from nfcpay.group.sticker import join_by_sticker as join_bill
+        from nfcpay.terminals.bill_sticker import join_by_sticker as join_bill
     with (
         client_of(obj, home) as client,
         reader_of(obj, listen, tag_ok=True) as reader,
@@ -228,7 +228,7 @@ def join(
 @click.pass_obj
 def status(obj: CliContext, bill_id: str, offline: bool) -> None:
     """Who has joined a bill, what is still missing, and whether it is paid."""
-    from nfcpay.group.flows import require_bill
+    from nfcpay.terminals.collector import require_bill
     from nfcpay.terminals.target import refresh
 
     home, _ = home_of(obj, "target")
@@ -252,8 +252,8 @@ def status(obj: CliContext, bill_id: str, offline: bool) -> None:
 def drop(obj: CliContext, bill_id: str, member: str) -> None:
     """Drop MEMBER (a terminal id) from a bill: their share is open again for someone else
     (`group collect --bill BILL_ID`) or for your own source in remainder mode."""
-    from nfcpay.group import bill as bills
-    from nfcpay.group.flows import require_bill
+    from nfcpay.terminals import bill as bills
+    from nfcpay.terminals.collector import require_bill
 
     home, _ = home_of(obj, "target")
     bill = require_bill(home, bill_id)
@@ -267,7 +267,7 @@ def drop(obj: CliContext, bill_id: str, member: str) -> None:
 
 
 def _show_bill(bill: dict[str, Any], events: list[dict[str, Any]]) -> None:
-    from nfcpay.group import bill as bills
+    from nfcpay.terminals import bill as bills
 
     currency = bill["currency"]
     for event in events:

@@ -9,6 +9,8 @@ service    waits (listens)     conversation
 ``give``   user terminal       target: hello → user: grant → target: ack
 ``pay``    merchant terminal   target: hello → merchant: challenge → target: means →
                                merchant: result
+``split``  collector (target)  member: hello → collector: split request →
+                               member: grant (or a refusal) → collector: ack
 =========  ==================  ======================================================
 
 Either side may answer with a refusing :class:`~nfcpay.records.AckRecord` instead of the
@@ -34,6 +36,7 @@ from nfcpay.transport.reader import Reader
 
 GIVE_SERVICE = "give"
 PAY_SERVICE = "pay"
+SPLIT_SERVICE = "split"
 #: How long a side waits for the peer's next message inside one tap.
 REPLY_TIMEOUT = 5.0
 #: How long the target waits for the merchant's result: the merchant asks the server

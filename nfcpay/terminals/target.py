@@ -26,7 +26,6 @@ from typing import Any
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
 from nfcpay.errors import Declined, LinkLost, TransportError
-from nfcpay.group import bill as group_bill
 from nfcpay.money import format_minor
 from nfcpay.records import (
     AckRecord,
@@ -38,6 +37,7 @@ from nfcpay.records import (
     decode_one,
 )
 from nfcpay.records.means import SplitMode
+from nfcpay.terminals import bill as group_bill
 from nfcpay.terminals import exchange
 from nfcpay.terminals.exchange import Status, quiet
 from nfcpay.terminals.home import Identity, TerminalHome
@@ -150,7 +150,7 @@ def pay(
     With ``grant_ids`` exactly those grants are presented (the server decides); otherwise
     the held grants that fit the challenge are chosen here. With ``bill_id`` the group
     bill collected here is paid: every member's grant with its share, and the rest of the
-    bill from ``own_source_id`` (see :func:`nfcpay.group.bill.means_plan`).
+    bill from ``own_source_id`` (see :func:`nfcpay.terminals.bill.means_plan`).
     """
     identity = home.require_role("target")
     with exchange.tap(

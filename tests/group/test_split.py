@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nfcpay.errors import MoneyError
-from nfcpay.group.split import (
+from nfcpay.split import (
     MAX_MEMBERS,
     Split,
     capped_split,
@@ -85,6 +85,6 @@ def test_capped_split_respects_every_maximum(total: int, maximums: list[int | No
 def test_doctests() -> None:
     import doctest
 
-    import nfcpay.group.split as module
+    import nfcpay.split as module
 
     assert doctest.testmod(module).failed == 0

@@ -32,9 +32,9 @@ from typing import Any, TypeVar
 import pytest
 
 from nfcpay import crypto
-from nfcpay.group import bill as bills
-from nfcpay.group.split import plan_explicit
 from nfcpay.records import GrantRecord
+from nfcpay.split import plan_explicit
+from nfcpay.terminals import bill as bills
 from nfcpay.terminals.account import connect, init_terminal
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.merchant import receipts as merchant_receipts

@@ -26,21 +26,13 @@ import time
 
 from nfcpay.client import PaymentClient
 from nfcpay.errors import Declined, DecodeError, TransportError
-from nfcpay.group import bill as bills
-from nfcpay.group.flows import (
-    Collected,
-    Confirm,
-    Joined,
-    Json,
-    agree,
-    issue_share,
-    refusal_of,
-    share_grant,
-)
 from nfcpay.money import format_minor
 from nfcpay.records import GrantRecord, SplitRequestRecord, decode_one, encode_message
+from nfcpay.terminals import bill as bills
+from nfcpay.terminals.collector import Collected, Json
 from nfcpay.terminals.exchange import Status, quiet
 from nfcpay.terminals.home import TerminalHome
+from nfcpay.terminals.member import Confirm, Joined, agree, issue_share, refusal_of, share_grant
 from nfcpay.terminals.target import held_entry
 from nfcpay.terminals.user import grant_record
 from nfcpay.transport.reader import Reader

@@ -21,9 +21,9 @@ from typing import Any
 
 from nfcpay import crypto
 from nfcpay.errors import ConfigError, Declined
-from nfcpay.group.split import Split
 from nfcpay.money import format_minor
 from nfcpay.records import ChallengeRecord, GrantRecord, SplitRequestRecord
+from nfcpay.split import Split
 from nfcpay.terminals.home import Identity, TerminalHome
 
 Json = dict[str, Any]
