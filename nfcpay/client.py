@@ -12,9 +12,9 @@ written. Retries back off with jitter (at least the server's ``Retry-After``), a
 ``max_retries``, and are signed afresh (new timestamp and nonce).
 
 TLS: an ``https://`` server is verified against the system CAs, or against ``verify`` (a CA
-file path, an ``ssl.SSLContext``) — by default the CA file named by ``$NFCPAY_CA`` (the
-``nfcpay --ca`` option). A failed verification is an :class:`ApiError` with code
-``certificate_verify_failed`` and is never retried.
+file path, an ``ssl.SSLContext``; the CLI passes ``nfcpay --ca``/``NFCPAY_CA`` here). A
+failed verification is an :class:`ApiError` with code ``certificate_verify_failed`` and is
+never retried.
 
 Every method returns the server's JSON as plain ``dict``/``list`` values, exactly the shapes of
 the API contract; list endpoints return the list itself. Failures raise
@@ -27,7 +27,6 @@ A *declined* payment is not an error: ``authorize_payment`` returns it with
 from __future__ import annotations
 
 import json
-import os
 import random
 import secrets
 import socket
@@ -51,8 +50,6 @@ DEFAULT_MAX_RETRIES = 3
 _BACKOFF_BASE_S = 0.1
 _BACKOFF_MAX_S = 2.0
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-#: The environment variable naming a CA file for verifying the server (``nfcpay --ca``).
-CA_ENV = "NFCPAY_CA"
 
 Json = dict[str, Any]
 
@@ -392,7 +389,7 @@ class PaymentClient:
                 raise ApiError(
                     f"TLS certificate verification failed for {self.base_url}: "
                     f"{_certificate_failure(exc)}. Pass the server's CA file with --ca FILE "
-                    f"(env {CA_ENV}) or PaymentClient(verify=...)",
+                    "(env NFCPAY_CA) or PaymentClient(verify=...)",
                     code="certificate_verify_failed",
                     retryable=False,
                 ) from exc
@@ -443,10 +440,10 @@ def _default_transport(verify: str | Path | ssl.SSLContext | None = None) -> htt
 
 def tls_context(verify: str | Path | ssl.SSLContext | None = None) -> ssl.SSLContext:
     """The context that verifies the server: ``verify`` (a CA file or a context), else the
-    CA file in ``$NFCPAY_CA``, else the system's trusted CAs."""
+    system's trusted CAs. (``nfcpay --ca``/``NFCPAY_CA`` reach here as ``verify``.)"""
     if isinstance(verify, ssl.SSLContext):
         return verify
-    cafile = verify or os.environ.get(CA_ENV) or None
+    cafile = verify or None
     try:
         return ssl.create_default_context(cafile=str(cafile) if cafile else None)
     except (OSError, ssl.SSLError) as exc:

@@ -102,12 +102,25 @@ def cli(
 
     Run `nfcpay demo` to see the whole story on this machine with no reader.
     """
+    _fault_hook_from_environment()
     ctx.obj = CliContext.create(
-        home=home, server_url=server_url, device=device, as_json=as_json, verbose=verbose
+        home=home,
+        server_url=server_url,
+        device=device,
+        as_json=as_json,
+        verbose=verbose,
+        ca=ca.resolve() if ca is not None else None,
     )
-    if ca is not None:
-        # Every PaymentClient made in this process (and its children, e.g. `demo`) reads it.
-        os.environ["NFCPAY_CA"] = str(ca.resolve())
+
+
+def _fault_hook_from_environment() -> None:
+    """The crash-safety tests start terminals with ``NFCPAY_FAULT_LINK_DROP=send:N|recv:N``
+    (see :mod:`nfcpay.transport.faults`); a malformed value stops the command."""
+    from nfcpay.transport import faults
+
+    drop = faults.parse(os.environ.get(faults.ENV, ""))
+    if drop is not None:
+        faults.enable(drop)
 
 
 def main() -> None:

@@ -53,6 +53,8 @@ class CliContext:
     device: str | None
     as_json: bool
     verbose: int
+    #: ``--ca``: the CA file that verifies an https:// server (None: the system's CAs).
+    ca: Path | None = None
     #: ``--carrier`` of the running tap command: auto, llcp, tt3 or tag.
     carrier: str = "auto"
     #: ``--trace FILE`` of the running NFC command, and ``--trace-secrets``.
@@ -68,11 +70,12 @@ class CliContext:
         device: str | None,
         as_json: bool,
         verbose: int,
+        ca: Path | None = None,
     ) -> CliContext:
         level = logging.WARNING - 10 * min(verbose, 2)
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
         resolved_home = home or Path(os.environ.get("NFCPAY_HOME") or Path.home() / ".nfcpay")
-        return cls(resolved_home, server_url, device, as_json, verbose)
+        return cls(resolved_home, server_url, device, as_json, verbose, ca)
 
     def emit(self, data: Mapping[str, Any], human: str | Callable[[], None]) -> None:
         """Print ``data`` as one JSON document with --json, else the human form."""

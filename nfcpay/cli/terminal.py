@@ -35,7 +35,7 @@ def home_of(obj: CliContext, *roles: str) -> tuple[TerminalHome, Identity]:
 def client_of(obj: CliContext, home: TerminalHome) -> PaymentClient:
     from nfcpay.terminals.account import connect
 
-    return connect(home, obj.server_url)
+    return connect(home, obj.server_url, verify=obj.ca)
 
 
 def amount_in(text: str, currency: str) -> Money:
@@ -292,6 +292,7 @@ def init(
         server_url=obj.server_url,
         currency=currency.upper(),
         merchant=merchant,
+        verify=obj.ca,
     )
     data = {"ok": True, "home": str(obj.home), **vars(identity)}
     data["key_fingerprint"] = answer.get("public_key_fingerprint")

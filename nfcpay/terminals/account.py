@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,10 +23,12 @@ def init_terminal(
     currency: str = DEFAULT_CURRENCY,
     merchant: Mapping[str, str] | None = None,
     transport: httpx.BaseTransport | None = None,
+    verify: Path | None = None,
 ) -> tuple[Identity, dict[str, Any]]:
     """Create this terminal's key, register it with the server and save its identity.
 
-    Returns the identity and the server's registration answer. The key is written before
+    ``verify``: the CA file for an https:// server (None: the system's CAs). Returns the
+    identity and the server's registration answer. The key is written before
     registering, the identity only after the server accepted it: a failed registration
     leaves a home that ``init`` may simply be run on again.
     """
@@ -36,7 +39,13 @@ def init_terminal(
     check_currency(currency)
     key = home.create_key()
     client, answer = PaymentClient.register_terminal(
-        server_url, key, role=role, label=label, merchant=merchant, transport=transport
+        server_url,
+        key,
+        role=role,
+        label=label,
+        merchant=merchant,
+        transport=transport,
+        verify=verify,
     )
     client.close()
     identity = Identity(
@@ -57,10 +66,12 @@ def connect(
     *,
     transport: httpx.BaseTransport | None = None,
     timeout: float | None = None,
+    verify: Path | None = None,
 ) -> PaymentClient:
-    """A signed client for this terminal (``server_url`` overrides the one saved at init)."""
+    """A signed client for this terminal (``server_url`` overrides the one saved at init;
+    ``verify`` is the CA file for an https:// server)."""
     identity = home.identity()
-    options: dict[str, Any] = {"transport": transport}
+    options: dict[str, Any] = {"transport": transport, "verify": verify}
     if timeout is not None:
         options["timeout"] = timeout
     return PaymentClient(
