@@ -29,7 +29,7 @@ class Channel(abc.ABC):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if cls.carries_frames:
-            faults.instrument(cls)  # a no-op unless the NFCPAY_FAULT_LINK_DROP test hook is set
+            faults.instrument(cls)  # a no-op unless a test harness enabled the link-drop hook
 
     @abc.abstractmethod
     def send(self, message: bytes, timeout: float = timing.SEND_TIMEOUT) -> None:

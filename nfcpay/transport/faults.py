@@ -1,9 +1,9 @@
 """Test hook: drop the NFC link abruptly at a chosen message of this process.
 
-Enabled ONLY by the environment variable ``NFCPAY_FAULT_LINK_DROP``, read once when this
-module is imported. Unset (the normal case) nothing is installed and channels run their own
-``send``/``receive`` untouched. Meant for crash-safety tests (``tests/hardening``), never
-for production use::
+Off unless a harness switches it on with :func:`enable`: the ``nfcpay`` command does when
+the environment variable ``NFCPAY_FAULT_LINK_DROP`` is set (the CLI reads it at start-up).
+Off (the normal case) nothing is installed and channels run their own ``send``/``receive``
+untouched. Meant for crash-safety tests (``tests/hardening``), never for production use::
 
     NFCPAY_FAULT_LINK_DROP=send:3   # just before this process sends its 3rd message
     NFCPAY_FAULT_LINK_DROP=recv:2   # just after this process has received its 2nd message
@@ -17,13 +17,13 @@ call raises :class:`~nfcpay.errors.LinkLost`. For ``recv:N`` the message did arr
 peer saw it delivered) but is discarded unread. The reader works again at the next tap.
 
 A malformed value is a :class:`~nfcpay.errors.ConfigError` naming the variable and the
-accepted form, raised at import so a mistyped test fails loudly instead of running unfaulted.
+accepted form, raised at start-up so a mistyped test fails loudly instead of running
+unfaulted.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import re
 import threading
 import time
@@ -90,17 +90,29 @@ class _Failpoint:
         )
 
 
-def _from_environ() -> _Failpoint | None:
-    drop = parse(os.environ.get(ENV, ""))
-    return None if drop is None else _Failpoint(drop)
+_failpoint: _Failpoint | None = None
 
 
-_FAILPOINT = _from_environ()
+def enable(drop: LinkDrop) -> None:
+    """Switch the hook on for the rest of this process: every Channel class, those defined
+    already and those still to come, counts its messages and drops the link at ``drop``."""
+    global _failpoint
+    if _failpoint is not None:
+        raise RuntimeError(f"the link-drop hook is on already ({_failpoint.drop})")
+    _failpoint = _Failpoint(drop)
+    from nfcpay.transport.channel import Channel
+
+    pending = list(Channel.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        if cls.carries_frames:
+            instrument(cls)
 
 
 def instrument(cls: type[Any]) -> None:
     """Wrap the ``send``/``receive`` a Channel subclass defines (no-op unless enabled)."""
-    failpoint = _FAILPOINT
+    failpoint = _failpoint
     if failpoint is None:
         return
     _silence_reader_on(failpoint)

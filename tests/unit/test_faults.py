@@ -1,4 +1,4 @@
-"""The NFCPAY_FAULT_LINK_DROP test hook: parsing, off unless set, and when it fires."""
+"""The NFCPAY_FAULT_LINK_DROP test hook: parsing, off unless enabled, and when it fires."""
 
 from __future__ import annotations
 
@@ -46,18 +46,17 @@ def test_link_drop_prints_as_it_is_written() -> None:
     assert str(LinkDrop("recv", 2)) == "recv:2"
 
 
-def test_unset_installs_nothing() -> None:
-    """Zero cost: without the variable channels keep their own methods and nfcpy is untouched."""
-    assert os.environ.get(ENV) is None
+def test_off_installs_nothing() -> None:
+    """Zero cost: not enabled, channels keep their own methods and nfcpy is untouched."""
     from nfcpay.transport.llcp import LlcpChannel
 
-    assert faults._FAILPOINT is None
+    assert faults._failpoint is None
     assert LlcpChannel.send.__module__ == "nfcpay.transport.llcp"
     assert LlcpChannel.receive.__module__ == "nfcpay.transport.llcp"
 
 
 def test_a_malformed_value_stops_a_command_with_a_config_error() -> None:
-    """Read once at import: a mistyped fault ends the command (exit 6), not a silent run."""
+    """Read at the command's start: a mistyped fault ends it (exit 6), not a silent run."""
     done = subprocess.run(
         [sys.executable, "-m", "nfcpay", "--json", "--device", "loopback:1", "readers"],
         capture_output=True, text=True, timeout=60, check=False,
@@ -71,6 +70,7 @@ _PROBE = """
 import json, sys
 import nfc.clf
 from nfcpay.errors import LinkLost
+from nfcpay.transport import faults
 from nfcpay.transport.channel import Channel
 
 class Probe(Channel):
@@ -93,8 +93,9 @@ def silent():
         return False  # the real exchange ran (no device): not silenced
     return False
 
+faults.enable(faults.parse(sys.argv[1]))  # what the CLI does when the variable is set
 channel, events = Probe(), []
-for step in sys.argv[1:]:
+for step in sys.argv[2:]:
     if step == "tap":  # a new tap begins: the reader polls again
         try:
             object.__new__(nfc.clf.ContactlessFrontend).sense()
@@ -113,9 +114,8 @@ print(json.dumps({"events": events, "log": channel.log}))
 
 def probe(fault: str, *steps: str) -> dict[str, list]:
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *steps],
+        [sys.executable, "-c", _PROBE, fault, *steps],
         capture_output=True, text=True, timeout=60, check=True,
-        env={**os.environ, ENV: fault},
     )  # fmt: skip
     return dict(json.loads(done.stdout))
 
