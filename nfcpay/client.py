@@ -1,8 +1,9 @@
 """The HTTP client terminals use to reach the payment server.
 
-Every request is signed with the terminal's Ed25519 key (see /work/notes/API.md,
-"Authentication"); payments and refunds carry an ``Idempotency-Key`` (generated when the
-caller gives none) so a retry can never charge twice.
+Every request is signed with the terminal's Ed25519 key (the signed bytes are
+:func:`nfcpay.crypto.request_message`; the server checks them in :mod:`nfcpay.server.auth`);
+payments and refunds carry an ``Idempotency-Key`` (generated when the caller gives none) so a
+retry can never charge twice.
 
 Retry policy (only what is safe): a connection that could not be opened is retried for every
 call; a timeout, a 5xx, 429 or a 409 "in progress" only for idempotent calls (GET, PATCH,

@@ -9,7 +9,7 @@
     │   ├── DecodeError              bad bytes from the wire
     │   └── EncodeError              a value that cannot be put on the wire
     ├── ProfileError                 a broken firmware profile file
-    ├── TransportError               the NFC link (only transport/ raises these)
+    ├── TransportError               the NFC link (transport/ and the terminals' conversations)
     │   ├── ReaderNotFound
     │   ├── ReaderAccessDenied
     │   ├── UnsupportedByReader      e.g. listening on a poll-only ACR122U

@@ -84,7 +84,7 @@ EXCEPTION_HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
 }
 
 
-#: The error answers every signed operation may give (see /work/notes/API.md "Errors").
+#: The error answers every signed operation may give (the OpenAPI document lists them).
 _SIGNED_ERRORS = {
     "401": "Missing, bad, stale or replayed request signature (authentication_failed)",
     "403": "The calling terminal's role may not do this (forbidden)",

@@ -1,7 +1,8 @@
 """Request bodies of the HTTP API, validated by pydantic (a 422 names the offending field).
 
 Money is strict integers in minor units: ``12.5`` or ``"12"`` are refused, never rounded.
-Responses are plain dicts built by the services (see /work/notes/API.md for their shapes).
+Responses are plain dicts built by the services; the server's OpenAPI document
+(``GET /openapi.json``) shows every request and error shape.
 """
 
 from __future__ import annotations
