@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from nfcpay.cli.demo import TAP_TIMEOUT, Outcome, Stage, Step, Story, finish, krw
+from nfcpay.cli.demo.stage import TAP_TIMEOUT, Outcome, Stage, finish, krw
+from nfcpay.cli.demo.story import Step, Story
 
 SHARE = 20_000
 CARDS = (
