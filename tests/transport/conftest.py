@@ -94,19 +94,27 @@ def loop(port: int, as_profile: str | None = None) -> str:
     return f"loopback:{port}" + (f"?as={as_profile}" if as_profile else "")
 
 
-@pytest.fixture(params=["loopback", "virtual"])
+#: "virtual-pn533" runs: the emulated chip that plays a profile's part instead of its own.
+#: An SCL3711 (PN533) stands in for the RC-S380, the reader that listens, so the Type 3 tag
+#: mailbox is also emulated through the PN533's CIU (64-byte frames) and NFC-DEP runs on it.
+PN533_STANDS_IN = {"rcs380": "pn533"}
+
+
+@pytest.fixture(params=["loopback", "virtual", "virtual-pn533"])
 def reader(
     request: pytest.FixtureRequest, port: int, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[[str], str]]:
     """``reader(profile)``: the device string of a reader of that profile — the loopback
     port posing as it, or its emulated chip behind nfcpy's real driver, in a virtual field
-    of this test's own (peer processes inherit its directory)."""
+    of this test's own (peer processes inherit its directory); with "virtual-pn533", an
+    emulated PN533 plays the RC-S380 (:data:`PN533_STANDS_IN`)."""
     if request.param == "loopback":
         yield lambda profile: loop(port, profile)
         return
     runtime = Path(tempfile.mkdtemp(prefix="nft-"))  # short: a socket path's limit
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    yield lambda profile: f"virtual:{profile}@t"
+    chips = PN533_STANDS_IN if request.param == "virtual-pn533" else {}
+    yield lambda profile: f"virtual:{chips.get(profile, profile)}@t"
     from nfcpay.transport.virtual.broker import stop_field
 
     stop_field("t", directory=runtime / "nfcpay-fields")

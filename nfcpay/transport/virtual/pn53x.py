@@ -34,20 +34,50 @@ What the chip does, as nfcpy's drivers and upstream's driver tests expect it:
   (``CIU_Mode`` bit 6) set, the chip strips and adds the 106A ``F0`` start byte itself.
   The initiator's carrier going off releases the target: status 29h, which the driver
   turns into ``BrokenLinkError``.
+* **Type F target through the CIU** (nfcpy's ``listen_ttf``, Type 3 Tag emulation, which
+  cannot use TgInitAsTarget): the host loads 25 bytes into the FIFO for the
+  ``Configure`` command (NFC-A, then NFC-F parameters: IDm, PMm, system code) and starts
+  ``AutoColl``. Until the host writes the Idle command, the chip then listens at the bit
+  rate of ``CIU_RxMode`` only and answers SENSF_REQ by itself, through the same target
+  state as TgInitAsTarget (system code FFh bytes match any, request code 01h adds the
+  system code, any other adds nothing). The first other frame after a SENSF_REQ ends
+  AutoColl: it goes into the FIFO (``FIFOLevel`` counts it) with ``RxIRq`` and ``IdleIRq``
+  in ``CIU_CommIRq``, and the CIU is in Transceive. The CIU does not compare the IDm: the
+  driver does, and restarts AutoColl (which wants a new SENSF_REQ) for a frame that is
+  not for it. In Transceive, ``StartSend`` (``CIU_BitFraming`` bit 7) sends what the FIFO
+  holds as the answer to the frame last received (through :meth:`Antenna.answer`, with
+  the initiator's deadline); the next frame at that bit rate comes in with ``RxIRq``. A
+  received frame holds the receiver until the host answers it or flushes the FIFO. The
+  IRQ registers keep their bits until the host clears them (bit 7 of a write: set
+  instead); the chip latches what the receiver saw when the host next reads or writes
+  registers, so the initiator's carrier going off (``RfOffIRq`` in ``CIU_DivIRq``, the
+  driver's ``BrokenLinkError``) is lost if it falls before the host's next clear, as on
+  the chip. nfcpy's own loops give the timeouts: ``listen_ttf`` returns None after Idle,
+  a target waiting for a command raises ``TimeoutError``.
 * **Limits**: host frames of ``max_frame`` bytes (PN533 265, ACR122U 254) both ways —
   a longer command gets the error frame, a longer answer status 0Eh; every deadline the
-  chip keeps is multiplied by ``slack`` (``field.DEFAULT_SLACK``).
+  chip keeps is multiplied by ``slack`` (``field.DEFAULT_SLACK``). The CIU FIFO holds 64
+  bytes: whatever the host or the receiver puts in beyond that is lost and sets
+  ``BufferOvfl`` in ``CIU_Error`` (and ``ErrIRq``; ``FlushBuffer`` clears it), so a Type
+  F frame longer than 64 bytes (length byte included) never passes whole. A command that long
+  reaches the host as its first 64 bytes, whose length byte says more (nfcpy raises
+  ``TransmissionError``: "frame length byte error"); an answer that long goes out as its
+  first 64 bytes (the reader's Type 3 Tag code: "invalid response length"). Hence the
+  SCL3711 profile's ``[tag_emulation] max_frame = 64``. (nfcpy's driver writes 3 bytes
+  per FIFO byte into one WriteRegister, so it fails itself, before the chip, for an
+  answer over 83 bytes.)
 
 Not emulated, and why: passive-mode ``InJumpForDEP``/``InJumpForPSL`` (nfcpy's drivers
 only jump in active mode; the chip answers 27h), PSL inside the jump (nfcpy jumps at the
 bit rate it wants); Type B and Type 1 (Jewel) polling (``InListPassiveTarget`` answers "no
 target"; nfcpay uses neither) and with it ``InDataExchange``; automatic RATS
-(SetParameters bit 4, nfcpy clears it); the CIU's AutoColl/Transceive commands and its
-interrupt registers, which nfcpy's ``listen_ttf`` (Type 3 Tag emulation) and Type 1 Tag
-paths program directly — the registers hold what the host writes and the 64-byte FIFO
-counts its level, but no RF frame passes through it, so ``listen_ttf`` times out;
-commands nfcpy's drivers never send (GetGeneralStatus, TgGetData/TgSetData, InATR, InPSL,
-InRelease, …) get the error frame.
+(SetParameters bit 4, nfcpy clears it); of the CIU, whatever ``listen_ttf`` does not
+need: AutoColl at 106A or in active mode, the Transmit/Receive commands and the timer of
+nfcpy's Type 1 Tag path, the effect of any other register (it holds what the host
+writes), the interrupt bits nfcpy never reads (``TxIRq``, the FIFO alerts: upstream's
+driver tests read them as 0) and ``CIU_Error`` bits other than ``BufferOvfl`` (a field
+of whole frames sets none of them); commands nfcpy's drivers never send
+(GetGeneralStatus, TgGetData/TgSetData, InATR, InPSL, InRelease, …) get the error frame.
 """
 
 from __future__ import annotations
@@ -56,7 +86,6 @@ import logging
 import os
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -88,9 +117,18 @@ FORMAT_ERROR, NOT_IN_CONTEXT, RELEASED = 0x13, 0x27, 0x29
 
 # CIU registers the drivers read back or program.
 MODE, TX_MODE, RX_MODE, TX_CONTROL = 0x6301, 0x6302, 0x6303, 0x6304
-FIFO_DATA, FIFO_LEVEL = 0x6339, 0x633A
+COMMAND, COMM_IRQ, DIV_IRQ, ERROR = 0x6331, 0x6334, 0x6335, 0x6336
+FIFO_DATA, FIFO_LEVEL, BIT_FRAMING = 0x6339, 0x633A, 0x633D
 DETECT_SYNC, CRC_EN = 0x40, 0x80
 FIFO_SIZE = 64
+# CIU_Command commands; the Configure command takes 25 bytes from the FIFO: NFC-A
+# parameters (6), NFC-F parameters (IDm, PMm, system code: 18) and one more byte.
+CIU_IDLE, CIU_CONFIGURE, CIU_TRANSCEIVE, CIU_AUTOCOLL = 0x00, 0x01, 0x0C, 0x0D
+CONFIGURATION_SIZE = 25
+# CIU_CommIRq / CIU_DivIRq bits (bit 7 of a write: set the marked bits, else clear them),
+# CIU_Error's BufferOvfl, CIU_FIFOLevel's FlushBuffer and CIU_BitFraming's StartSend.
+IRQ_SET, RX_IRQ, IDLE_IRQ, ERR_IRQ, RF_OFF_IRQ = 0x80, 0x20, 0x10, 0x02, 0x01
+BUFFER_OVFL, FLUSH_BUFFER, START_SEND = 0x10, 0x80, 0x80
 EEPROM_BASE = 0xA000
 #: Register values after power-up that the drivers read before writing them.
 REGISTER_DEFAULTS = {MODE: 0x3B, TX_MODE: 0x80, RX_MODE: 0x80, TX_CONTROL: 0x80, 0x6305: 0x40}
@@ -193,11 +231,16 @@ class Pn53x:
         self._abort = threading.Event()
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._registers = dict(REGISTER_DEFAULTS)
-        self._fifo: deque[int] = deque(maxlen=FIFO_SIZE)
+        self._fifo = bytearray()
         self._timings = bytearray(TIMINGS_DEFAULT)
         self._retries = bytearray(RETRIES_DEFAULT)
         self._target = _Target(self._rx_brty)
         self._listening = False
+        # The CIU as a Type F target (AutoColl/Transceive, see the module docstring).
+        self._configuration = bytes(CONFIGURATION_SIZE)
+        self._ciu_target = False
+        self._receiving = False
+        self._carrier_losses = 0
         self._commands: dict[int, Callable[[bytes], bytes]] = {
             0x00: self._diagnose,
             0x02: self._get_firmware_version,
@@ -306,13 +349,14 @@ class Pn53x:
     def _read_register(self, params: bytes) -> bytes:
         if not params or len(params) % 2:
             raise _Malformed("register list")
+        self._ciu_sync()
         addresses = [int.from_bytes(params[i : i + 2], "big") for i in range(0, len(params), 2)]
         values = bytes(self._register(address) for address in addresses)
         return bytes([OK]) + values if self.model.register_status else values
 
     def _register(self, address: int) -> int:
         if address == FIFO_DATA:
-            return self._fifo.popleft() if self._fifo else 0
+            return self._fifo.pop(0) if self._fifo else 0
         if address == FIFO_LEVEL:
             return len(self._fifo)
         if EEPROM_BASE <= address < EEPROM_BASE + len(self.model.eeprom):
@@ -322,17 +366,30 @@ class Pn53x:
     def _write_register(self, params: bytes) -> bytes:
         if not params or len(params) % 3:
             raise _Malformed("register/value list")
+        self._ciu_sync()
         for i in range(0, len(params), 3):
-            address, value = int.from_bytes(params[i : i + 2], "big"), params[i + 2]
-            if address == FIFO_DATA:
-                self._fifo.append(value)
-            elif address == FIFO_LEVEL and value & 0x80:
-                self._fifo.clear()
-            elif address == TX_CONTROL:
-                self._set_carrier(bool(value & 0b11))
-            else:
-                self._registers[address] = value
+            self._write(int.from_bytes(params[i : i + 2], "big"), params[i + 2])
         return bytes([OK]) if self.model.register_status else b""
+
+    def _write(self, address: int, value: int) -> None:
+        if address == FIFO_DATA:
+            self._fifo_put(bytes([value]))
+        elif address == FIFO_LEVEL:  # read-only but for FlushBuffer
+            if value & FLUSH_BUFFER:
+                self._flush_fifo()
+        elif address == TX_CONTROL:
+            self._set_carrier(bool(value & 0b11))
+        elif address in (COMM_IRQ, DIV_IRQ):
+            bits, current = value & ~IRQ_SET, self._registers.get(address, 0)
+            self._registers[address] = current | bits if value & IRQ_SET else current & ~bits
+        elif address == COMMAND:
+            self._ciu_command(value)
+        elif address == BIT_FRAMING:
+            self._registers[address] = value & ~START_SEND
+            if value & START_SEND:
+                self._start_send()
+        else:
+            self._registers[address] = value
 
     def _rf_configuration(self, params: bytes) -> bytes:
         if not params:
@@ -505,22 +562,29 @@ class Pn53x:
     def _rx_brty(self) -> str:
         return _brty(self._registers[RX_MODE])
 
+    def _enter_target_mode(self) -> None:
+        if not self._listening:
+            self.antenna.listen(self._target)
+            self._listening = True
+
     def _leave_target_mode(self) -> None:
         if self._listening:
             self.antenna.listen(None)
             self._listening = False
         self._target.disarm()
+        if self._ciu_target:
+            self._ciu_target = self._receiving = False
+            self._registers[COMMAND] = CIU_IDLE
 
     def _tg_init_as_target(self, params: bytes) -> bytes:
         """Mode(1) MIFARE(6) FeliCa(18) NFCID3t(10) LEN Gt LEN Tk → ModeByte + first frame."""
         if len(params) < 37:
             raise _Malformed("TgInitAsTarget parameters")
+        self._leave_target_mode()  # including a CIU AutoColl the host programmed
         self._set_carrier(False)
         self._set_rf_mode(0x80, 0x80)  # the firmware prepares AutoColl at 106A
         self._target.arm(params[0], params[1:7], params[7:25])
-        if not self._listening:
-            self.antenna.listen(self._target)
-            self._listening = True
+        self._enter_target_mode()
         try:
             received = self._target.wait(self._abort, first=True)
         except _Cancelled:
@@ -545,6 +609,77 @@ class Pn53x:
     def _host_view(self, frame: AirFrame) -> bytes:
         sync = self._registers[MODE] & DETECT_SYNC and frame.brty == "106A"
         return frame.data[1:] if sync and frame.data[:1] == b"\xf0" else frame.data
+
+    # -- the CIU as a Type F target: AutoColl, then Transceive ----------------------------
+
+    def _ciu_command(self, value: int) -> None:
+        command = value & 0x0F
+        if command == CIU_CONFIGURE:  # done at once: the chip is idle again
+            self._configuration = bytes(self._fifo[:CONFIGURATION_SIZE]).ljust(
+                CONFIGURATION_SIZE, b"\0"
+            )
+            del self._fifo[:CONFIGURATION_SIZE]
+            self._registers[COMMAND] = CIU_IDLE
+        elif command == CIU_AUTOCOLL:
+            self._auto_coll()
+        else:  # Idle (or any other command) ends AutoColl/Transceive
+            if self._ciu_target:
+                self._leave_target_mode()
+            self._registers[COMMAND] = value
+
+    def _auto_coll(self) -> None:
+        """(Re)start AutoColl: a passive target at the bit rate of ``CIU_RxMode`` only, with
+        the NFC-A and NFC-F parameters of the last Configure command."""
+        nfca, nfcf = self._configuration[:6], self._configuration[6:24]
+        self._target.arm(_Target.PASSIVE_ONLY, nfca, nfcf, fixed_rate=True)
+        self._enter_target_mode()
+        self._ciu_target = self._receiving = True
+        self._carrier_losses = self._target.carrier_losses
+        self._registers[COMMAND] = CIU_AUTOCOLL
+
+    def _ciu_sync(self) -> None:
+        """Latch what the CIU's receiver saw since the host last came: the external field
+        going off (``RfOffIRq``) and a frame for the FIFO (``RxIRq``, with ``IdleIRq``
+        when it ends AutoColl, which then turns into Transceive)."""
+        if not self._ciu_target:
+            return
+        losses = self._target.carrier_losses
+        if losses != self._carrier_losses:
+            self._carrier_losses = losses
+            self._registers[DIV_IRQ] = self._registers.get(DIV_IRQ, 0) | RF_OFF_IRQ
+        frame = self._target.poll() if self._receiving else None
+        if frame is None:
+            return
+        self._fifo_put(frame.data)  # a frame over 64 bytes overflows: see the docstring
+        ending = IDLE_IRQ if self._registers[COMMAND] == CIU_AUTOCOLL else 0
+        self._registers[COMM_IRQ] = self._registers.get(COMM_IRQ, 0) | RX_IRQ | ending
+        self._registers[COMMAND] = CIU_TRANSCEIVE
+        self._receiving = False  # the frame waits for the host: StartSend or a flush
+
+    def _start_send(self) -> None:
+        """StartSend in Transceive: the FIFO goes out as the answer to the frame the host
+        got last (lost if the initiator gave up on it); then the receiver is on again."""
+        if not self._ciu_target or self._registers[COMMAND] != CIU_TRANSCEIVE:
+            return
+        data, self._fifo = bytes(self._fifo), bytearray()
+        self._target.reply(data, self.antenna)
+        self._receiving = True
+
+    def _fifo_put(self, data: bytes) -> None:
+        """Into the 64-byte FIFO; what does not fit is lost and sets BufferOvfl and ErrIRq."""
+        room = FIFO_SIZE - len(self._fifo)
+        self._fifo += data[:room]
+        if len(data) > room:
+            self._registers[ERROR] = self._registers.get(ERROR, 0) | BUFFER_OVFL
+            self._registers[COMM_IRQ] = self._registers.get(COMM_IRQ, 0) | ERR_IRQ
+
+    def _flush_fifo(self) -> None:
+        """FlushBuffer empties the FIFO and clears BufferOvfl; a frame the host flushes
+        unanswered frees the receiver for the next one."""
+        self._fifo.clear()
+        self._registers[ERROR] = self._registers.get(ERROR, 0) & ~BUFFER_OVFL
+        if self._ciu_target and self._registers[COMMAND] == CIU_TRANSCEIVE:
+            self._receiving = True
 
 
 def _brty(mode_register: int) -> str:
@@ -596,15 +731,22 @@ class _Target:
         self._released = False
         self._inbox: _Received | None = None
         self._owed: int | None = None
+        self._fixed_rate = False
+        #: How often the external carrier went off (the CIU's RfOffIRq counts on it).
+        self.carrier_losses = 0
 
-    def arm(self, mode: int, nfca: bytes, nfcf: bytes) -> None:
+    def arm(self, mode: int, nfca: bytes, nfcf: bytes, *, fixed_rate: bool = False) -> None:
+        """Listen as TgInitAsTarget does (every technology, the mode detector on), or with
+        ``fixed_rate`` as the CIU's AutoColl does: at the bit rate of ``CIU_RxMode`` only."""
         with self._cond:
             self.disarm()
             self._armed, self._mode, self._nfca, self._nfcf = True, mode, nfca, nfcf
+            self._fixed_rate = fixed_rate
 
     def disarm(self) -> None:
         with self._cond:
             self._armed = self._selected = self._dep = self._released = False
+            self._fixed_rate = False
             self._polled_f = self._activated = self._inbox = self._owed = None
 
     def activation(self) -> tuple[int, tuple[str, int]]:
@@ -624,15 +766,25 @@ class _Target:
         """The next frame for the host (the activating one if ``first``), None once
         released or when not a target; raises :class:`_Cancelled` when the host cancels."""
         with self._cond:
-            while self._inbox is None:
+            while (frame := self._take()) is None:
                 if abort.is_set():
                     raise _Cancelled
                 if not first and (self._released or self._activated is None):
                     return None
                 self._cond.wait(0.1)
-            received, self._inbox = self._inbox, None
-            self._owed = received.exchange_id
-            return received.frame
+            return frame
+
+    def poll(self) -> AirFrame | None:
+        """The next frame for the host if one came, without waiting."""
+        with self._cond:
+            return self._take()
+
+    def _take(self) -> AirFrame | None:
+        if self._inbox is None:
+            return None
+        received, self._inbox = self._inbox, None
+        self._owed = received.exchange_id
+        return received.frame
 
     def reply(self, data: bytes, antenna: FieldAntenna) -> int:
         """Send the host's answer to the frame it last got; the command's status byte."""
@@ -650,6 +802,8 @@ class _Target:
         with self._cond:
             if not self._armed or self._released:
                 return SILENT
+            if self._fixed_rate and frame.brty != self.rx_brty():
+                return SILENT
             if self._activated is None:
                 reply = self._activate(frame)
             else:
@@ -665,6 +819,7 @@ class _Target:
         if on:
             return
         with self._cond:
+            self.carrier_losses += 1
             self._selected, self._polled_f = False, None
             if self._activated is not None:
                 self._released = True
