@@ -192,3 +192,25 @@ def test_two_acr122us_split_a_bill_through_a_sticker(cli: Cli) -> None:
     assert joined == set(members.values())
     wiped = join("ann", "--yes")  # a complete bill leaves the sticker blank
     assert wiped.status != 0 and wiped.data["error"] == "no_request", wiped
+
+
+@pytest.mark.parametrize("waiting", ["pn533", "rcs380"])
+def test_an_acr122u_pays_through_the_type3_mailbox_of_a_listening_reader(
+    cli: Cli, server: ServerProcess, waiting: str
+) -> None:
+    """--carrier tt3: the waiting reader plays a FeliCa card (the SCL3711 through its CIU's
+    64-byte FIFO) that the ACR122U reads and writes, for the hand-off and the payment."""
+    owner_with_card(cli)
+    cli.init("target", "target")
+    cli.init("shop", "merchant")
+    cli.use_virtual_readers(waiting, "acr122u")
+    tt3 = ("--carrier", "tt3")
+    give, receive = cli.tap(
+        ("user", "user", "give", "--amount", "9,000", *tt3), ("target", "target", "receive", *tt3)
+    )
+    assert (give.status, receive.status) == (0, 0), (give, receive)
+    charge, pay = cli.tap(
+        ("shop", "merchant", "charge", "--amount", "4,000", *tt3), ("target", "target", "pay", *tt3)
+    )
+    assert charge.data["status"] == pay.data["status"] == "approved", (charge, pay)
+    assert server.audit() == []
