@@ -1,4 +1,4 @@
-"""SQLite group commit (nfcpay.server.store.db.SqliteDatabase): many ``run`` calls share one
+"""SQLite group commit (nfcpay.server.store.sqlite.SqliteDatabase): many ``run`` calls share one
 transaction and one COMMIT, each in its own savepoint, and learn their outcome only once the
 COMMIT succeeded. A real SQLite file throughout; the writer is held on purpose (a unit that
 waits on an event) so that the next batch deterministically holds the units queued meanwhile.
@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nfcpay.errors import DatabaseUnavailable
-from nfcpay.server.store.db import MAX_ATTEMPTS, RetryableConflict, SqliteDatabase, Tx
+from nfcpay.server.store.base import MAX_ATTEMPTS, RetryableConflict, Tx
+from nfcpay.server.store.sqlite import SqliteDatabase
 
 
 @pytest.fixture

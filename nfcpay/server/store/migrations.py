@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from nfcpay.server.store.db import Database, Tx
+from nfcpay.server.store.base import Database, Tx
 
 _TYPES = {
     "sqlite": {"blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},

@@ -1,0 +1,165 @@
+"""PostgreSQL connection pool (nfcpay.server.store.postgres, on psycopg_pool): at most
+``pool_size`` connections, no extra statement per transaction, a connection that died while
+idle is replaced and the transaction run again, an unreachable server answers 503 at once
+(with its reason) and the same database recovers by itself when the server returns."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from nfcpay.errors import ConfigError, DatabaseUnavailable
+from nfcpay.server.store import Tx, open_database
+from nfcpay.server.store.postgres import PostgresDatabase
+from tests.hardening.support import TcpProxy
+from tests.support.query_plans import observed
+
+
+@pytest.fixture
+def app_name() -> str:
+    return f"nfcpay_pool_{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def named_url(postgres_url: str, app_name: str) -> str:
+    """The test database, with an application_name that singles out this test's sessions."""
+    separator = "&" if "?" in postgres_url else "?"
+    return f"{postgres_url}{separator}application_name={app_name}"
+
+
+@pytest.fixture
+def db(named_url: str) -> Iterator[PostgresDatabase]:
+    database = PostgresDatabase(named_url, pool_size=3, timeout_s=2.0)
+    yield database
+    database.close()
+
+
+def sessions(postgres_url: str, app_name: str) -> list[int]:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app_name,)
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def terminate(postgres_url: str, app_name: str) -> int:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (app_name,),
+        ).fetchall()
+    return len(rows)
+
+
+def backend_pid(tx: Tx) -> int:
+    return int(tx.scalar("SELECT pg_backend_pid() AS pid"))
+
+
+@pytest.mark.postgres
+def test_one_connection_from_the_start_and_no_statement_added_per_transaction(
+    db: PostgresDatabase, postgres_url: str, app_name: str
+) -> None:
+    assert len(sessions(postgres_url, app_name)) == 1
+    with observed(db) as seen:
+        assert db.run(lambda tx: tx.scalar("SELECT 41 + 1 AS answer")) == 42
+    # No liveness check before the connection is handed out: the one statement is all.
+    assert [s.sql for s in seen] == ["SELECT 41 + 1 AS answer"]
+
+
+@pytest.mark.postgres
+def test_at_most_pool_size_connections_then_busy(
+    db: PostgresDatabase, postgres_url: str, app_name: str
+) -> None:
+    held, release = threading.Barrier(4), threading.Event()
+
+    def hold(tx: Tx) -> int:
+        pid = backend_pid(tx)
+        held.wait(10)
+        release.wait(10)
+        return pid
+
+    results: list[int] = []
+    workers = [threading.Thread(target=lambda: results.append(db.run(hold))) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    try:
+        held.wait(10)
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable, match=r"connections are busy \(waited 2 s\)"):
+            db.run(backend_pid)
+        assert 1.5 < time.monotonic() - started < 4
+        assert len(sessions(postgres_url, app_name)) == 3
+    finally:
+        release.set()
+        for worker in workers:
+            worker.join(10)
+    assert len(set(results)) == 3
+    assert db.run(backend_pid) in results  # returned connections are reused
+
+
+@pytest.mark.postgres
+def test_a_connection_killed_while_idle_is_replaced_and_the_work_run_again(
+    db: PostgresDatabase, postgres_url: str, app_name: str
+) -> None:
+    before = db.run(backend_pid)
+    assert terminate(postgres_url, app_name) == 1
+    runs: list[int] = []
+
+    def work(tx: Tx) -> int:
+        runs.append(1)
+        return backend_pid(tx)
+
+    after = db.run(work)
+    assert after != before
+    assert len(runs) == 2, "the first run met the dead connection and was run again"
+    alive = sessions(postgres_url, app_name)
+    assert after in alive and before not in alive
+
+
+@pytest.mark.postgres
+def test_unreachable_server_answers_503_at_once_and_the_pool_recovers(
+    postgres_url: str, app_name: str
+) -> None:
+    parts = urlsplit(postgres_url)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    try:
+        separator = "&" if "?" in postgres_url else "?"
+        url = proxy.url_for(f"{postgres_url}{separator}application_name={app_name}")
+        db = PostgresDatabase(url, pool_size=3, timeout_s=5.0)
+        try:
+            assert db.run(lambda tx: tx.scalar("SELECT 1 AS one")) == 1
+            proxy.cut()
+            for _ in range(3):
+                started = time.monotonic()
+                with pytest.raises(DatabaseUnavailable, match="cannot reach the payment database"):
+                    db.run(lambda tx: tx.scalar("SELECT 1 AS one"))
+                # The pool gave up connecting; nobody waits out the 5 s timeout.
+                assert time.monotonic() - started < 2.5
+            proxy.restore()
+            assert db.run(lambda tx: tx.scalar("SELECT 2 AS two")) == 2
+        finally:
+            db.close()
+    finally:
+        proxy.cut()
+
+
+def test_start_up_refuses_an_unreachable_server_with_its_reason() -> None:
+    closed = TcpProxy(("127.0.0.1", 9))
+    closed.cut()
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"cannot connect to PostgreSQL: .*refused"):
+        open_database(f"postgresql://postgres@127.0.0.1:{closed.port}/postgres", timeout_s=5.0)
+    assert time.monotonic() - started < 2.5, "a refused connection is not waited out"
+
+
+@pytest.mark.postgres
+def test_a_closed_database_answers_unavailable(db: PostgresDatabase) -> None:
+    db.close()
+    with pytest.raises(DatabaseUnavailable, match="closing"):
+        db.run(backend_pid)
