@@ -11,6 +11,7 @@ import pytest
 
 from nfcpay import crypto
 from nfcpay.client import build_means
+from nfcpay.declines import DeclineCode
 from nfcpay.errors import ApiError
 from tests.server.conftest import Api
 from tests.support.server import PaymentScene
@@ -105,6 +106,11 @@ def _unknown_source(api: Api, s: PaymentScene) -> Final:
     )
 
 
+def _bill_already_paid(api: Api, s: PaymentScene) -> Final:
+    assert s.pay(100, bill_id="b_dinner")["status"] == "approved"
+    return lambda: s.pay(100, bill_id="b_dinner")
+
+
 def _plain(amount: int, **request: Any) -> Callable[[Api, PaymentScene], Final]:
     return lambda api, s: lambda: s.pay(amount, **request)
 
@@ -145,7 +151,14 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[Api, PaymentScene], Final], str
     "grant_locked": ({}, _grant_locked, None),
     "unknown_source": ({}, _unknown_source, None),
     "bill_mismatch": ({"bill_id": "b_dinner"}, _plain(100), "bill_mismatch"),
+    "bill_already_paid": ({"bill_id": "b_dinner", "max_uses": 2}, _bill_already_paid, None),
 }
+
+
+def test_the_cases_cover_every_decline_code() -> None:
+    """One real request per member of DeclineCode, and no code the enum does not know."""
+    assert sorted(set(DeclineCode) - set(CASES)) == [], "codes no case provokes"
+    assert sorted(set(CASES) - set(DeclineCode)) == [], "cases for codes not in DeclineCode"
 
 
 @pytest.mark.parametrize("code", sorted(CASES))

@@ -94,3 +94,78 @@ def test_an_owners_stream_commits_in_seq_order(api: Api) -> None:
 def test_readme_names_every_notification_kind() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert {kind for kind in notifications.KINDS if f"`{kind}`" not in readme} == set()
+
+
+#: The facts every notification of the payment rules can carry: its columns and its kind's own.
+FIELDS = {
+    "grant_id": "g_1",
+    "amount": 12_000,
+    "currency": "KRW",
+    "merchant_id": "m_1",
+    "terminal_id": "t_1",
+    "bill_id": None,
+}
+FACTS = {"grant_bill": "b_1", "what": "card limit", "after": 5}
+
+TEXTS = [
+    ("grant_used", {}, "grant g_1 paid 12,000 KRW at m_1"),
+    ("grant_used", {"bill_id": "b_2"}, "grant g_1 paid 12,000 KRW (your share of bill b_2) at m_1"),
+    ("grant_exhausted", {}, "grant g_1 is used up"),
+    ("grant_expired", {}, "grant g_1 has expired"),
+    ("grant_revoked", {}, "grant g_1 was revoked"),
+    ("grant_locked", {}, "grant g_1 is locked after 5 wrong usage-auth values"),
+    ("terminal_not_allowed", {}, "terminal t_1 tried to pay 12,000 KRW at m_1 with grant g_1"),
+    (
+        "terminal_not_allowed",
+        {"bill_id": "b_2"},
+        "terminal t_1 tried to pay 12,000 KRW for bill b_2 at m_1 with grant g_1",
+    ),
+    (
+        "usage_auth_mismatch",
+        {},
+        "a wrong usage-auth was presented for grant g_1 (12,000 KRW at m_1)",
+    ),
+    (
+        "forged_presentation",
+        {"bill_id": "b_2"},
+        "a copy of grant g_1 was presented under terminal t_1's id without its signature "
+        "(12,000 KRW for bill b_2 at m_1)",
+    ),
+    (
+        "bill_mismatch",
+        {},
+        "grant g_1 for bill b_1 was presented for a payment outside any bill (12,000 KRW at m_1)",
+    ),
+    (
+        "bill_mismatch",
+        {"bill_id": "b_2"},
+        "grant g_1 for bill b_1 was presented for bill b_2 (12,000 KRW at m_1)",
+    ),
+    ("limit_declined", {}, "a payment of 12,000 KRW at m_1 was declined: card limit too low"),
+]
+
+
+@pytest.mark.parametrize(("kind", "changes", "expected"), TEXTS)
+def test_each_kind_has_its_text(kind: str, changes: dict[str, Any], expected: str) -> None:
+    assert notifications.text(kind, FACTS, **{**FIELDS, **changes}) == expected
+
+
+def test_every_kind_has_a_text() -> None:
+    assert {kind for kind, _, _ in TEXTS} == notifications.KINDS == set(notifications.TEXTS)
+
+
+def test_notify_words_it_by_the_table(api: Api) -> None:
+    """Without a message, notify writes the table's text; grants.py's revoke says the same."""
+    scene = api.scene()
+    owner, gid = scene.owner.terminal_id, scene.grant_id
+    api.runtime.db.run(
+        lambda tx: notifications.notify(
+            tx, 0, owner, "grant_locked", grant_id=gid, facts={"after": 5}
+        )
+    )
+    scene.owner.client.revoke_grant(gid)
+    notes = {n["kind"]: n["message"] for n in scene.owner.client.notifications()}
+    assert notes == {
+        "grant_locked": notifications.text("grant_locked", {"after": 5}, grant_id=gid),
+        "grant_revoked": notifications.text("grant_revoked", grant_id=gid),
+    }

@@ -1,6 +1,11 @@
 """Payment authorization (patent FIG. 6): check the payment means, then charge every share
 or none, in ONE transaction.
 
+The rules are pure functions in :mod:`.rules` (request and rows in, failures out); this
+module is the work: it reads and locks the rows the rules need, runs the rules in order,
+and writes the owner notifications (worded by :data:`notifications.TEXTS`) and, for an
+approval, the charge.
+
 Order of work inside the transaction:
 
 1. claim the merchant's idempotency key (a finished earlier request is replayed);
@@ -25,44 +30,33 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nfcpay import crypto
+from nfcpay.declines import DeclineCode
 from nfcpay.errors import InvalidRequest
-from nfcpay.money import format_minor
 from nfcpay.server import ledger
 from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import GrantShareIn, PaymentIn
-from nfcpay.server.services import idempotency, notifications, payments, sources
-from nfcpay.server.services.formats import iso, load_list
+from nfcpay.server.services import idempotency, notifications, payments
 from nfcpay.server.services.grants import GRANT_COLUMNS
+from nfcpay.server.services.rules import (
+    CHALLENGE_BYTES,
+    LOCK_AFTER_MISMATCHES,
+    SHORTFALLS,
+    Attempt,
+    Failure,
+    Share,
+    backed_shares_rule,
+    bill_members_rule,
+    bill_rule,
+    challenge_rule,
+    grant_rule,
+    own_source_rule,
+    shortfall,
+    signature_rule,
+    source_rule,
+    split_rule,
+    usage_auth_genuine,
+)
 from nfcpay.server.store import RetryableConflict, Row, Tx
-
-LOCK_AFTER_MISMATCHES = 5
-CHALLENGE_BYTES = (16, 64)
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why one share was declined: a grant's (``grant_id``), the presenting terminal's own
-    (``source_id``), or the whole request's (neither)."""
-
-    code: str
-    message: str
-    grant_id: str | None = None
-    source_id: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"decline_code": self.code, "message": self.message}
-        if self.grant_id is not None:
-            out["grant_id"] = self.grant_id
-        elif self.source_id is not None:
-            out["source_id"] = self.source_id
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class _Share:
-    grant_id: str | None
-    source_id: str
-    amount: int
 
 
 @dataclass
@@ -71,48 +65,39 @@ class _Check:
 
     tx: Tx
     rt: Runtime
-    now: int
-    body: PaymentIn
-    merchant_id: str
-    merchant: Row
-    purpose: str
+    attempt: Attempt
     failures: list[Failure] = field(default_factory=list)
     #: Writes a decline still makes: owner notifications (and a grant lock).
     on_decline: list[Callable[[], None]] = field(default_factory=list)
-    shares: list[_Share] = field(default_factory=list)
+    shares: list[Share] = field(default_factory=list)
     grants: dict[str, Row] = field(default_factory=dict)
     sources: dict[str, Row] = field(default_factory=dict)
 
-    def money(self, amount: int) -> str:
-        return format_minor(amount, self.body.currency)
+    def add(self, failure: Failure | None) -> None:
+        if failure is not None:
+            self.failures.append(failure)
 
-    def fail(
-        self, code: str, message: str, grant_id: str | None = None, source_id: str | None = None
-    ) -> None:
-        self.failures.append(Failure(code, message, grant_id, source_id))
-
-    def where(self) -> str:
-        """ " for bill b_…" when the payment pays a group bill (for owner notifications)."""
-        return f" for bill {self.body.bill_id}" if self.body.bill_id else ""
-
-    def notify_later(self, owner: str, kind: str, message: str, **fields: Any) -> None:
+    def notify_later(self, owner: str, kind: str, **fields: Any) -> None:
+        """Tell ``owner`` if the payment is declined (``fields`` as :func:`notifications.notify`
+        takes them)."""
         self.on_decline.append(
-            lambda: notifications.notify(self.tx, self.now, owner, kind, message, **fields)
+            lambda: notifications.notify(self.tx, self.attempt.now, owner, kind, **fields)
         )
 
-    def notify_share_owner(
-        self, row: Row, share: GrantShareIn, kind: str, message: str, **fields: Any
-    ) -> None:
+    def notify_share_owner(self, row: Row, share: GrantShareIn, kind: str, **facts: Any) -> None:
         """Tell a grant's owner about this attempt on it: who, how much, where, which bill."""
-        context = {
-            "grant_id": row["grant_id"],
-            "amount": share.amount,
-            "currency": self.body.currency,
-            "merchant_id": self.merchant_id,
-            "terminal_id": self.body.means.presenting_terminal,
-            "bill_id": self.body.bill_id,
-        }
-        self.notify_later(row["issuing_terminal"], kind, message, **{**context, **fields})
+        attempt = self.attempt
+        self.notify_later(
+            row["issuing_terminal"],
+            kind,
+            grant_id=row["grant_id"],
+            amount=share.amount,
+            currency=attempt.body.currency,
+            merchant_id=attempt.merchant_id,
+            terminal_id=attempt.presenting,
+            bill_id=attempt.body.bill_id,
+            facts=facts,
+        )
 
 
 def authorize(
@@ -127,8 +112,9 @@ def authorize(
     merchant = rt.merchant(tx, merchant_id)
     if merchant is None:
         raise RuntimeError(f"merchant {merchant_id} of a registered terminal is missing")
-    check = _Check(tx, rt, now, body, merchant_id, merchant, body.purpose or merchant["category"])
-    own_amount = _check_split(check)
+    check = _Check(tx, rt, Attempt(body, merchant_id, merchant, now))
+    own_amount, failure = split_rule(check.attempt)
+    check.add(failure)
     if not check.failures:
         _check_bill(check)
     if not check.failures:
@@ -172,100 +158,31 @@ def _check_shape(body: PaymentIn) -> None:
         raise InvalidRequest(f"challenge must be {low} to {high} bytes", field="challenge")
 
 
-def _check_split(check: _Check) -> int:
-    """The own-source share implied by the split mode (declines if the shares do not fit)."""
-    body, means = check.body, check.body.means
-    granted = sum(share.amount for share in means.grants)
-    if body.split_mode == "exact":
-        own = means.own_amount or 0
-        gap = body.amount - granted - own
-        if gap:
-            side = "short of" if gap > 0 else "more than"
-            check.fail(
-                "shares_do_not_add_up",
-                f"the shares add up to {check.money(granted + own)}, {check.money(abs(gap))} "
-                f"{side} the amount {check.money(body.amount)}",
-            )
-    else:
-        own = body.amount - granted
-        if own < 0:
-            check.fail(
-                "shares_do_not_add_up",
-                f"the grant shares exceed the amount {check.money(body.amount)} "
-                f"by {check.money(-own)}",
-            )
-        elif means.own_amount is not None and means.own_amount != own:
-            check.fail(
-                "shares_do_not_add_up",
-                f"own_amount {check.money(means.own_amount)} is not the remainder "
-                f"{check.money(own)}",
-            )
-    if own > 0 and means.own_source_id is None and not check.failures:
-        check.fail(
-            "shares_do_not_add_up",
-            f"{check.money(own)} is left for the presenting terminal's own source, "
-            "but the means name none",
-        )
-    return own
-
-
 def _check_bill(check: _Check) -> None:
     """A bill is paid at most once (the unique index on payments.bill_id backs this up)."""
-    bill_id = check.body.bill_id
+    bill_id = check.attempt.body.bill_id
     if bill_id is None:
         return
     if check.tx.dialect == "postgresql":
         check.tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (bill_id,))
     paid = check.tx.scalar("SELECT payment_id FROM payments WHERE bill_id = ?", (bill_id,))
-    if paid is not None:
-        check.fail("bill_already_paid", f"bill {bill_id} was already paid by payment {paid}")
-    elif not check.body.means.grants:
-        _fail_bill_without_members(check)
+    check.add(bill_rule(check.attempt, paid))
 
 
 def _check_presentation(check: _Check) -> None:
-    body, means = check.body, check.body.means
-    key = check.rt.terminal_key(check.tx, means.presenting_terminal)
-    try:
-        signature = crypto.b64d(means.signature)
-    except ValueError:
-        signature = b""
-    challenge = crypto.b64d(body.challenge)
-    message = crypto.presentation_message(
-        challenge=challenge,
-        merchant_id=check.merchant_id,
-        amount=body.amount,
-        currency=body.currency,
-        presenting_terminal=means.presenting_terminal,
-        grants=[crypto.GrantShare(s.grant_id, s.amount) for s in means.grants],
-        own_source_id=means.own_source_id,
-        own_amount=means.own_amount or 0,
-        bill_id=body.bill_id,
-        split_mode=body.split_mode,
-    )
-    if key is None or not crypto.verify_signature(key.public_key, signature, message):
-        check.fail(
-            "bad_signature",
-            "the presenting terminal's signature over this challenge, merchant, amount, "
-            "shares and bill is missing or wrong",
-        )
+    attempt = check.attempt
+    key = check.rt.terminal_key(check.tx, attempt.presenting)
+    failure = signature_rule(attempt, key)
+    if failure is not None:
+        check.add(failure)
         if key is not None:
             _note_copies(check)
-    elif check.tx.one(
+        return
+    used = check.tx.one(
         "SELECT 1 AS x FROM challenges WHERE merchant_id = ? AND challenge = ?",
-        (check.merchant_id, challenge),
-    ):
-        check.fail("challenge_reused", "this challenge was already used for a payment")
-
-
-def _fail_bill_without_members(check: _Check) -> None:
-    """Only a member's grant bound to the bill shows that the bill exists. Without one, anyone
-    who heard the bill id could pay "it" first and so block the real bill for good."""
-    check.fail(
-        "bill_mismatch",
-        f"none of the grants presented belongs to bill {check.body.bill_id}; a bill is paid "
-        "with its members' grants",
+        (attempt.merchant_id, crypto.b64d(attempt.body.challenge)),
     )
+    check.add(challenge_rule(bool(used)))
 
 
 def _note_copies(check: _Check) -> None:
@@ -273,8 +190,7 @@ def _note_copies(check: _Check) -> None:
     terminal's grant presented by someone else: tell each such grant's owner. A wrong or
     made-up usage-auth proves nothing was copied, so a stranger who only knows a grant id
     cannot make its owner's phone ring."""
-    presenting = check.body.means.presenting_terminal
-    shares = {share.grant_id: share for share in check.body.means.grants}
+    shares = {share.grant_id: share for share in check.attempt.body.means.grants}
     if not shares:
         return
     marks = ", ".join("?" * len(shares))
@@ -284,19 +200,12 @@ def _note_copies(check: _Check) -> None:
     )
     for row in rows:
         share = shares[row["grant_id"]]
-        if _usage_auth_ok(check, share, row):
-            check.notify_share_owner(
-                row,
-                share,
-                "forged_presentation",
-                f"a copy of grant {row['grant_id']} was presented under terminal {presenting}'s "
-                f"id without its signature ({check.money(share.amount)}{check.where()} at "
-                f"{check.merchant_id})",
-            )
+        if usage_auth_genuine(check.attempt, share, row, check.rt.cipher):
+            check.notify_share_owner(row, share, "forged_presentation")
 
 
 def _check_grants(check: _Check) -> None:
-    shares = check.body.means.grants
+    shares = check.attempt.body.means.grants
     if not shares:
         return
     tx = check.tx
@@ -307,69 +216,30 @@ def _check_grants(check: _Check) -> None:
         f"SELECT {GRANT_COLUMNS}, auth_code_enc, EXISTS (SELECT 1 FROM grant_terminals t "
         "WHERE t.grant_id = grants.grant_id AND t.terminal_id = ?) AS allowed "
         f"FROM grants WHERE grant_id IN ({marks}) ORDER BY grant_id{tx.for_update}",
-        [check.body.means.presenting_terminal, *ids],
+        [check.attempt.presenting, *ids],
     )
     check.grants = {row["grant_id"]: row for row in rows}
     for share in shares:
         row = check.grants.get(share.grant_id)
-        if row is None:
-            check.fail("unknown_grant", f"no grant {share.grant_id} is known", share.grant_id)
-        elif _grant_ok(check, share, row, bool(row["allowed"])):
-            check.shares.append(_Share(share.grant_id, row["source_id"], share.amount))
-    bill_id = check.body.bill_id
-    if bill_id is not None and not check.failures and all(r["bill_id"] != bill_id for r in rows):
-        _fail_bill_without_members(check)  # (a failing share already names what to fix)
+        failure = grant_rule(check.attempt, share, row, check.rt.cipher)
+        if failure is not None:
+            check.add(failure)
+            tell = _TELL_GRANT_OWNER.get(failure.code)
+            if row is not None and tell is not None:
+                tell(check, share, row)
+        elif row is not None:
+            check.shares.append(Share(share.grant_id, row["source_id"], share.amount))
+    if not check.failures:  # (a failing share already names what to fix)
+        check.add(bill_members_rule(check.attempt, rows))
 
 
-def _grant_ok(check: _Check, share: GrantShareIn, row: Row, allowed: bool) -> bool:
-    """Check one grant share; on failure record it and return False."""
-    gid = share.grant_id
-    presenting = check.body.means.presenting_terminal
-    if not allowed:
-        check.fail("terminal_not_allowed", f"terminal {presenting} may not use grant {gid}", gid)
-        check.notify_share_owner(
-            row,
-            share,
-            "terminal_not_allowed",
-            f"terminal {presenting} tried to pay {check.money(share.amount)}{check.where()} "
-            f"at {check.merchant_id} with grant {gid}",
-        )
-        return False
-    if not _usage_auth_ok(check, share, row):
-        check.fail("usage_auth_mismatch", f"the usage-auth for grant {gid} is not genuine", gid)
-        _note_mismatch(check, share, row)
-        return False
-    failure = _rights_failure(check, share, row)
-    if failure is not None:
-        check.fail(*failure, gid)
-        return False
-    return True
-
-
-def _usage_auth_ok(check: _Check, share: GrantShareIn, row: Row) -> bool:
-    try:
-        presented = crypto.b64d(share.usage_auth)
-    except ValueError:
-        return False
-    code = crypto.b64d(check.rt.cipher.decrypt(bytes(row["auth_code_enc"]), row["grant_id"]))
-    return crypto.usage_auth_matches(
-        presented,
-        code,
-        row["grant_id"],
-        row["issuing_terminal"],
-        check.body.means.presenting_terminal,
-    )
+def _note_not_allowed(check: _Check, share: GrantShareIn, row: Row) -> None:
+    check.notify_share_owner(row, share, "terminal_not_allowed")
 
 
 def _note_mismatch(check: _Check, share: GrantShareIn, row: Row) -> None:
-    gid, owner = row["grant_id"], row["issuing_terminal"]
-    check.notify_share_owner(
-        row,
-        share,
-        "usage_auth_mismatch",
-        f"a wrong usage-auth was presented for grant {gid} "
-        f"({check.money(share.amount)}{check.where()} at {check.merchant_id})",
-    )
+    gid = row["grant_id"]
+    check.notify_share_owner(row, share, "usage_auth_mismatch")
     earlier = check.tx.scalar(
         "SELECT COUNT(*) AS n FROM notifications WHERE grant_id = ? AND kind = ?",
         (gid, "usage_auth_mismatch"),
@@ -381,97 +251,47 @@ def _note_mismatch(check: _Check, share: GrantShareIn, row: Row) -> None:
 
         check.on_decline.append(lock)
         check.notify_later(
-            owner,
+            row["issuing_terminal"],
             "grant_locked",
-            f"grant {gid} is locked after {LOCK_AFTER_MISMATCHES} wrong usage-auth values",
             grant_id=gid,
+            facts={"after": LOCK_AFTER_MISMATCHES},
         )
-
-
-def _rights_failure(check: _Check, share: GrantShareIn, row: Row) -> tuple[str, str] | None:
-    """The first usage right ``share`` breaks, as (decline code, message)."""
-    gid, amount, now = row["grant_id"], share.amount, check.now
-    if row["bill_id"] is not None and row["bill_id"] != check.body.bill_id:
-        _note_bill_mismatch(check, share, row)
-        return "bill_mismatch", f"grant {gid} pays only bill {row['bill_id']}"
-    if row["status"] == "locked":
-        return "grant_locked", f"grant {gid} is locked"
-    if row["status"] == "revoked":
-        return "grant_revoked", f"grant {gid} was revoked by its owner"
-    if row["valid_from"] is not None and now < row["valid_from"]:
-        return "grant_not_yet_valid", f"grant {gid} is valid from {iso(row['valid_from'])}"
-    if row["valid_until"] is not None and now >= row["valid_until"]:
-        _note_expired(check, row)
-        return "grant_expired", f"grant {gid} expired at {iso(row['valid_until'])}"
-    if row["currency"] != check.body.currency:
-        return "currency_mismatch", f"grant {gid} is in {row['currency']}, the payment is not"
-    if row["remaining_uses"] <= 0:
-        return "no_uses_left", f"grant {gid} has no uses left"
-    if row["per_use_cap"] is not None and amount > row["per_use_cap"]:
-        return "over_per_use_cap", (
-            f"{check.money(amount)} is over grant {gid}'s per-use cap "
-            f"{check.money(row['per_use_cap'])}"
-        )
-    if amount > row["remaining_amount"]:
-        return "over_remaining_cap", (
-            f"{check.money(amount)} is over grant {gid}'s remaining "
-            f"{check.money(row['remaining_amount'])}"
-        )
-    return _scope_failure(check, row)
-
-
-def _scope_failure(check: _Check, row: Row) -> tuple[str, str] | None:
-    gid = row["grant_id"]
-    purposes, regions = load_list(row["purposes"]), load_list(row["regions"])
-    merchants = load_list(row["merchants"])
-    if purposes is not None and check.purpose not in purposes:
-        return "purpose_not_allowed", f"grant {gid} does not allow purpose {check.purpose}"
-    if regions is not None and check.merchant["region"] not in regions:
-        return "region_not_allowed", f"grant {gid} does not allow region {check.merchant['region']}"
-    if merchants is not None and check.merchant_id not in merchants:
-        return "merchant_not_allowed", f"grant {gid} does not allow merchant {check.merchant_id}"
-    return None
 
 
 def _note_bill_mismatch(check: _Check, share: GrantShareIn, row: Row) -> None:
     """A member's bill-bound grant presented outside its bill: tell the member."""
-    gid, bill = row["grant_id"], check.body.bill_id
-    outside = f"bill {bill}" if bill else "a payment outside any bill"
-    check.notify_share_owner(
-        row,
-        share,
-        "bill_mismatch",
-        f"grant {gid} for bill {row['bill_id']} was presented for {outside} "
-        f"({check.money(share.amount)} at {check.merchant_id})",
-    )
+    check.notify_share_owner(row, share, "bill_mismatch", grant_bill=row["bill_id"])
 
 
-def _note_expired(check: _Check, row: Row) -> None:
+def _note_expired(check: _Check, share: GrantShareIn, row: Row) -> None:
     """Tell the owner once that a grant was presented after it expired."""
     gid = row["grant_id"]
     if not check.tx.one(
         "SELECT 1 AS x FROM notifications WHERE grant_id = ? AND kind = 'grant_expired'", (gid,)
     ):
-        check.notify_later(
-            row["issuing_terminal"], "grant_expired", f"grant {gid} has expired", grant_id=gid
-        )
+        check.notify_later(row["issuing_terminal"], "grant_expired", grant_id=gid)
+
+
+#: What a grant's owner is told (and what that reads) when a share of the grant is declined.
+_TELL_GRANT_OWNER: dict[DeclineCode, Callable[[_Check, GrantShareIn, Row], None]] = {
+    DeclineCode.TERMINAL_NOT_ALLOWED: _note_not_allowed,
+    DeclineCode.USAGE_AUTH_MISMATCH: _note_mismatch,
+    DeclineCode.BILL_MISMATCH: _note_bill_mismatch,
+    DeclineCode.GRANT_EXPIRED: _note_expired,
+}
 
 
 def _check_own_source(check: _Check, own_amount: int) -> None:
     if own_amount <= 0:
         return
-    source_id = check.body.means.own_source_id
+    source_id = check.attempt.body.means.own_source_id
     owner = check.tx.scalar(
         "SELECT owner_terminal FROM funding_sources WHERE source_id = ?", (source_id,)
     )
-    if owner is None or owner != check.body.means.presenting_terminal:
-        check.fail(
-            "unknown_source",
-            f"the presenting terminal has no funding source {source_id}",
-            source_id=source_id,
-        )
-    else:
-        check.shares.append(_Share(None, str(source_id), own_amount))
+    failure = own_source_rule(check.attempt, owner)
+    if failure is None:
+        check.shares.append(Share(None, str(source_id), own_amount))
+    check.add(failure)
 
 
 def _check_funding(check: _Check) -> None:
@@ -481,7 +301,7 @@ def _check_funding(check: _Check) -> None:
         totals[share.source_id] = totals.get(share.source_id, 0) + share.amount
     if not totals:
         return
-    tx = check.tx
+    tx, attempt = check.tx, check.attempt
     ids = sorted(totals)
     rows = tx.all(
         "SELECT source_id, owner_terminal, kind, currency, status, card_masked, expiry, "
@@ -491,40 +311,21 @@ def _check_funding(check: _Check) -> None:
     )
     check.sources = {row["source_id"]: row for row in rows}
     for source_id in ids:
-        failure = _funding_failure(check, check.sources[source_id], totals[source_id])
-        if failure is not None:
-            for share in check.shares:
-                if share.source_id == source_id:
-                    code, message = failure
-                    whose = f"grant {share.grant_id}" if share.grant_id else "own share"
-                    own = None if share.grant_id else source_id
-                    check.fail(code, f"{whose}: {message}", share.grant_id, own)
-
-
-def _funding_failure(check: _Check, source: Row, total: int) -> tuple[str, str] | None:
-    if source["status"] != "active" or sources.card_expired(source["expiry"], check.now):
-        state = "expired" if source["status"] == "active" else source["status"]
-        return "source_not_active", f"the funding source behind this share is {state}"
-    if source["currency"] != check.body.currency:
-        return "currency_mismatch", f"the funding source is in {source['currency']}"
-    if sources.available(source) >= total:
-        return None
-    code, what = (
-        ("limit_exceeded", "card limit")
-        if source["kind"] == "card"
-        else ("insufficient_balance", f"{source['kind']} balance")
-    )
-    check.notify_later(
-        source["owner_terminal"],
-        "limit_declined",
-        f"a payment of {check.money(total)}{check.where()} at {check.merchant_id} was declined: "
-        f"{what} too low",
-        amount=total,
-        currency=check.body.currency,
-        merchant_id=check.merchant_id,
-        bill_id=check.body.bill_id,
-    )
-    return code, f"the {what} does not cover {check.money(total)}"
+        source = check.sources[source_id]
+        failure = source_rule(attempt, source, totals[source_id])
+        if failure is None:
+            continue
+        if failure.code in SHORTFALLS:
+            check.notify_later(
+                source["owner_terminal"],
+                "limit_declined",
+                amount=totals[source_id],
+                currency=attempt.body.currency,
+                merchant_id=attempt.merchant_id,
+                bill_id=attempt.body.bill_id,
+                facts={"what": shortfall(source)},
+            )
+        check.failures += backed_shares_rule(failure, check.shares, source_id)
 
 
 def _charge(check: _Check) -> dict[str, Any]:
@@ -539,7 +340,8 @@ def _charge(check: _Check) -> dict[str, Any]:
 
 def _write_charge(check: _Check) -> tuple[dict[str, Any], Any]:
     """Every write of an approval, sent back to back (one round trip on PostgreSQL)."""
-    tx, now, body = check.tx, check.now, check.body
+    tx, now, body = check.tx, check.attempt.now, check.attempt.body
+    merchant_id = check.attempt.merchant_id
     payment_id = crypto.new_id("p")
     for share in check.shares:
         if share.grant_id is not None:
@@ -556,11 +358,11 @@ def _write_charge(check: _Check) -> tuple[dict[str, Any], Any]:
         tx.execute(f"UPDATE funding_sources SET {column} ? WHERE source_id = ?", (total, source_id))
     payment = {
         "payment_id": payment_id,
-        "merchant_id": check.merchant_id,
+        "merchant_id": merchant_id,
         "presenting_terminal": body.means.presenting_terminal,
         "amount": body.amount,
         "currency": body.currency,
-        "purpose": check.purpose,
+        "purpose": check.attempt.purpose,
         "bill_id": body.bill_id,
         "approval_code": secrets.token_hex(3).upper(),
         "refunded": 0,
@@ -580,38 +382,38 @@ def _write_charge(check: _Check) -> tuple[dict[str, Any], Any]:
         [(payment_id, s["seq"], s["grant_id"], s["source_id"], s["amount"]) for s in shares],
     )
     legs = [(ledger.source_account(s.source_id), -s.amount) for s in check.shares]
-    legs.append((ledger.merchant_account(check.merchant_id), body.amount))
+    legs.append((ledger.merchant_account(merchant_id), body.amount))
     ledger.post(tx, now, payment_id, body.currency, legs)
     challenge_taken = tx.execute(
         "INSERT INTO challenges (merchant_id, challenge, created_at) VALUES (?, ?, ?) "
         "ON CONFLICT (merchant_id, challenge) DO NOTHING",
-        (check.merchant_id, crypto.b64d(body.challenge), now),
+        (merchant_id, crypto.b64d(body.challenge), now),
     )
     _notify_owners(check)
     return {**payments.view(payment, shares), "replayed": False}, challenge_taken
 
 
 def _notify_owners(check: _Check) -> None:
+    attempt = check.attempt
     for share in check.shares:
         if share.grant_id is None:
             continue
         row = check.grants[share.grant_id]
         gid, owner = share.grant_id, row["issuing_terminal"]
-        common = {"grant_id": gid, "currency": check.body.currency, "bill_id": check.body.bill_id}
+        common = {
+            "grant_id": gid,
+            "currency": attempt.body.currency,
+            "bill_id": attempt.body.bill_id,
+        }
         notifications.notify(
             check.tx,
-            check.now,
+            attempt.now,
             owner,
             "grant_used",
-            f"grant {gid} paid {check.money(share.amount)}"
-            + (f" (your share of bill {check.body.bill_id})" if check.body.bill_id else "")
-            + f" at {check.merchant_id}",
             amount=share.amount,
-            merchant_id=check.merchant_id,
-            terminal_id=check.body.means.presenting_terminal,
+            merchant_id=attempt.merchant_id,
+            terminal_id=attempt.presenting,
             **common,
         )
         if row["remaining_uses"] == 1 or row["remaining_amount"] == share.amount:
-            notifications.notify(
-                check.tx, check.now, owner, "grant_exhausted", f"grant {gid} is used up", **common
-            )
+            notifications.notify(check.tx, attempt.now, owner, "grant_exhausted", **common)

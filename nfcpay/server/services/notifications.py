@@ -1,29 +1,50 @@
-"""Owner notifications: written in the same transaction as the event they report."""
+"""Owner notifications: written in the same transaction as the event they report, in the
+words of :data:`TEXTS`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from nfcpay.crypto import new_id
 from nfcpay.errors import InvalidRequest
+from nfcpay.money import format_minor
 from nfcpay.server.services.formats import iso
 from nfcpay.server.store import Row, Tx
 
-KINDS = frozenset(
-    {
-        "grant_used",
-        "terminal_not_allowed",
-        "usage_auth_mismatch",
-        "limit_declined",
-        "grant_exhausted",
-        "grant_expired",
-        "grant_revoked",
-        "grant_locked",
-        "bill_mismatch",
-        "forged_presentation",
-    }
-)
 PAGE_SIZE = 100
+
+#: What the owner reads, per kind: a template filled from the notification's own fields
+#: (``grant_id``, ``merchant_id``, ``terminal_id``, ``bill_id``), ``money`` (its amount in its
+#: currency), the bill phrases ``for_bill`` (`` for bill b_…`` or nothing), ``your_share`` and
+#: ``outside``, and the kind's own facts: ``grant_bill`` (the bill a grant is bound to),
+#: ``what`` ("card limit", "wallet balance", ...) and ``after`` (wrong usage-auths that lock).
+TEXTS: dict[str, str] = {
+    "grant_used": "grant {grant_id} paid {money}{your_share} at {merchant_id}",
+    "grant_exhausted": "grant {grant_id} is used up",
+    "grant_expired": "grant {grant_id} has expired",
+    "grant_revoked": "grant {grant_id} was revoked",
+    "grant_locked": "grant {grant_id} is locked after {after} wrong usage-auth values",
+    "terminal_not_allowed": (
+        "terminal {terminal_id} tried to pay {money}{for_bill} at {merchant_id} with grant "
+        "{grant_id}"
+    ),
+    "usage_auth_mismatch": (
+        "a wrong usage-auth was presented for grant {grant_id} ({money}{for_bill} at {merchant_id})"
+    ),
+    "forged_presentation": (
+        "a copy of grant {grant_id} was presented under terminal {terminal_id}'s id without its "
+        "signature ({money}{for_bill} at {merchant_id})"
+    ),
+    "bill_mismatch": (
+        "grant {grant_id} for bill {grant_bill} was presented for {outside} ({money} at "
+        "{merchant_id})"
+    ),
+    "limit_declined": (
+        "a payment of {money}{for_bill} at {merchant_id} was declined: {what} too low"
+    ),
+}
+KINDS = frozenset(TEXTS)
 
 _COLUMNS = (
     "notification_id, kind, grant_id, amount, currency, merchant_id, terminal_id, bill_id, "
@@ -31,12 +52,26 @@ _COLUMNS = (
 )
 
 
+def text(kind: str, facts: Mapping[str, Any] | None = None, **fields: Any) -> str:
+    """The owner's text for a notification of ``kind`` with these ``fields`` (the columns
+    :func:`notify` takes) and ``facts`` (the kind's own, see :data:`TEXTS`)."""
+    amount, currency, bill_id = fields.get("amount"), fields.get("currency"), fields.get("bill_id")
+    return TEXTS[kind].format(
+        **fields,
+        **(facts or {}),
+        money=None if amount is None or currency is None else format_minor(amount, currency),
+        for_bill=f" for bill {bill_id}" if bill_id else "",
+        your_share=f" (your share of bill {bill_id})" if bill_id else "",
+        outside=f"bill {bill_id}" if bill_id else "a payment outside any bill",
+    )
+
+
 def notify(
     tx: Tx,
     now_us: int,
     owner: str,
     kind: str,
-    message: str,
+    message: str | None = None,
     *,
     grant_id: str | None = None,
     amount: int | None = None,
@@ -44,9 +79,23 @@ def notify(
     merchant_id: str | None = None,
     terminal_id: str | None = None,
     bill_id: str | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> None:
+    """Write one notification for ``owner``; without ``message``, in the words of
+    :data:`TEXTS` (``facts`` fill what the columns do not)."""
     if kind not in KINDS:
         raise ValueError(f"unknown notification kind {kind!r}")
+    if message is None:
+        message = text(
+            kind,
+            facts,
+            grant_id=grant_id,
+            amount=amount,
+            currency=currency,
+            merchant_id=merchant_id,
+            terminal_id=terminal_id,
+            bill_id=bill_id,
+        )
     _serialize_stream(tx, owner)
     tx.execute(
         f"INSERT INTO notifications (owner_terminal, {_COLUMNS}) "
