@@ -101,18 +101,30 @@ def _positive(env: Mapping[str, str], variable: str, kind: type[int] | type[floa
 
 
 def init_data_dir(data_dir: Path) -> bool:
-    """Create ``data_dir`` and its master key if missing. Returns True if a key was created."""
+    """Create ``data_dir`` and its master key if missing. Returns True if a key was created.
+
+    Several servers may start on one data directory at once: the key is written whole to a
+    private file first and then linked into place, so another process never reads a key file
+    that exists but is not written yet.
+    """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key_path = data_dir / MASTER_KEY_FILE
-    try:
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if key_path.exists():
         load_master_key(key_path)
         return False
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secrets.token_bytes(32))
-        handle.flush()
-        os.fsync(handle.fileno())
+    draft = data_dir / f".{MASTER_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(draft, key_path)
+    except FileExistsError:  # another process linked its key first: use that one
+        load_master_key(key_path)
+        return False
+    finally:
+        draft.unlink(missing_ok=True)
     return True
 
 

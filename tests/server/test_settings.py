@@ -62,3 +62,31 @@ def test_cli_server_init(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert '"created": true' in result.output
     assert (tmp_path / "d" / MASTER_KEY_FILE).exists()
+
+
+def test_servers_starting_together_on_one_data_dir_share_one_whole_key(tmp_path: Path) -> None:
+    """Two servers started at once on one data directory: neither may read a key file that
+    exists but is not written yet (it failed `test_concurrency[*_two]` now and then)."""
+    import threading
+
+    from nfcpay.server.settings import MASTER_KEY_FILE, load_master_key
+
+    for attempt in range(20):
+        data = tmp_path / str(attempt)
+        start = threading.Barrier(8)
+        created: list[bool] = []
+        keys: list[bytes] = []
+
+        def start_server(data: Path = data, start: threading.Barrier = start) -> None:
+            start.wait()
+            created.append(init_data_dir(data))
+            keys.append(load_master_key(data / MASTER_KEY_FILE))
+
+        threads = [threading.Thread(target=start_server) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert sorted(created) == [False] * 7 + [True]
+        assert len(set(keys)) == 1 and len(keys) == 8
+        assert [p.name for p in data.iterdir()] == [MASTER_KEY_FILE]  # no draft left behind
