@@ -97,7 +97,8 @@ def capped_split(total: int, maximums: Sequence[int | None]) -> list[int]:
     left = total
     while left:
         base, extra = divmod(left, len(open_))
-        offer = {i: base + (1 if k < extra else 0) for k, i in enumerate(open_)}
+        first = sorted(open_, key=lambda i: maximums[i] is not None)  # uncapped first
+        offer = {i: base + (1 if k < extra else 0) for k, i in enumerate(first)}
         capped = [i for i in open_ if _room(maximums[i], shares[i]) < offer[i]]
         if not capped:
             for i in open_:

@@ -88,3 +88,10 @@ def test_doctests() -> None:
     import nfcpay.split as module
 
     assert doctest.testmod(module).failed == 0
+
+
+def test_a_remainder_unit_goes_to_an_uncapped_share_first() -> None:
+    """Found by hypothesis: the one unit of 1 among a capped and an uncapped person went to
+    the capped one, against the docstring (and the fairness property above)."""
+    assert capped_split(1, [1, None]) == [0, 1]
+    assert capped_split(5, [3, None, 3]) == [2, 2, 1]
