@@ -33,7 +33,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=total)
 
 
-class DurationType(click.ParamType):
+class DurationType(click.ParamType):  # type: ignore[type-arg]
     name = "duration"
 
     def convert(
@@ -47,7 +47,7 @@ class DurationType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class AmountType(click.ParamType):
+class AmountType(click.ParamType):  # type: ignore[type-arg]
     """An amount as typed (``12000``, ``12,000``, ``12.50``); the currency is applied later.
 
     The terminal's currency is only known once its home is loaded, so the raw text is kept

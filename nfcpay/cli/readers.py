@@ -11,6 +11,12 @@ from nfcpay.cli.output import EXIT_NFC, CliContext, table
 from nfcpay.cli.terminal import trace_options
 
 
+class ReaderProblem(click.ClickException):
+    """A reader check found a problem (exit status 4, as every NFC failure)."""
+
+    exit_code = EXIT_NFC
+
+
 @click.command()
 @click.pass_obj
 def readers(obj: CliContext) -> None:
@@ -122,9 +128,7 @@ def doctor(obj: CliContext) -> None:
 
     obj.emit(data, human)
     if problems:
-        failure = click.ClickException(f"{len(problems)} problem(s) found; apply the fixes above")
-        failure.exit_code = EXIT_NFC
-        raise failure
+        raise ReaderProblem(f"{len(problems)} problem(s) found; apply the fixes above")
 
 
 @click.command()
@@ -165,9 +169,7 @@ def selftest(obj: CliContext, other: str | None, timeout: float) -> None:
     data = {"ok": report.ok, "steps": [step.to_json() for step in report.steps]}
     obj.emit(data, lambda: click.echo(_render_steps(report)))
     if not report.ok:
-        failure = click.ClickException("a step failed; apply the fix shown above")
-        failure.exit_code = EXIT_NFC
-        raise failure
+        raise ReaderProblem("a step failed; apply the fix shown above")
 
 
 def _render_steps(report: Any) -> str:

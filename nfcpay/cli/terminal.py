@@ -190,7 +190,7 @@ def reader_of(obj: CliContext, listen: bool | None, *, tag_ok: bool = False) -> 
         if mode == "auto" and not (reader.profile.can_listen or reader.profile.can_emulate_tt3):
             reader.mode = "poll"
         if obj.carrier in ("llcp", "tt3"):
-            reader.carrier = obj.carrier
+            reader.carrier = "llcp" if obj.carrier == "llcp" else "tt3"
         yield reader
 
 

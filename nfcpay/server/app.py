@@ -191,7 +191,7 @@ def _route_payments_fast(app: FastAPI, router: APIRouter, rt: Runtime) -> None:
     (route,) = [
         r
         for r in router.routes
-        if isinstance(r, APIRoute) and r.path == fastpath.PATH and "POST" in r.methods
+        if isinstance(r, APIRoute) and r.path == fastpath.PATH and "POST" in (r.methods or ())
     ]
     fast = fastpath.PaymentFastPath(rt, route.handle)
     app.router.routes.insert(

@@ -229,11 +229,11 @@ def _check_modules(readers: list[UsbReader]) -> Check:
 def _check_pcscd(readers: list[UsbReader]) -> Check:
     if not pcscd_running():
         return Check("pcscd", "ok", "pcscd is not running")
-    grabbed = [r for r in readers if r.profile and r.profile.pcscd]
+    grabbed = [r.profile.name for r in readers if r.profile and r.profile.pcscd]
     return Check(
         "pcscd",
         "problem" if grabbed else "info",
-        "pcscd is running" + (f" and holds {grabbed[0].profile.name}" if grabbed else ""),
+        "pcscd is running" + (f" and holds {grabbed[0]}" if grabbed else ""),
         (
             "sudo systemctl stop pcscd.socket pcscd.service",
             "sudo systemctl disable pcscd.socket pcscd.service   # while nfcpay uses the reader",

@@ -122,6 +122,8 @@ class Llc(nfc.llcp.llc.LogicalLinkController):  # type: ignore[misc]
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        #: nfcpy's MAC (a DepInitiator or DepTarget here), set when the link is activated.
+        self.mac: Any
         #: Set when an application thread queues a PDU (or wants the loop to look again).
         self.pending = threading.Event()
 

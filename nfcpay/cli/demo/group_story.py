@@ -64,7 +64,9 @@ def _register(story: Story, names: list[str]) -> dict[str, str]:
     return ids
 
 
-def _collect(story: Story, args: tuple[str, ...], joiners: list[str]) -> tuple[Outcome, list]:
+def _collect(
+    story: Story, args: tuple[str, ...], joiners: list[str]
+) -> tuple[Outcome, list[Outcome]]:
     waiting, tapping = story.stage.devices()
     collector = story.stage.start(
         "collector", "group", "collect", *args, "--timeout", "60", device=waiting

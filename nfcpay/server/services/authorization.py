@@ -400,7 +400,7 @@ def _notify_owners(check: _Check) -> None:
             continue
         row = check.grants[share.grant_id]
         gid, owner = share.grant_id, row["issuing_terminal"]
-        common = {
+        common: dict[str, Any] = {
             "grant_id": gid,
             "currency": attempt.body.currency,
             "bill_id": attempt.body.bill_id,

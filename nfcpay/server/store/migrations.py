@@ -9,6 +9,7 @@ limit, refunds never exceed what was charged.
 
 from __future__ import annotations
 
+import functools
 import time
 
 from nfcpay.server.store.base import Database, Tx
@@ -180,7 +181,7 @@ def migrate(db: Database) -> int:
     """Apply every pending migration, each in its own transaction. Returns the new version."""
     db.run(_ensure_version_table)
     for version in sorted(MIGRATIONS):
-        db.run(lambda tx, v=version: _apply(tx, v))
+        db.run(functools.partial(_apply, version=version))
     return db.run(current_version)
 
 

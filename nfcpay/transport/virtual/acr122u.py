@@ -67,7 +67,7 @@ def open_acr122u(antenna: Any, *, slack: float = DEFAULT_SLACK) -> nfc.clf.acr12
     chip and releases the antenna (but does not close it: it belongs to the caller).
     """
     link = Acr122u(antenna, slack=slack)
-    return start_driver(link, nfc.clf.acr122.init, antenna.name)  # type: ignore[no-any-return]
+    return start_driver(link, nfc.clf.acr122.init, antenna.name)
 
 
 class Acr122u(HostLink):

@@ -47,4 +47,4 @@ def open_pn533(antenna: Any, *, slack: float = DEFAULT_SLACK) -> nfc.clf.pn533.D
     chip and releases the antenna (but does not close it: it belongs to the caller).
     """
     link = HostFrames(antenna, PN533, slack=slack, manufacturer=VENDOR, product=PRODUCT)
-    return start_driver(link, nfc.clf.pn533.init, antenna.name)  # type: ignore[no-any-return]
+    return start_driver(link, nfc.clf.pn533.init, antenna.name)
