@@ -229,7 +229,8 @@ def join(
 def status(obj: CliContext, bill_id: str, offline: bool) -> None:
     """Who has joined a bill, what is still missing, and whether it is paid."""
     from nfcpay.terminals.collector import require_bill
-    from nfcpay.terminals.target import refresh
+    from nfcpay.terminals.held import HeldGrants
+    from nfcpay.terminals.wallet import refresh
 
     home, _ = home_of(obj, "target")
     bill = require_bill(home, bill_id)
@@ -239,9 +240,9 @@ def status(obj: CliContext, bill_id: str, offline: bool) -> None:
                 refresh(home, client)
             except ApiError as exc:
                 obj.status(f"Server unreachable ({exc.message}); showing what is stored.")
-    grants = {g["grant_id"]: g["last_known"] for g in home.items("grants")}
+    known = {held.grant_id: held.last_known.status.value for held in HeldGrants(home).each()}
     for slot in bill["slots"]:
-        slot["grant_status"] = grants.get(slot["grant_id"], {}).get("status")
+        slot["grant_status"] = known.get(slot["grant_id"])
     obj.emit({"ok": True, "bill": bill}, lambda: _show_bill(bill, []))
 
 

@@ -45,13 +45,14 @@ def _grant_summary(view: dict[str, Any]) -> str:
 def receive(obj: CliContext, timeout: float, listen: bool | None) -> None:
     """Tap the user's terminal and keep the grant it hands over (with --carrier tag: read
     it from the sticker the user wrote it to, and wipe the sticker)."""
-    from nfcpay.terminals.target import receive_grant, receive_grant_from_tag, wallet_view
+    from nfcpay.terminals.target import receive_grant, receive_grant_from_tag
+    from nfcpay.terminals.wallet import wallet_view
 
     home, _ = home_of(obj, "target")
     take = receive_grant_from_tag if obj.carrier == "tag" else receive_grant
     with reader_of(obj, listen, tag_ok=True) as reader, LiveStatus(obj) as live:
-        entry = take(home, reader, timeout=timeout, status=live)
-    view = wallet_view(entry)
+        held = take(home, reader, timeout=timeout, status=live)
+    view = wallet_view(held)
     obj.emit({"ok": True, "grant": view}, lambda: click.echo(f"Received.\n{_grant_summary(view)}"))
 
 
@@ -60,7 +61,7 @@ def receive(obj: CliContext, timeout: float, listen: bool | None) -> None:
 @click.pass_obj
 def wallet(obj: CliContext, offline: bool) -> None:
     """Held grants with what remains (refreshed from the server), and past payments."""
-    from nfcpay.terminals.target import wallet as load_wallet
+    from nfcpay.terminals.wallet import wallet as load_wallet
 
     home, _ = home_of(obj, "target")
     if offline:
@@ -123,6 +124,7 @@ def pay(
     listen: bool | None,
 ) -> None:
     """Tap the merchant's terminal, answer its challenge and show the result it sends back."""
+    from nfcpay.terminals.receipts import ReceiptStatus
     from nfcpay.terminals.target import pay as pay_merchant
 
     home, identity = home_of(obj, "target")
@@ -148,17 +150,15 @@ def pay(
             status=live,
         )
     receipt = paid.receipt
-    money = money_text(receipt["amount"], receipt["currency"])
-    if paid.status == "approved":
-        human = (
-            f"APPROVED {money} at {receipt['merchant_id']} (approval {receipt['approval_code']})"
-        )
-    elif paid.status == "pending":
-        human = f"PENDING {money}: {receipt['message']}"
+    money = money_text(receipt.amount, receipt.currency)
+    if paid.status is ReceiptStatus.APPROVED:
+        human = f"APPROVED {money} at {receipt.merchant_id} (approval {receipt.approval_code})"
+    elif paid.status is ReceiptStatus.PENDING:
+        human = f"PENDING {money}: {receipt.message}"
     else:
-        human = f"DECLINED {money}: {receipt['decline_code']} — {receipt['message']}"
+        human = f"DECLINED {money}: {receipt.decline_code} — {receipt.message}"
     obj.emit(paid.to_json(), human)
-    if paid.status == "declined":
+    if paid.status is ReceiptStatus.DECLINED:
         click.get_current_context().exit(EXIT_DECLINED)
-    if paid.status == "pending":
+    if paid.status is ReceiptStatus.PENDING:
         click.get_current_context().exit(EXIT_SERVER)

@@ -10,7 +10,7 @@ Kept in the collector's home as ``bills/<bill id>.json``::
      "payment": null | {"payment_id", "approval_code", "receipt_id"}}
 
 A member's grant itself is held like any other grant, in ``grants/<grant id>.json`` (see
-:mod:`nfcpay.terminals.target`), so the wallet shows it and receipts settle it; being bound
+:mod:`nfcpay.terminals.held`), so the wallet shows it and receipts settle it; being bound
 to the bill, it is never chosen for a payment outside the bill.
 """
 
@@ -25,6 +25,7 @@ from nfcpay.money import format_minor
 from nfcpay.records import ChallengeRecord, GrantRecord, SplitRequestRecord
 from nfcpay.split import Split
 from nfcpay.terminals.home import Identity, TerminalHome
+from nfcpay.terminals.receipts import Receipt
 
 Json = dict[str, Any]
 MODES = ("exact", "remainder")
@@ -190,13 +191,14 @@ def means_plan(
     return members, own
 
 
-def mark_paid(home: TerminalHome, bill_id: str, receipt: Json) -> None:
+def mark_paid(home: TerminalHome, bill_id: str, receipt: Receipt) -> None:
+    """The bill was paid with the approved ``receipt``."""
     bill = load(home, bill_id)
     bill["status"] = "paid"
     bill["payment"] = {
-        "payment_id": receipt.get("payment_id"),
-        "approval_code": receipt.get("approval_code"),
-        "receipt_id": receipt["receipt_id"],
+        "payment_id": receipt.payment_id,
+        "approval_code": receipt.approval_code,
+        "receipt_id": receipt.receipt_id,
     }
     save(home, bill)
 

@@ -31,9 +31,9 @@ from nfcpay.records import GrantRecord, SplitRequestRecord, decode_one, encode_m
 from nfcpay.terminals import bill as bills
 from nfcpay.terminals.collector import Collected, Json
 from nfcpay.terminals.exchange import Status, quiet
+from nfcpay.terminals.held import HeldGrant, HeldGrants
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.member import Confirm, Joined, agree, issue_share, refusal_of, share_grant
-from nfcpay.terminals.target import held_entry
 from nfcpay.terminals.user import grant_record
 from nfcpay.transport.reader import Reader
 from nfcpay.transport.tag import EMPTY_MESSAGE, swap_tag
@@ -114,7 +114,7 @@ def _take_share(
         bills.check_member_grant(bill, slot, member, grant)
     except Declined as exc:  # the request goes back on, so someone can pay it properly
         return {"ok": False, "code": exc.code, "message": exc.message}, request
-    home.put("grants", grant.grant_id, held_entry(grant))
+    HeldGrants(home).put(HeldGrant.received(grant))
     bills.record_join(bill, slot, member, grant.grant_id)
     bills.save(home, bill)
     money = format_minor(slot["amount"], bill["currency"])

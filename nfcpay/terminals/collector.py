@@ -24,8 +24,8 @@ from nfcpay.records import AckRecord, GrantRecord, HelloRecord, Role
 from nfcpay.terminals import bill as bills
 from nfcpay.terminals import exchange
 from nfcpay.terminals.exchange import Status, quiet
+from nfcpay.terminals.held import HeldGrant, HeldGrants
 from nfcpay.terminals.home import Identity, TerminalHome
-from nfcpay.terminals.target import held_entry
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.reader import Reader
 
@@ -115,7 +115,7 @@ def _collect_one(channel: Channel, home: TerminalHome, identity: Identity, bill:
     except Declined as exc:
         exchange.refuse(channel, exc.code, exc.message, ref=grant.grant_id)
         raise
-    home.put("grants", grant.grant_id, held_entry(grant))
+    HeldGrants(home).put(HeldGrant.received(grant))
     bills.record_join(bill, slot, member, grant.grant_id)
     bills.save(home, bill)
     exchange.send(channel, AckRecord(accepted=True, ref=grant.grant_id))

@@ -21,9 +21,9 @@ from nfcpay.errors import ApiError, Declined, ServerUnavailable, TransportError
 from nfcpay.money import Money, format_minor
 from nfcpay.records import ChallengeRecord, HelloRecord, MeansRecord, ResultRecord, Role
 from nfcpay.terminals import exchange
+from nfcpay.terminals.clock import now_iso
 from nfcpay.terminals.exchange import Status, quiet
 from nfcpay.terminals.home import Identity, TerminalHome
-from nfcpay.terminals.target import now_iso
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.reader import Reader
 

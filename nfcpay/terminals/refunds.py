@@ -15,8 +15,8 @@ from typing import Any
 from nfcpay.client import PaymentClient, new_idempotency_key
 from nfcpay.errors import ApiError, ConfigError, ServerUnavailable
 from nfcpay.money import format_minor
+from nfcpay.terminals.clock import now_iso
 from nfcpay.terminals.home import TerminalHome
-from nfcpay.terminals.target import now_iso
 
 Json = dict[str, Any]
 

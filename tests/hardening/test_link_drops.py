@@ -36,11 +36,12 @@ from nfcpay.records import GrantRecord
 from nfcpay.split import plan_explicit
 from nfcpay.terminals import bill as bills
 from nfcpay.terminals.account import connect, init_terminal
+from nfcpay.terminals.held import held_entry
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.merchant import receipts as merchant_receipts
 from nfcpay.terminals.merchant import settle
-from nfcpay.terminals.target import held_entry, refresh
 from nfcpay.terminals.user import Rights, grant_record, issue
+from nfcpay.terminals.wallet import refresh
 from nfcpay.transport.faults import ENV
 from tests.e2e.conftest import Cli, Done, finish, free_udp_port
 from tests.support.server import DEFAULT_MERCHANT, ServerProcess, state_snapshot

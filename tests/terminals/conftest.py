@@ -11,8 +11,8 @@ import pytest
 
 from nfcpay.client import PaymentClient
 from nfcpay.terminals.account import connect, init_terminal
+from nfcpay.terminals.held import HeldGrant, HeldGrants
 from nfcpay.terminals.home import TerminalHome
-from nfcpay.terminals.target import held_entry
 from nfcpay.terminals.user import Rights, grant_record, issue
 from tests.support.server import DEFAULT_MERCHANT, InProcessServer
 
@@ -49,7 +49,7 @@ class Scene:
             self.user.identity(),
             self.target.identity().terminal_id,
         )
-        self.target.put("grants", record.grant_id, held_entry(record))
+        HeldGrants(self.target).put(HeldGrant.received(record))
         return record.grant_id
 
 

@@ -16,7 +16,10 @@ from nfcpay.money import Money
 from nfcpay.records import ChallengeRecord
 from nfcpay.terminals import merchant, target
 from nfcpay.terminals.account import connect
+from nfcpay.terminals.held import HeldGrants, Share, choose_shares
+from nfcpay.terminals.receipts import Receipt, Receipts, ReceiptStatus
 from nfcpay.terminals.user import Rights, give
+from nfcpay.terminals.wallet import wallet
 from nfcpay.transport.reader import open_reader
 from tests.e2e.conftest import free_udp_port
 from tests.terminals.conftest import Scene
@@ -35,8 +38,8 @@ def challenge_for(scene: Scene, amount: int, **extra: Any) -> ChallengeRecord:
 def test_choose_shares_prefers_small_grants_and_respects_per_use_caps(scene: Scene) -> None:
     small = scene.give(Rights(amount_cap=5_000))
     large = scene.give(Rights(amount_cap=50_000, per_use_cap=10_000))
-    shares = target.choose_shares(scene.target, challenge_for(scene, 12_000))
-    assert [(entry["grant_id"], share) for entry, share in shares] == [
+    shares = choose_shares(scene.target, challenge_for(scene, 12_000))
+    assert [(held.grant_id, share) for held, share in shares] == [
         (small, 5_000),
         (large, 7_000),
     ]
@@ -45,22 +48,22 @@ def test_choose_shares_prefers_small_grants_and_respects_per_use_caps(scene: Sce
 def test_choose_shares_refuses_what_the_grants_cannot_cover(scene: Scene) -> None:
     scene.give(Rights(amount_cap=5_000, purposes=("5812",)))
     with pytest.raises(Declined) as caught:
-        target.choose_shares(scene.target, challenge_for(scene, 4_000, purpose="5999"))
+        choose_shares(scene.target, challenge_for(scene, 4_000, purpose="5999"))
     assert caught.value.code == "no_usable_grant"
 
 
 def test_explicit_grants_are_presented_as_asked(scene: Scene) -> None:
     grant_id = scene.give(Rights(amount_cap=5_000))
-    [(entry, share)] = target.choose_shares(scene.target, challenge_for(scene, 9_000), [grant_id])
-    assert (entry["grant_id"], share) == (grant_id, 9_000)
+    [(held, share)] = choose_shares(scene.target, challenge_for(scene, 9_000), [grant_id])
+    assert (held.grant_id, share) == (grant_id, 9_000)
     with pytest.raises(ConfigError):
-        target.choose_shares(scene.target, challenge_for(scene, 1), ["g_unknown"])
+        choose_shares(scene.target, challenge_for(scene, 1), ["g_unknown"])
 
 
 def test_signed_means_verify_against_the_presentation_message(scene: Scene) -> None:
     grant_id = scene.give(Rights(amount_cap=5_000))
     challenge = challenge_for(scene, 3_000)
-    shares = target.choose_shares(scene.target, challenge)
+    shares = choose_shares(scene.target, challenge)
     identity = scene.target.identity()
     means = target.sign_means(scene.target, identity, challenge, shares)
     message = crypto.presentation_message(
@@ -81,7 +84,7 @@ def test_signed_means_verify_against_the_presentation_message(scene: Scene) -> N
 def pending_charge(scene: Scene, amount: int) -> merchant.Charge:
     """What the merchant stores on receiving means: a pending receipt with the request."""
     challenge = challenge_for(scene, amount)
-    shares = target.choose_shares(scene.target, challenge)
+    shares = choose_shares(scene.target, challenge)
     means = target.sign_means(scene.target, scene.target.identity(), challenge, shares)
     return merchant._pending(
         scene.merchant, challenge, means, merchant.payment_request(challenge, means)
@@ -110,17 +113,16 @@ def test_server_unreachable_keeps_the_receipt_pending_and_settle_charges_once(
 def test_wallet_settles_a_receipt_whose_result_never_came(scene: Scene) -> None:
     grant_id = scene.give(Rights(amount_cap=20_000, max_uses=2))
     receipt = pending_charge(scene, 6_000)
-    stored = target._new_receipt(
-        challenge_for(scene, 6_000), [(scene.target.get("grants", grant_id), 6_000)]
+    sent = Receipt.new(
+        challenge_for(scene, 6_000), [Share(HeldGrants(scene.target).get(grant_id), 6_000)]
     )
-    stored["status"] = "unknown"
-    scene.target.put("receipts", stored["receipt_id"], stored)
+    Receipts(scene.target).put(sent.link_lost("the link was lost"))
     with scene.client(scene.merchant) as client:
         merchant._authorize(scene.merchant, client, receipt)
     with scene.client(scene.target) as client:
-        held = target.wallet(scene.target, client)
-    assert [r["status"] for r in held.receipts] == ["approved"]
-    assert held.grants[0]["last_known"]["remaining_amount"] == 14_000
+        held = wallet(scene.target, client)
+    assert [r.status for r in held.receipts] == [ReceiptStatus.APPROVED]
+    assert held.grants[0].last_known.remaining_amount == 14_000
 
 
 def both(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
@@ -141,8 +143,8 @@ def test_give_then_pay_over_loopback(scene: Scene) -> None:
         with open_reader(device) as reader:
             return target.receive_grant(scene.target, reader, timeout=10)
 
-    given, entry = both(user_gives, target_receives)
-    assert given.grant["grant_id"] == entry["grant_id"]
+    given, held = both(user_gives, target_receives)
+    assert given.grant["grant_id"] == held.grant_id
 
     def shop_charges() -> Any:
         with scene.client(scene.merchant) as client, open_reader(device) as reader:
@@ -154,6 +156,6 @@ def test_give_then_pay_over_loopback(scene: Scene) -> None:
 
     charged, paid = both(shop_charges, target_pays)
     assert charged.status == paid.status == "approved"
-    assert charged.delivered is True and paid.receipt["payment_id"] == charged.payment_id
-    known = scene.target.get("grants", entry["grant_id"])["last_known"]
+    assert charged.delivered is True and paid.receipt.payment_id == charged.payment_id
+    known = scene.target.get("grants", held.grant_id)["last_known"]
     assert (known["remaining_amount"], known["remaining_uses"]) == (6_000, 0)

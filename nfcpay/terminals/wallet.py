@@ -1,0 +1,67 @@
+"""The target's wallet: its held grants and receipts, refreshed from the server on request.
+
+:func:`refresh` replaces what is known of each held grant with the server's view, then
+settles every receipt still ``sent``, ``unknown`` or ``pending`` from it (see
+:mod:`nfcpay.terminals.receipts`); a group bill whose receipt is settled as charged is marked
+paid. :func:`wallet_view` is what ``target wallet`` and ``target receive`` show of a grant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from nfcpay.client import PaymentClient
+from nfcpay.terminals import bill as group_bill
+from nfcpay.terminals.held import HeldGrant, HeldGrants, LastKnown
+from nfcpay.terminals.home import TerminalHome
+from nfcpay.terminals.receipts import Receipt, Receipts, ReceiptStatus, settle
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Wallet:
+    grants: list[HeldGrant]
+    receipts: list[Receipt]
+    refreshed: bool
+
+    def to_json(self) -> Json:
+        return {
+            "ok": True,
+            "refreshed": self.refreshed,
+            "grants": [wallet_view(held) for held in self.grants],
+            "receipts": [receipt.to_json() for receipt in self.receipts],
+        }
+
+
+def wallet_view(held: HeldGrant) -> Json:
+    """A held grant without its usage-auth, for display and --json."""
+    record = {k: v for k, v in held.record.to_json().items() if k != "usage_auth"}
+    return {**record, **held.last_known.to_json(), "received_at": held.received_at}
+
+
+def wallet(home: TerminalHome, client: PaymentClient | None = None) -> Wallet:
+    """Held grants and receipts; with a ``client``, refreshed from the server first."""
+    home.require_role("target")
+    if client is not None:
+        refresh(home, client)
+    grants, receipts = HeldGrants(home), Receipts(home)
+    return Wallet(list(grants.each()), list(receipts.each()), client is not None)
+
+
+def refresh(home: TerminalHome, client: PaymentClient) -> None:
+    """Update what is known of each held grant, then settle receipts it answers."""
+    grants = HeldGrants(home)
+    before = {held.grant_id: held for held in grants.each()}
+    for view in client.list_grants():
+        held = before.get(view["grant_id"])
+        if held is not None:
+            grants.put(replace(held, last_known=LastKnown.from_server(view)))
+    # Each receipt is read when its turn comes: settling one may move later ones' baselines.
+    for receipt in Receipts(home).each():
+        if receipt.is_settled:
+            continue
+        settled = settle(home, receipt)
+        if settled.status is ReceiptStatus.APPROVED and settled.bill_id:
+            group_bill.mark_paid(home, settled.bill_id, settled)
