@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from nfcpay.cli.output import EXIT_CODES_HELP, EXIT_DECLINED, EXIT_SERVER, CliContext, table
-from nfcpay.cli.params import AMOUNT
+from nfcpay.cli.params import IDEMPOTENCY_KEY, PAYMENT_ID, POSITIVE_AMOUNT, PURPOSE
 from nfcpay.cli.terminal import (
     LiveStatus,
     amount_in,
@@ -38,8 +38,10 @@ def _finish(obj: CliContext, charges: list[Any]) -> None:
 
 
 @merchant.command(epilog=EXIT_CODES_HELP)
-@click.option("--amount", type=AMOUNT, required=True, help="What the customer pays.")
-@click.option("--purpose", help="Category code (default: the merchant's own category).")
+@click.option("--amount", type=POSITIVE_AMOUNT, required=True, help="What the customer pays.")
+@click.option(
+    "--purpose", type=PURPOSE, help="Category code (default: the merchant's own category)."
+)
 @tap_options
 @click.pass_obj
 def charge(
@@ -112,10 +114,13 @@ def payments(obj: CliContext) -> None:
 
 
 @merchant.command()
-@click.argument("payment_id")
-@click.option("--amount", type=AMOUNT, help="Part of the payment (default: all that is left).")
+@click.argument("payment_id", type=PAYMENT_ID)
+@click.option(
+    "--amount", type=POSITIVE_AMOUNT, help="Part of the payment (default: all that is left)."
+)
 @click.option(
     "--idempotency-key",
+    type=IDEMPOTENCY_KEY,
     help="Use this key instead (by default an unanswered refund's own key is reused).",
 )
 @click.pass_obj

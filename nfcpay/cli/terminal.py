@@ -16,7 +16,15 @@ from typing import Any, TypeVar
 import click
 
 from nfcpay.cli.output import CliContext
-from nfcpay.cli.params import to_money
+from nfcpay.cli.params import (
+    CATEGORY,
+    CURRENCY,
+    LABEL,
+    MERCHANT_NAME,
+    REGION,
+    SETTLEMENT_ACCOUNT,
+    to_money,
+)
 from nfcpay.client import PaymentClient
 from nfcpay.errors import ConfigError, MoneyError
 from nfcpay.money import DEFAULT_CURRENCY, Money, format_minor
@@ -255,12 +263,20 @@ def terminal() -> None:
 
 @terminal.command()
 @click.option("--role", type=click.Choice(ROLES), required=True, help="What this terminal does.")
-@click.option("--label", required=True, help="A name people recognise (not an identity).")
-@click.option("--currency", default=DEFAULT_CURRENCY, show_default=True)
-@click.option("--merchant-name", help="Merchants: the shop name on receipts.")
-@click.option("--category", default="5812", show_default=True, help="Merchants: MCC-like code.")
-@click.option("--region", default="KR-11", show_default=True, help="Merchants: region code.")
-@click.option("--settlement-account", default="SANDBOX-0001", show_default=True)
+@click.option(
+    "--label", type=LABEL, required=True, help="A name people recognise (not an identity)."
+)
+@click.option("--currency", type=CURRENCY, default=DEFAULT_CURRENCY, show_default=True)
+@click.option("--merchant-name", type=MERCHANT_NAME, help="Merchants: the shop name on receipts.")
+@click.option(
+    "--category", type=CATEGORY, default="5812", show_default=True, help="Merchants: MCC-like code."
+)
+@click.option(
+    "--region", type=REGION, default="KR-11", show_default=True, help="Merchants: region code."
+)
+@click.option(
+    "--settlement-account", type=SETTLEMENT_ACCOUNT, default="SANDBOX-0001", show_default=True
+)
 @click.pass_obj
 def init(
     obj: CliContext,

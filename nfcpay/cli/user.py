@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from nfcpay.cli.output import CliContext, table
-from nfcpay.cli.params import AMOUNT, DURATION
+from nfcpay.cli.params import (
+    AMOUNT,
+    CARD_NUMBER,
+    DURATION,
+    EXPIRY,
+    GRANT_ID,
+    MERCHANT_ID,
+    NOTIFICATION_ID,
+    POSITIVE_AMOUNT,
+    PURPOSE,
+    REGION,
+    SOURCE_ID,
+    TERMINAL_ID,
+)
 from nfcpay.cli.terminal import (
     LiveStatus,
     amount_in,
@@ -54,8 +67,13 @@ def _emit_source(obj: CliContext, source: dict[str, Any]) -> None:
 
 
 @user.command("add-card")
-@click.option("--number", required=True, help="The real card number (stays on the server).")
-@click.option("--expiry", required=True, help="MM/YY")
+@click.option(
+    "--number",
+    type=CARD_NUMBER,
+    required=True,
+    help="The real card number; spaces and dashes are fine (it stays on the server).",
+)
+@click.option("--expiry", type=EXPIRY, required=True, help="The month the card expires.")
 @click.option("--limit", "limit", type=AMOUNT, required=True, help="Credit limit.")
 @click.pass_obj
 def add_card(obj: CliContext, number: str, expiry: str, limit: str) -> None:
@@ -63,9 +81,7 @@ def add_card(obj: CliContext, number: str, expiry: str, limit: str) -> None:
     home, identity = home_of(obj, "user", "target")
     with client_of(obj, home) as client:
         money = amount_in(limit, identity.currency)
-        _emit_source(
-            obj, client.add_card(number.replace(" ", ""), expiry, money.minor, money.currency)
-        )
+        _emit_source(obj, client.add_card(number, expiry, money.minor, money.currency))
 
 
 @user.command("add-wallet")
@@ -107,15 +123,28 @@ def sources(obj: CliContext) -> None:
 def rights_options(command: Any) -> Any:
     """The usage-rights options shared by `give` and `issue`."""
     options = [
-        click.option("--source", "source_id", help="Funding source (default: the first active)."),
-        click.option("--amount", type=AMOUNT, help="Amount cap over all uses."),
-        click.option("--uses", type=click.IntRange(1, 1_000_000), default=1, show_default=True),
-        click.option("--per-use", type=AMOUNT, help="Cap per use."),
-        click.option("--expires", type=DURATION, help="Validity, e.g. 2h, 15m, 1d."),
-        click.option("--purpose", "purposes", multiple=True, help="Allowed category (repeat)."),
-        click.option("--region", "regions", multiple=True, help="Allowed region (repeat)."),
         click.option(
-            "--merchant", "merchants", multiple=True, help="Allowed merchant m_… (repeat)."
+            "--source",
+            "source_id",
+            type=SOURCE_ID,
+            help="Funding source (default: the first active).",
+        ),
+        click.option("--amount", type=POSITIVE_AMOUNT, help="Amount cap over all uses."),
+        click.option("--uses", type=click.IntRange(1, 1_000_000), default=1, show_default=True),
+        click.option("--per-use", type=POSITIVE_AMOUNT, help="Cap per use."),
+        click.option("--expires", type=DURATION, help="Validity, e.g. 2h, 15m, 1d."),
+        click.option(
+            "--purpose", "purposes", type=PURPOSE, multiple=True, help="Allowed category (repeat)."
+        ),
+        click.option(
+            "--region", "regions", type=REGION, multiple=True, help="Allowed region (repeat)."
+        ),
+        click.option(
+            "--merchant",
+            "merchants",
+            type=MERCHANT_ID,
+            multiple=True,
+            help="Allowed merchant m_… (repeat).",
         ),
     ]
     for option in reversed(options):
@@ -123,17 +152,31 @@ def rights_options(command: Any) -> Any:
     return command
 
 
+def _refuse(name: str, message: str) -> NoReturn:
+    """A usage error naming the option whose parameter is called ``name``."""
+    ctx = click.get_current_context()
+    param = next(p for p in ctx.command.params if p.name == name)
+    raise click.BadParameter(message, ctx=ctx, param=param)
+
+
 def _rights(currency: str, params: dict[str, Any]) -> Any:
+    from nfcpay.records.grant import MAX_LISTED
     from nfcpay.terminals.user import Rights
 
     if params["amount"] is None:
         raise click.UsageError("a new grant needs --amount (its cap)")
-    per_use = params["per_use"]
+    for name in ("purposes", "regions", "merchants"):
+        if len(params[name]) > MAX_LISTED:
+            _refuse(name, f"at most {MAX_LISTED} per grant, not {len(params[name])}")
+    cap = amount_in(params["amount"], currency)
+    per_use = amount_in(params["per_use"], currency) if params["per_use"] else None
+    if per_use is not None and per_use.minor > cap.minor:
+        _refuse("per_use", f"one use cannot take {per_use}: the whole grant is {cap} (--amount)")
     expires: timedelta | None = params["expires"]
     return Rights(
-        amount_cap=amount_in(params["amount"], currency).minor,
+        amount_cap=cap.minor,
         max_uses=params["uses"],
-        per_use_cap=amount_in(per_use, currency).minor if per_use else None,
+        per_use_cap=per_use.minor if per_use is not None else None,
         expires_in=expires,
         purposes=tuple(params["purposes"]),
         regions=tuple(params["regions"]),
@@ -157,8 +200,13 @@ def describe_grant(grant: dict[str, Any]) -> str:
 
 @user.command()
 @rights_options
-@click.option("--to", help="The target terminal id (default: whoever taps).")
-@click.option("--grant", "grant_id", help="Hand over this grant, issued earlier with `issue`.")
+@click.option("--to", type=TERMINAL_ID, help="The target terminal id (default: whoever taps).")
+@click.option(
+    "--grant",
+    "grant_id",
+    type=GRANT_ID,
+    help="Hand over this grant, issued earlier with `issue`.",
+)
 @tap_options
 @click.pass_obj
 def give(
@@ -201,7 +249,9 @@ def give(
 
 @user.command()
 @rights_options
-@click.option("--to", required=True, help="The target terminal id the grant is bound to.")
+@click.option(
+    "--to", type=TERMINAL_ID, required=True, help="The target terminal id the grant is bound to."
+)
 @click.pass_obj
 def issue(obj: CliContext, /, to: str, source_id: str | None, **params: Any) -> None:
     """Issue a grant ahead of time (hand it over later with `give --grant ID`)."""
@@ -238,7 +288,7 @@ def grants(obj: CliContext) -> None:
 
 
 @user.command()
-@click.argument("grant_ids", nargs=-1, required=True)
+@click.argument("grant_ids", type=GRANT_ID, nargs=-1, required=True)
 @click.pass_obj
 def revoke(obj: CliContext, grant_ids: tuple[str, ...]) -> None:
     """Revoke grants: they are declined from now on."""
@@ -261,7 +311,7 @@ def _notification_line(item: dict[str, Any]) -> str:
 
 @user.command()
 @click.option("--follow", is_flag=True, help="Keep waiting for new ones (Ctrl-C to stop).")
-@click.option("--after", help="Only notifications newer than this id.")
+@click.option("--after", type=NOTIFICATION_ID, help="Only notifications newer than this id.")
 @click.pass_obj
 def notifications(obj: CliContext, follow: bool, after: str | None) -> None:
     """What happened to your grants: uses, declines, attempts from other terminals."""
