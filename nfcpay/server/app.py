@@ -29,7 +29,13 @@ from nfcpay.crypto import FieldCipher
 from nfcpay.errors import DatabaseUnavailable, PaymentError
 from nfcpay.server import fastpath
 from nfcpay.server.routes import build_router
-from nfcpay.server.runtime import Runtime, purge_idempotency_keys, purge_interval_s
+from nfcpay.server.runtime import (
+    Runtime,
+    purge_idempotency_keys,
+    purge_interval_s,
+    server_clock,
+    sleep_on,
+)
 from nfcpay.server.settings import ServerSettings, load_master_key
 from nfcpay.server.store import migrate, open_database
 
@@ -132,9 +138,10 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
 
 
 async def _purge_idempotency_keys_forever(rt: Runtime) -> None:
-    """The periodic task that enforces the idempotency retention period."""
+    """The periodic task that enforces the idempotency retention period (on the server's
+    clock, so a test clock moved past the retention purges without a real wait)."""
     while True:
-        await anyio.sleep(purge_interval_s(rt.settings))
+        await sleep_on(rt.clock, purge_interval_s(rt.settings))
         try:
             purged = await anyio.to_thread.run_sync(purge_idempotency_keys, rt)
         except DatabaseUnavailable as exc:
@@ -147,7 +154,11 @@ async def _purge_idempotency_keys_forever(rt: Runtime) -> None:
 
 
 def create_runtime(settings: ServerSettings) -> Runtime:
-    """Load the master key, open the database and bring its schema up to date."""
+    """Pick the clock, load the master key, open the database and bring its schema up to date.
+
+    A refused test clock (:meth:`ServerSettings.checked_test_clock`) fails before anything
+    is opened."""
+    clock = server_clock(settings)
     cipher = FieldCipher(load_master_key(settings.master_key_path))
     db = open_database(settings.database_url, timeout_s=settings.db_timeout_s)
     try:
@@ -156,7 +167,7 @@ def create_runtime(settings: ServerSettings) -> Runtime:
         db.close()
         raise
     log.debug("%s database ready at schema version %d", db.dialect, version)
-    return Runtime(settings=settings, db=db, cipher=cipher)
+    return Runtime(settings=settings, db=db, cipher=cipher, clock=clock)
 
 
 def create_app(settings: ServerSettings, *, runtime: Runtime | None = None) -> FastAPI:

@@ -1,23 +1,100 @@
 """What every request handler shares: the database, the field cipher, the clock and the
-per-process rate limits; plus the periodic purge of expired idempotency keys."""
+per-process rate limits; plus the periodic purge of expired idempotency keys.
+
+The clock (:attr:`Runtime.clock`, made by :func:`server_clock`) is the server's one source of
+"now": request timestamps, rate-limit buckets, nonce pruning, the rules' "now" and the purge's
+horizon and schedule all read it. Left on the real time on purpose: the waits for a database
+connection or turn and the notifications long poll, which bound how long a request waits
+(``time.monotonic``, the event loop's timer), and the schema version's ``applied_at``, a note
+for operators that no rule reads.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
+
 from nfcpay.crypto import FieldCipher
-from nfcpay.errors import AuthenticationFailed
+from nfcpay.errors import AuthenticationFailed, ConfigError
 from nfcpay.server.ratelimit import TokenBuckets
 from nfcpay.server.settings import ServerSettings
 from nfcpay.server.store import Database, Tx
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: Seen nonces older than this are pruned; twice the clock-skew window keeps replays out.
 _NONCE_PRUNE_EVERY_S = 60.0
+
+
+class FileOffsetClock:
+    """TEST-ONLY (:attr:`ServerSettings.test_clock_file`): the real time plus the number of
+    seconds written in ``path``, which is read every time the clock is asked, so a test moves
+    a running server's time by rewriting the file."""
+
+    #: Its time can jump, so :func:`sleep_on` re-reads it this often (seconds).
+    poll_s = 0.05
+
+    def __init__(self, path: Path, real: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._real = real
+
+    def offset(self) -> float:
+        try:
+            text = self.path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the test clock file {self.path}: {exc}") from None
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds):
+            raise ConfigError(
+                f"the test clock file {self.path} must hold a number of seconds, not {text!r}"
+            )
+        return seconds
+
+    def __call__(self) -> float:
+        return self._real() + self.offset()
+
+
+def server_clock(
+    settings: ServerSettings, environ: Mapping[str, str] | None = None
+) -> Callable[[], float]:
+    """The clock a server runs on: the real time, or with ``settings.test_clock_file`` a
+    :class:`FileOffsetClock`, after :meth:`ServerSettings.checked_test_clock` allowed it for
+    ``environ`` (default: this process's environment). Raises :class:`ConfigError`."""
+    path = settings.checked_test_clock(os.environ if environ is None else environ)
+    if path is None:
+        return time.time
+    clock = FileOffsetClock(path)
+    clock()  # a missing or malformed file fails the start, not the first request
+    log.warning("TEST CLOCK: this server's time is the real time plus the seconds in %s", path)
+    return clock
+
+
+async def sleep_on(clock: Callable[[], float], seconds: float) -> None:
+    """Sleep until ``clock`` has moved ``seconds`` on.
+
+    On the real clock that is one sleep on the event loop's monotonic timer (a step of the
+    wall clock neither stretches nor cuts it). A clock that can jump says how often to look
+    again (``poll_s``, as :class:`FileOffsetClock` does) and is re-read until it is due.
+    """
+    poll: float | None = getattr(clock, "poll_s", None)
+    if poll is None:
+        await anyio.sleep(seconds)
+        return
+    due = clock() + seconds
+    while (left := due - clock()) > 0:
+        await anyio.sleep(min(left, poll))
 
 
 @dataclass(frozen=True, slots=True)

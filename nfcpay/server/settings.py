@@ -3,10 +3,15 @@
 ``nfcpay server init`` creates the data directory and a random 32-byte master key (file mode
 0600) that encrypts card numbers and auth codes at rest. A key file anyone else can read is
 refused: a leaked key would unmask every stored card.
+
+The one TEST-ONLY setting, :attr:`ServerSettings.test_clock_file`, lets a test move a running
+server process's time forward instead of sleeping; a production server refuses it (see
+:meth:`ServerSettings.checked_test_clock`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import stat
@@ -20,6 +25,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8750
 MASTER_KEY_FILE = "master.key"
 SQLITE_FILE = "nfcpay.sqlite3"
+#: TEST-ONLY: the one way to give a server a test clock (:attr:`ServerSettings.test_clock_file`).
+TEST_CLOCK_ENV = "NFCPAY_SERVER_TEST_CLOCK"
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -30,7 +37,20 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    """Everything ``create_app`` needs. ``db_url`` None means SQLite inside ``data_dir``."""
+    """Everything ``create_app`` needs. ``db_url`` None means SQLite inside ``data_dir``.
+
+    ``test_clock_file`` is TEST-ONLY. A server started with it refuses to start (ConfigError,
+    before it opens its database) unless BOTH hold:
+
+    * it came from the environment variable ``NFCPAY_SERVER_TEST_CLOCK``, which must name the
+      same file in the server's own environment (there is no command-line option for it, and
+      settings built in code without the variable are refused too); and
+    * ``host`` is a literal loopback address (127.0.0.0/8 or ::1; not a name, not 0.0.0.0),
+      so the shifted clock is reachable from the machine itself only.
+
+    A production deployment binds a reachable address and has no reason to export a variable
+    named TEST_CLOCK, so it cannot run on a shifted clock by accident.
+    """
 
     data_dir: Path
     db_url: str | None = None
@@ -52,23 +72,53 @@ class ServerSettings:
     #: Idempotency keys are kept at least this long (the documented retention period), and
     #: purged by a periodic task that runs every ``min(retention, 60 s)``.
     idempotency_retention_s: float = 24 * 3600.0
+    #: TEST-ONLY (refused in production, see above): a file holding a number of seconds that
+    #: the server adds to the real time whenever it reads its clock (request timestamps,
+    #: rate-limit buckets, nonce pruning, grant validity, idempotency retention and the purge
+    #: schedule). The file is read each time, so a test moves a running server's time forward
+    #: by rewriting it (whole: write a temporary file and rename it into place).
+    test_clock_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
-        """Settings from ``NFCPAY_SERVER_*`` variables (see :data:`TUNING_ENV`)."""
+        """Settings from ``NFCPAY_SERVER_*`` variables (see :data:`TUNING_ENV`; the test
+        clock from :data:`TEST_CLOCK_ENV`)."""
         env = os.environ if environ is None else environ
         tuning = {
             name: _positive(env, variable, kind)
             for variable, (name, kind) in TUNING_ENV.items()
             if env.get(variable)
         }
+        clock = env.get(TEST_CLOCK_ENV)
         return cls(
             data_dir=default_data_dir(env),
             db_url=env.get("NFCPAY_SERVER_DB") or None,
             host=env.get("NFCPAY_SERVER_HOST", DEFAULT_HOST),
             port=int(env.get("NFCPAY_SERVER_PORT", DEFAULT_PORT)),
+            test_clock_file=Path(clock) if clock else None,
             **tuning,  # type: ignore[arg-type]
         )
+
+    def checked_test_clock(self, environ: Mapping[str, str]) -> Path | None:
+        """``test_clock_file`` if the rule in the class docstring allows it, None if unset.
+
+        ``environ`` is the server's environment. Raises :class:`ConfigError` otherwise.
+        """
+        path = self.test_clock_file
+        if path is None:
+            return None
+        given = environ.get(TEST_CLOCK_ENV)
+        if not given or Path(given) != path:
+            raise ConfigError(
+                f"refusing to start: the test clock ({path}) is a TEST-ONLY setting that is "
+                f"taken only from the environment variable {TEST_CLOCK_ENV}"
+            )
+        if not is_loopback_address(self.host):
+            raise ConfigError(
+                f"refusing to start: {TEST_CLOCK_ENV} is TEST-ONLY and needs the server to "
+                f"bind a loopback address such as 127.0.0.1, not {self.host!r}"
+            )
+        return path
 
     @property
     def database_url(self) -> str:
@@ -88,6 +138,14 @@ TUNING_ENV: dict[str, tuple[str, type[int] | type[float]]] = {
     "NFCPAY_SERVER_AUTH_FAILURE_RATE": ("auth_failure_per_s", float),
     "NFCPAY_SERVER_IDEMPOTENCY_RETENTION": ("idempotency_retention_s", float),
 }
+
+
+def is_loopback_address(host: str) -> bool:
+    """True for a literal loopback address (127.0.0.0/8, ::1); names are not looked up."""
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _positive(env: Mapping[str, str], variable: str, kind: type[int] | type[float]) -> float:

@@ -12,6 +12,13 @@ import pytest
 from tests.support.server import InProcessServer, ServerProcess, postgres_schema, start_server
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """tests/conftest.py's module server on a test clock (:meth:`ServerProcess.advance`)."""
+    with start_server(tmp_path_factory.mktemp("server"), test_clock=True) as process:
+        yield process
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[InProcessServer]:
     with InProcessServer(tmp_path / "srv") as server:

@@ -4,7 +4,6 @@ decline names the share. The other members' grants then pay the retry."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +23,8 @@ class Fault:
     #: Makes the faulty member's grant (or funding) fail; returns usage-auth overrides.
     inject: Callable[[Group, Member, str], dict[str, bytes]]
     notified: str | None = None
+    #: Then the server's clock moves this far (seconds), e.g. past the grant's expiry.
+    advance_s: float = 0
 
 
 def _issue(**rights: object) -> Callable[[Group, Member, str], dict[str, bytes]]:
@@ -32,12 +33,6 @@ def _issue(**rights: object) -> Callable[[Group, Member, str], dict[str, bytes]]
         return {}
 
     return inject
-
-
-def _expired(group: Group, member: Member, bill: str) -> dict[str, bytes]:
-    group.issue(member, SHARE, bill, expires_in=timedelta(seconds=1))
-    time.sleep(1.05)
-    return {}
 
 
 def _revoked(group: Group, member: Member, bill: str) -> dict[str, bytes]:
@@ -60,7 +55,9 @@ def _wrong_usage_auth(group: Group, member: Member, bill: str) -> dict[str, byte
 FAULTS = {
     "limit": Fault("limit_exceeded", _issue(), "limit_declined"),
     "balance": Fault("insufficient_balance", _issue(), "limit_declined"),
-    "expired": Fault("grant_expired", _expired, "grant_expired"),
+    "expired": Fault(
+        "grant_expired", _issue(expires_in=timedelta(seconds=30)), "grant_expired", advance_s=31
+    ),
     "revoked": Fault("grant_revoked", _revoked),
     "wrong_terminal": Fault("terminal_not_allowed", _wrong_terminal, "terminal_not_allowed"),
     "usage_auth": Fault("usage_auth_mismatch", _wrong_usage_auth, "usage_auth_mismatch"),
@@ -83,6 +80,8 @@ def test_one_failing_share_declines_the_whole_bill(server: ServerProcess, name: 
     for member in fine:
         group.issue(member, SHARE, bill)
     overrides = fault.inject(group, faulty, bill)
+    if fault.advance_s:
+        server.advance(fault.advance_s)
     seen = {n["notification_id"] for n in faulty.terminal.client.notifications()}
 
     before = server.query(state_snapshot)

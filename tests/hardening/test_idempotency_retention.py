@@ -1,6 +1,9 @@
 """Idempotency keys expire after the retention period (issue 6): within it a retry replays
 the first answer; after it the periodic purge has deleted the key, so the same key is a new
-request. Retention is a setting (NFCPAY_SERVER_IDEMPOTENCY_RETENTION, default 24 h)."""
+request. Retention is a setting (NFCPAY_SERVER_IDEMPOTENCY_RETENTION, default 24 h).
+
+The server runs on a test clock: :meth:`ServerProcess.advance` moves it past the retention
+and the purge task's next round (both follow the server's clock), instead of waiting."""
 
 from __future__ import annotations
 
@@ -10,6 +13,9 @@ from typing import Any
 
 from nfcpay.server.settings import ServerSettings
 from tests.support.server import payment_scene, start_server
+
+#: Also the purge task's interval (min(retention, 60 s)).
+RETENTION_S = 60
 
 
 def _keys(tx: Any) -> list[str]:
@@ -21,8 +27,8 @@ def test_default_retention_is_a_day() -> None:
 
 
 def test_keys_expire_after_the_retention_period(tmp_path: Path) -> None:
-    env = {"NFCPAY_SERVER_IDEMPOTENCY_RETENTION": "1"}
-    with start_server(tmp_path / "srv", env=env) as server:
+    env = {"NFCPAY_SERVER_IDEMPOTENCY_RETENTION": str(RETENTION_S)}
+    with start_server(tmp_path / "srv", env=env, test_clock=True) as server:
         scene = payment_scene(server.url, max_uses=5)
         challenge = b"c" * 16
         first = scene.pay(1_000, challenge=challenge, idempotency_key="k-expiring")
@@ -30,9 +36,16 @@ def test_keys_expire_after_the_retention_period(tmp_path: Path) -> None:
         replay = scene.pay(1_000, challenge=challenge, idempotency_key="k-expiring")
         assert replay["replayed"] is True and replay["payment_id"] == first["payment_id"]
 
+        server.advance(RETENTION_S / 2)  # within the retention: still the first answer
+        replay = scene.pay(1_000, challenge=challenge, idempotency_key="k-expiring")
+        assert replay["replayed"] is True and replay["payment_id"] == first["payment_id"]
+
+        # Past the retention and the purge's next round: the task (which polls a test
+        # clock) deletes the key within moments; waiting for that is not waiting for time.
+        server.advance(RETENTION_S + RETENTION_S)
         deadline = time.monotonic() + 10
         while server.query(_keys) and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.02)
         assert server.query(_keys) == [], "the purge task removes expired keys"
 
         # Same key, different body: no longer a conflict but a new payment.

@@ -1,6 +1,10 @@
 """Guessing and flooding (issue 6, attack suite), against real server processes:
 per-terminal request limits answer 429 with Retry-After; repeated bad signatures from one
 terminal are throttled; repeated wrong usage-auth values lock the grant and notify its owner.
+
+Waiting out a Retry-After moves the server's test clock (:meth:`ServerProcess.advance`)
+instead of sleeping. The budgets refill slowly (a token per 2 s, per 10 s), so the few real
+milliseconds the test takes cannot refill one: the counts below do not depend on speed.
 """
 
 from __future__ import annotations
@@ -19,15 +23,17 @@ from tests.hardening.support import no_retry
 from tests.support.server import payment_scene, register_terminal, start_server
 
 LIMITS = {
-    "NFCPAY_SERVER_RATE_LIMIT": "1",
+    "NFCPAY_SERVER_RATE_LIMIT": "0.5",
     "NFCPAY_SERVER_RATE_BURST": "5",
     "NFCPAY_SERVER_AUTH_FAILURE_BURST": "3",
-    "NFCPAY_SERVER_AUTH_FAILURE_RATE": "1",
+    "NFCPAY_SERVER_AUTH_FAILURE_RATE": "0.1",
 }
 
 
-def test_per_terminal_request_limit_429_with_retry_after(tmp_path: Path) -> None:
-    with start_server(tmp_path / "srv", env=LIMITS) as server:
+def test_per_terminal_request_limit_429_with_retry_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with start_server(tmp_path / "srv", env=LIMITS, test_clock=True) as server:
         busy = register_terminal(server.url, "user")
         calm = register_terminal(server.url, "user")
         client = no_retry(busy, server.url)
@@ -36,21 +42,33 @@ def test_per_terminal_request_limit_429_with_retry_after(tmp_path: Path) -> None
             for _ in range(10):
                 client.me()
                 answered += 1
-        assert answered <= 5
+        assert answered == 5, "the burst, then 429"
         error = caught.value
         assert (error.status, error.code) == (429, "rate_limited")
         assert error.retry_after_s is not None and error.retry_after_s >= 1
         assert calm.client.me()["terminal_id"] == calm.terminal_id, "limits are per terminal"
 
-        time.sleep(error.retry_after_s)
+        server.advance(error.retry_after_s)
         assert client.me()["terminal_id"] == busy.terminal_id
-        # The regular client honours Retry-After and retries idempotent calls by itself.
-        for _ in range(2):
-            assert busy.client.me()["terminal_id"] == busy.terminal_id
+
+        # The regular client honours Retry-After and retries idempotent calls by itself; its
+        # waits move the server's clock here.
+        waits: list[float] = []
+
+        def wait(seconds: float) -> None:
+            waits.append(seconds)
+            server.advance(seconds)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(time, "sleep", wait)
+            for _ in range(2):
+                assert busy.client.me()["terminal_id"] == busy.terminal_id
+        assert waits, "the bucket was empty: the client had to wait"
+        assert min(waits) >= error.retry_after_s, waits
 
 
 def test_bad_signatures_from_one_terminal_are_throttled(tmp_path: Path) -> None:
-    with start_server(tmp_path / "srv", env=LIMITS) as server:
+    with start_server(tmp_path / "srv", env=LIMITS, test_clock=True) as server:
         victim = register_terminal(server.url, "user")
         forger = crypto.generate_terminal_key()
         with httpx.Client(base_url=server.url) as http:
@@ -65,9 +83,11 @@ def test_bad_signatures_from_one_terminal_are_throttled(tmp_path: Path) -> None:
             assert statuses[3:] == [429, 429, 429]
             throttled = forged()
             assert throttled.json()["error"] == "rate_limited"
-            assert int(throttled.headers["Retry-After"]) >= 1
-            # The failure budget refills (1 per second here) and then verification resumes.
-            time.sleep(int(throttled.headers["Retry-After"]) + 0.1)
+            retry_after = int(throttled.headers["Retry-After"])
+            assert retry_after >= 1
+            # The failure budget refills (1 per 10 s here): after Retry-After, verification
+            # resumes.
+            server.advance(retry_after)
             assert forged().status_code == 401
 
 

@@ -40,6 +40,9 @@ def db_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
 class Clock:
     """A settable clock for the server runtime (request signatures allow ±300 s)."""
 
+    #: It jumps, so a wait on it (:func:`nfcpay.server.runtime.sleep_on`) re-reads it this often.
+    poll_s = 0.001
+
     def __init__(self) -> None:
         import time
 

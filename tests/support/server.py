@@ -18,6 +18,10 @@ In-process (no subprocess, for fast unit tests): :class:`InProcessServer` builds
 
 Each server binds port 0 and the helper reads the URL it prints, so there is no free-port
 race. Its stdout and stderr go to ``<data_dir>/server-<n>.log`` (see :meth:`ServerProcess.log`).
+
+Time: ``start_server(..., test_clock=True)`` gives the process the TEST-ONLY clock file
+(``NFCPAY_SERVER_TEST_CLOCK``); ``server.advance(seconds)`` then moves its clock forward at
+once (grant expiry, rate-limit refill, idempotency retention) instead of a test sleeping.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
+from nfcpay.server.settings import TEST_CLOCK_ENV
 
 READY_TIMEOUT_S = 30.0
 _URL_RE = re.compile(r"listening on (http://\S+)")
@@ -60,6 +65,31 @@ class ServerProcess:
     db_url: str | None
     process: subprocess.Popen[bytes]
     log_path: Path
+    #: The server's TEST-ONLY clock file (``start_server(test_clock=True)``), else None.
+    clock_file: Path | None = None
+
+    def advance(self, seconds: float) -> None:
+        """Move the server's clock ``seconds`` forward; its next request sees the new time.
+
+        Terminals still sign requests with the real time, which the server accepts within
+        ±300 s of its own (``max_clock_skew_s``): keep a server's total advance well below.
+        """
+        if seconds < 0:
+            raise ValueError("a server's clock only moves forward")
+        _write_clock(self._clock_file(), self.clock_offset() + seconds)
+
+    def clock_offset(self) -> float:
+        """How far :meth:`advance` has moved the server's clock so far (seconds)."""
+        return float(self._clock_file().read_text())
+
+    def now(self) -> float:
+        """The server's time now (a Unix timestamp), as its clock reads it."""
+        return time.time() + self.clock_offset()
+
+    def _clock_file(self) -> Path:
+        if self.clock_file is None:
+            raise RuntimeError("this server has no test clock: start_server(..., test_clock=True)")
+        return self.clock_file
 
     @property
     def database_url(self) -> str:
@@ -113,28 +143,45 @@ def start_server(
     env: Mapping[str, str] | None = None,
     ready_timeout: float = READY_TIMEOUT_S,
     log_name: str | None = None,
+    test_clock: bool = False,
 ) -> ServerProcess:
-    """Start ``python -m nfcpay server run`` on a free port and wait until /v1/health answers."""
+    """Start ``python -m nfcpay server run`` on a free port and wait until /v1/health answers.
+
+    ``test_clock``: run it on a TEST-ONLY clock that :meth:`ServerProcess.advance` moves.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / (log_name or f"server-{secrets.token_hex(3)}.log")
+    name = secrets.token_hex(3)
+    log_path = data_dir / (log_name or f"server-{name}.log")
     command = [sys.executable, "-m", "nfcpay", "server", "run"]
     command += ["--data-dir", str(data_dir), "--host", host, "--port", "0"]
     if db_url:
         command += ["--db", db_url]
+    clock_file = data_dir / f"clock-{name}" if test_clock else None
+    clock_env: dict[str, str] = {}
+    if clock_file is not None:
+        _write_clock(clock_file, 0.0)
+        clock_env[TEST_CLOCK_ENV] = str(clock_file)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env={**_isolated_environ(), "PYTHONUNBUFFERED": "1", **(env or {})},
+            env={**_isolated_environ(), "PYTHONUNBUFFERED": "1", **clock_env, **(env or {})},
         )
-    server = ServerProcess("", data_dir, db_url, process, log_path)
+    server = ServerProcess("", data_dir, db_url, process, log_path, clock_file)
     try:
         server.url = _wait_ready(server, ready_timeout)
     except BaseException:
         server.stop()
         raise
     return server
+
+
+def _write_clock(path: Path, offset: float) -> None:
+    """Write a test clock file whole: the server never reads a half-written number."""
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(3)}")
+    draft.write_text(repr(offset))
+    os.replace(draft, path)
 
 
 def _isolated_environ() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Acceptance fixtures for issue 2: one REAL ``nfcpay server run`` process per test module.
+"""Acceptance fixtures for issue 2: one REAL ``nfcpay server run`` process per test module,
+on a test clock (``harness.server.advance(seconds)`` instead of sleeping).
 
 Every case builds its own terminals, sources and grants, so cases share the process but not
 state; :meth:`Harness.snapshot` proves a refused or declined request changed nothing.
@@ -64,7 +65,7 @@ class Harness:
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    server = start_server(tmp_path_factory.mktemp("server"))
+    server = start_server(tmp_path_factory.mktemp("server"), test_clock=True)
     try:
         with httpx.Client(timeout=30) as http:
             yield Harness(server, http)

@@ -10,7 +10,6 @@ may make, and exactly the ones the contract lists (``notified``).
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,8 +34,9 @@ def _approved(answer: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def _in(seconds: float) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+def _in(h: Harness, seconds: float) -> datetime:
+    """``seconds`` from now on the server's clock."""
+    return datetime.fromtimestamp(h.server.now(), UTC) + timedelta(seconds=seconds)
 
 
 def _pay(**overrides: Any) -> Attempt:
@@ -151,9 +151,9 @@ def _set_source(status: str) -> Callable[[Harness, PaymentScene], None]:
     return setup
 
 
-def _wait_until_expired(h: Harness, s: PaymentScene) -> None:
-    until = datetime.fromisoformat(s.grant["rights"]["valid_until"])
-    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.05)
+def _move_clock_past_expiry(h: Harness, s: PaymentScene) -> None:
+    until = datetime.fromisoformat(s.grant["rights"]["valid_until"]).timestamp()
+    h.server.advance(max(0.0, until - h.server.now()) + 1)
 
 
 def _lock_by_wrong_usage_auth(h: Harness, s: PaymentScene) -> None:
@@ -216,12 +216,12 @@ CASES: dict[str, Case] = {
     "grant_expired": Case(
         "grant_expired",
         _pay(),
-        late_scene=lambda h: {"valid_until": _in(1.2)},
-        setup=_wait_until_expired,
+        late_scene=lambda h: {"valid_until": _in(h, 30)},
+        setup=_move_clock_past_expiry,
         notified=("grant_expired",),
     ),
     "grant_not_yet_valid": Case(
-        "grant_not_yet_valid", _pay(), late_scene=lambda h: {"valid_from": _in(3600)}
+        "grant_not_yet_valid", _pay(), late_scene=lambda h: {"valid_from": _in(h, 3600)}
     ),
     "no_uses_left": Case("no_uses_left", _pay(), setup=_use_once),
     "over_remaining_cap": Case(
