@@ -55,52 +55,6 @@ _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 Json = dict[str, Any]
 
 
-def build_means(
-    private_key: Ed25519PrivateKey,
-    *,
-    challenge: bytes,
-    merchant_id: str,
-    amount: int,
-    currency: str,
-    presenting_terminal: str,
-    grants: Sequence[tuple[str, bytes, int]] = (),
-    own_source_id: str | None = None,
-    own_amount: int | None = None,
-    bill_id: str | None = None,
-    split_mode: str = "exact",
-) -> Json:
-    """The ``means`` object of a payment request, signed by the presenting terminal.
-
-    ``grants`` holds (grant id, usage-auth bytes, share amount) per grant. ``bill_id`` and
-    ``split_mode`` must be the ones the payment request carries: the signature binds them.
-    """
-    message = crypto.presentation_message(
-        challenge=challenge,
-        merchant_id=merchant_id,
-        amount=amount,
-        currency=currency,
-        presenting_terminal=presenting_terminal,
-        grants=[crypto.GrantShare(gid, share) for gid, _, share in grants],
-        own_source_id=own_source_id,
-        own_amount=own_amount or 0,
-        bill_id=bill_id,
-        split_mode=split_mode,
-    )
-    means: Json = {
-        "presenting_terminal": presenting_terminal,
-        "grants": [
-            {"grant_id": gid, "usage_auth": crypto.b64e(ua), "amount": share}
-            for gid, ua, share in grants
-        ],
-        "signature": crypto.b64e(private_key.sign(message)),
-    }
-    if own_source_id is not None:
-        means["own_source_id"] = own_source_id
-    if own_amount is not None:
-        means["own_amount"] = own_amount
-    return means
-
-
 def _drop_none(values: Mapping[str, Any]) -> Json:
     return {k: v for k, v in values.items() if v is not None}
 

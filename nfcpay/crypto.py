@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -143,40 +143,48 @@ class GrantShare:
     amount: int
 
 
-def presentation_message(
-    *,
-    challenge: bytes,
-    merchant_id: str,
-    amount: int,
-    currency: str,
-    presenting_terminal: str,
-    grants: Sequence[GrantShare],
-    own_source_id: str | None = None,
-    own_amount: int = 0,
-    bill_id: str | None = None,
-    split_mode: str = "exact",
-) -> bytes:
-    """The bytes a target terminal signs to present its payment means.
+@dataclass(frozen=True, slots=True)
+class Presentation:
+    """What a target terminal signs to present its payment means, field by field.
 
-    Binding the merchant's fresh challenge, the merchant, the amount and every grant share
-    makes a copied NFC payload useless at any other counter, for any other amount, or twice.
-    A group payment also binds its bill and split mode (appended only then, so the bytes of
-    a plain payment are unchanged).
+    Binding the merchant's fresh challenge ``nonce``, the merchant, the amount and every grant
+    share makes a copied NFC payload useless at any other counter, for any other amount, or
+    twice. A group payment also binds its bill and split mode.
+
+    It is built in exactly two places: from the NFC records the target and the merchant hold
+    (:func:`nfcpay.records.presentation.presentation`) and from the merchant's API request
+    (:func:`nfcpay.server.services.rules.presentation`); :meth:`message` gives the bytes.
     """
-    fields = [
-        challenge,
-        merchant_id.encode(),
-        str(amount).encode(),
-        currency.encode(),
-        presenting_terminal.encode(),
-        str(len(grants)).encode(),
-    ]
-    for share in grants:
-        fields += [share.grant_id.encode(), str(share.amount).encode()]
-    fields += [(own_source_id or "").encode(), str(own_amount).encode()]
-    if bill_id is not None or split_mode != "exact":
-        fields += [(bill_id or "").encode(), split_mode.encode()]
-    return _framed(_PRESENTATION_DOMAIN, fields)
+
+    nonce: bytes
+    merchant_id: str
+    amount: int
+    currency: str
+    presenting_terminal: str
+    grants: tuple[GrantShare, ...]
+    own_source_id: str | None
+    own_amount: int
+    bill_id: str | None
+    split_mode: str
+
+    def message(self) -> bytes:
+        """The signed bytes. The bill and split mode are appended only for a group payment
+        (a bill, or a split mode other than ``exact``), so the bytes of a plain payment are
+        those of the first presentation layout."""
+        fields = [
+            self.nonce,
+            self.merchant_id.encode(),
+            str(self.amount).encode(),
+            self.currency.encode(),
+            self.presenting_terminal.encode(),
+            str(len(self.grants)).encode(),
+        ]
+        for share in self.grants:
+            fields += [share.grant_id.encode(), str(share.amount).encode()]
+        fields += [(self.own_source_id or "").encode(), str(self.own_amount).encode()]
+        if self.bill_id is not None or self.split_mode != "exact":
+            fields += [(self.bill_id or "").encode(), self.split_mode.encode()]
+        return _framed(_PRESENTATION_DOMAIN, fields)
 
 
 def request_message(

@@ -29,10 +29,14 @@ from typing import Any
 
 from benchlib import free_udp_port, start_server
 
-from nfcpay import crypto
-from nfcpay.client import PaymentClient, build_means
-from nfcpay.terminals.account import connect, init_terminal
-from nfcpay.terminals.home import TerminalHome
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the test harness signs means the way the terminals do
+
+from nfcpay import crypto  # noqa: E402
+from nfcpay.client import PaymentClient  # noqa: E402
+from nfcpay.terminals.account import connect, init_terminal  # noqa: E402
+from nfcpay.terminals.home import TerminalHome  # noqa: E402
+from tests.support.server import signed_means  # noqa: E402
 
 MEMBERS = 4
 CARDS = ("4111111111111111", "5555555555554444", "4012888888881881", "378282246310005")
@@ -135,10 +139,11 @@ def authorization_times(url: str, requests: int) -> tuple[list[float], list[floa
 
     def pay(grants: list[Any], amount: int, own_amount: int | None, bill: str | None) -> float:
         challenge = secrets.token_bytes(16)
-        means = build_means(
-            col_key, challenge=challenge, merchant_id=shop_info["merchant_id"], amount=amount,
-            currency="KRW", presenting_terminal=col_info["terminal_id"], grants=grants,
-            own_source_id=own if own_amount else None, own_amount=own_amount, bill_id=bill,
+        means = signed_means(
+            col_key, presenting_terminal=col_info["terminal_id"],
+            merchant_id=shop_info["merchant_id"], challenge=challenge, amount=amount,
+            currency="KRW", grants=grants, own_source_id=own if own_amount else None,
+            own_amount=own_amount, bill_id=bill,
         )  # fmt: skip
         started = time.perf_counter()
         answer = shop.authorize_payment(

@@ -60,10 +60,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the test harness starts and drives real server processes
 
 from nfcpay import crypto  # noqa: E402
-from nfcpay.client import build_means, new_idempotency_key  # noqa: E402
+from nfcpay.client import new_idempotency_key  # noqa: E402
 from tests.support.server import (  # noqa: E402
     PaymentScene,
     ServerProcess,
+    build_signed_means,
     payment_scene,
     postgres_schema,
     start_server,
@@ -128,13 +129,12 @@ def prepare(scene: PaymentScene, host: str, count: int) -> list[Prepared]:
     out = []
     for _ in range(count):
         challenge = secrets.token_bytes(16)
-        means = build_means(
-            scene.target.private_key,
+        means = build_signed_means(
+            scene.target,
+            merchant=shop,
             challenge=challenge,
-            merchant_id=str(shop.merchant_id),
             amount=AMOUNT,
             currency=CURRENCY,
-            presenting_terminal=scene.target.terminal_id,
             grants=[(scene.grant_id, usage_auth, AMOUNT)],
         )
         body = {

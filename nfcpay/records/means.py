@@ -1,8 +1,8 @@
 """``nfcpay.org:means``: the target terminal's answer to a challenge.
 
 It names the grants it pays with (each with its share and usage-auth), optionally its own
-funding source and share, and its Ed25519 signature over
-``nfcpay.crypto.presentation_message`` for the merchant's challenge.
+funding source and share, and its Ed25519 signature over its presentation for the
+merchant's challenge (:mod:`nfcpay.records.presentation`).
 
 >>> from nfcpay.records import MeansRecord, PresentedGrant, decode_one, encode_message
 >>> means = MeansRecord(

@@ -11,12 +11,10 @@ in :mod:`nfcpay.terminals.wallet`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nfcpay import crypto
 from nfcpay.errors import Declined, LinkLost, TransportError
 from nfcpay.money import format_minor
 from nfcpay.records import (
@@ -27,6 +25,7 @@ from nfcpay.records import (
     PresentedGrant,
     ResultRecord,
     decode_one,
+    presentation,
 )
 from nfcpay.records.means import SplitMode
 from nfcpay.terminals import bill as group_bill
@@ -242,22 +241,10 @@ def sign_means(
         bill_id=bill_id,
         split_mode=split_mode,
     )
-    signature = home.private_key().sign(presentation_message(challenge, unsigned))
-    return dataclasses.replace(unsigned, signature=signature)
+    return presentation.signed(challenge, unsigned, home.private_key())
 
 
 def presentation_message(challenge: ChallengeRecord, means: MeansRecord) -> bytes:
     """The bytes the presenting terminal signs: ``means`` answering ``challenge`` (the
-    server checks the same message, built from the merchant's request)."""
-    return crypto.presentation_message(
-        challenge=challenge.nonce,
-        merchant_id=challenge.merchant_id,
-        amount=challenge.amount,
-        currency=challenge.currency,
-        presenting_terminal=means.presenting_terminal,
-        grants=[crypto.GrantShare(g.grant_id, g.amount) for g in means.grants],
-        own_source_id=means.own_source_id,
-        own_amount=means.own_amount,
-        bill_id=means.bill_id,
-        split_mode=means.split_mode.value,
-    )
+    server checks the same presentation, built from the merchant's request)."""
+    return presentation.presentation(challenge, means).message()

@@ -222,7 +222,7 @@ REFUSALS: list[tuple[str, str, Request]] = [
     (
         "means.own_source_id",
         "validation_error",
-        lambda w: w.scene.pay(100, own_source_id="x", own_amount=0),
+        lambda w: w.scene.pay(100, posted={"own_source_id": "x", "own_amount": 0}),
     ),
     ("after", "invalid_request", lambda w: w.owner.notifications(after="n_nothere")),
     (

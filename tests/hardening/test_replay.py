@@ -36,7 +36,6 @@ import httpx
 import pytest
 
 from nfcpay import crypto
-from nfcpay.client import build_means
 from nfcpay.errors import Declined
 from nfcpay.money import Money
 from nfcpay.records import ChallengeRecord, MeansRecord, ResultRecord, decode_one
@@ -48,7 +47,13 @@ from nfcpay.transport.reader import open_reader
 from tests.e2e.conftest import free_udp_port
 from tests.server.acceptance.conftest import Harness, changed_tables
 from tests.server.acceptance.test_access import sign
-from tests.support.server import DEFAULT_MERCHANT, PaymentScene, Terminal, start_server
+from tests.support.server import (
+    DEFAULT_MERCHANT,
+    PaymentScene,
+    Terminal,
+    signed_means,
+    start_server,
+)
 from tests.terminals.test_flows import both
 
 AMOUNT = 1_000
@@ -116,13 +121,13 @@ def copied_grant_means(
     unless ``usage_auth`` is given), presented under ``claimed`` and signed with her own
     key, as a forger can."""
     nonce = secrets.token_bytes(16)
-    means = build_means(
+    means = signed_means(
         mallory.private_key,
-        challenge=nonce,
+        presenting_terminal=claimed,
         merchant_id=str(scene.merchant.merchant_id),
+        challenge=nonce,
         amount=AMOUNT,
         currency="KRW",
-        presenting_terminal=claimed,
         grants=[(scene.grant_id, usage_auth or scene.usage_auth(), AMOUNT)],
     )
     return nonce, means

@@ -39,7 +39,6 @@ get the byte-level test only.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import secrets
 import typing
@@ -66,6 +65,7 @@ from nfcpay.records import (
     decode_message,
     decode_one,
     encode_message,
+    presentation,
 )
 from nfcpay.records.base import WireStruct
 from nfcpay.records.fields import (
@@ -535,9 +535,9 @@ def re_signed(world: World, octets: bytes, challenge: ChallengeRecord) -> bytes:
         means = decode_one(octets, MeansRecord)
     except DecodeError:
         return octets
-    message = target.presentation_message(challenge, means)
-    signature = world.homes["target"].private_key().sign(message)
-    return encode_message([dataclasses.replace(means, signature=signature)])
+    return encode_message(
+        [presentation.signed(challenge, means, world.homes["target"].private_key())]
+    )
 
 
 #: Changes the target may make to its own means and sign: allowed, and charged exactly as

@@ -1,4 +1,5 @@
-"""The examples in the record modules' docstrings run and hold (one per record type)."""
+"""The examples in the record modules' docstrings run and hold (one per record type, and
+the presentation built from them)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,17 @@ import importlib
 
 import pytest
 
-MODULES = ["hello", "grant", "ack", "split", "challenge", "means", "result", "samples"]
+MODULES = [
+    "hello",
+    "grant",
+    "ack",
+    "split",
+    "challenge",
+    "means",
+    "presentation",
+    "result",
+    "samples",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 
 from nfcpay import crypto
-from nfcpay.client import build_means
 from nfcpay.declines import DeclineCode
 from nfcpay.errors import ApiError
 from tests.server.conftest import Api
-from tests.support.server import PaymentScene
+from tests.support.server import PaymentScene, signed_means
 
 Final = Callable[[], dict[str, Any]]
 
@@ -48,13 +47,13 @@ def _usage_auth_mismatch(api: Api, s: PaymentScene) -> Final:
 def _bad_signature(api: Api, s: PaymentScene) -> Final:
     def final() -> dict[str, Any]:
         challenge = secrets.token_bytes(16)
-        means = build_means(
+        means = signed_means(
             crypto.generate_terminal_key(),
-            challenge=challenge,
+            presenting_terminal=s.target.terminal_id,
             merchant_id=str(s.merchant.merchant_id),
+            challenge=challenge,
             amount=100,
             currency="KRW",
-            presenting_terminal=s.target.terminal_id,
             grants=[(s.grant_id, s.usage_auth(), 100)],
         )
         return s.merchant.client.authorize_payment(
@@ -263,19 +262,20 @@ def test_group_payment_is_all_or_nothing(api: Api) -> None:
 def test_remainder_mode_charges_own_source_the_rest(api: Api) -> None:
     scene = api.scene()
     own = scene.target.client.add_wallet(5_000, "KRW")
+    # The own source named, its amount left for the server to work out.
     answer = scene.pay(
         3_000,
         grants=[(scene.grant_id, scene.usage_auth(), 1_000)],
-        own_source_id=own["source_id"],
         split_mode="remainder",
+        posted={"own_source_id": own["source_id"]},
     )
     assert answer["status"] == "approved", answer
     assert {"source_id": own["source_id"], "amount": 2_000} in answer["shares"]
     over = scene.pay(
         500,
         grants=[(scene.grant_id, scene.usage_auth(), 1_000)],
-        own_source_id=own["source_id"],
         split_mode="remainder",
+        posted={"own_source_id": own["source_id"]},
     )
     assert over["decline_code"] == "shares_do_not_add_up"
     assert "500" in over["message"]

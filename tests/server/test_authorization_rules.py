@@ -16,12 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nfcpay import crypto
-from nfcpay.client import build_means
 from nfcpay.declines import DeclineCode
 from nfcpay.server.runtime import TerminalKey
-from nfcpay.server.schemas import GrantShareIn, PaymentIn
+from nfcpay.server.schemas import GrantShareIn, MeansIn, PaymentIn
 from nfcpay.server.services import rules
 from nfcpay.server.services.rules import Attempt, Failure, Share
+from tests.support.server import signed_means
 
 NOW = 1_750_000_000_000_000  # 2025-06-15, in microseconds
 HOUR = 3_600_000_000
@@ -35,21 +35,41 @@ KEY = crypto.generate_terminal_key()
 
 def attempt(amount: int = 1_000, *, signed_by: Any = KEY, **request: Any) -> Attempt:
     """A payment request for ``amount``: one share of :data:`GRANT` for the whole amount
-    unless ``grants`` says otherwise, signed by ``signed_by``."""
+    unless ``grants`` says otherwise, its means signed by ``signed_by`` the way a target
+    terminal signs them (:func:`~tests.support.server.signed_means`)."""
     grants = request.pop("grants", [(GRANT, usage_auth(), amount)])
-    means = build_means(
+    means = signed_means(
         signed_by,
-        challenge=CHALLENGE,
+        presenting_terminal=PRESENTER,
         merchant_id=MERCHANT["merchant_id"],
+        challenge=CHALLENGE,
         amount=amount,
         currency=request.get("currency", "KRW"),
-        presenting_terminal=PRESENTER,
         grants=grants,
         own_source_id=request.pop("own_source_id", None),
         own_amount=request.pop("own_amount", None),
         bill_id=request.get("bill_id"),
         split_mode=request.get("split_mode", "exact"),
     )
+    return _request(amount, means, request)
+
+
+def posted(amount: int = 1_000, **request: Any) -> Attempt:
+    """Like :func:`attempt`, but with means as a merchant could post them, shapes no
+    terminal's means record holds included (an own amount without a source, a source without
+    an amount, no share at all); unsigned, for the rules that never read the signature."""
+    grants = request.pop("grants", [(GRANT, usage_auth(), amount)])
+    means = MeansIn(
+        presenting_terminal=PRESENTER,
+        grants=[share(part, grant_id, ua) for grant_id, ua, part in grants],
+        own_source_id=request.pop("own_source_id", None),
+        own_amount=request.pop("own_amount", None),
+        signature="",
+    )
+    return _request(amount, means, request)
+
+
+def _request(amount: int, means: Any, request: dict[str, Any]) -> Attempt:
     body = {"amount": amount, "currency": "KRW", "challenge": crypto.b64e(CHALLENGE), **request}
     return Attempt(PaymentIn.model_validate({**body, "means": means}), "m_shop", MERCHANT, NOW)
 
@@ -155,7 +175,7 @@ SPLITS: list[tuple[dict[str, Any], int, str | None]] = [
 
 @pytest.mark.parametrize(("request_", "own", "message"), SPLITS)
 def test_split_rule(request_: dict[str, Any], own: int, message: str | None) -> None:
-    got_own, failure = rules.split_rule(attempt(1_000, **request_))
+    got_own, failure = rules.split_rule(posted(1_000, **request_))
     assert got_own == own
     if message is None:
         assert failure is None
@@ -172,7 +192,7 @@ def test_exact_split_fits_exactly_when_the_shares_add_up(
     amount: int, shares: list[int], own: int
 ) -> None:
     grants = [(f"g_{i:03}", b"u", part) for i, part in enumerate(shares)]
-    request = attempt(amount, grants=grants, own_amount=own, own_source_id=SOURCE)
+    request = posted(amount, grants=grants, own_amount=own, own_source_id=SOURCE)
     got_own, failure = rules.split_rule(request)
     assert got_own == own
     assert (failure is None) == (sum(shares) + own == amount)
@@ -181,7 +201,7 @@ def test_exact_split_fits_exactly_when_the_shares_add_up(
 @given(amount=st.integers(1, 100_000), shares=st.lists(st.integers(1, 50_000), max_size=3))
 def test_remainder_split_leaves_the_rest_to_the_own_source(amount: int, shares: list[int]) -> None:
     grants = [(f"g_{i:03}", b"u", part) for i, part in enumerate(shares)]
-    request = attempt(amount, grants=grants, split_mode="remainder", own_source_id=SOURCE)
+    request = posted(amount, grants=grants, split_mode="remainder", own_source_id=SOURCE)
     own, failure = rules.split_rule(request)
     assert own == amount - sum(shares)
     assert (failure is None) == (own >= 0)
@@ -200,7 +220,7 @@ def test_remainder_split_leaves_the_rest_to_the_own_source(amount: int, shares: 
     ],
 )
 def test_bill_rule(paid_by: str | None, grants: bool, code: DeclineCode | None) -> None:
-    request = attempt(1_000, bill_id="b_dinner", **({} if grants else {"grants": []}))
+    request = posted(1_000, bill_id="b_dinner", **({} if grants else {"grants": []}))
     failure = rules.bill_rule(request, paid_by)
     assert code_of(failure) == code
     if code is DeclineCode.BILL_ALREADY_PAID:
@@ -413,7 +433,7 @@ def test_bill_members_rule(bills: list[str | None], code: DeclineCode | None) ->
     ],
 )
 def test_own_source_rule(owner: str | None, code: DeclineCode | None) -> None:
-    failure = rules.own_source_rule(attempt(own_source_id="src_mine", own_amount=0), owner)
+    failure = rules.own_source_rule(posted(own_source_id="src_mine", own_amount=0), owner)
     if code is None:
         assert failure is None
     else:

@@ -33,7 +33,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,16 @@ from urllib.parse import quote
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
+from nfcpay.records import ChallengeRecord, MeansRecord, PresentedGrant, presentation
+from nfcpay.records.means import SplitMode
+from nfcpay.server.schemas import PaymentIn
+from nfcpay.server.services import rules
 from nfcpay.server.settings import TEST_CLOCK_ENV
+from nfcpay.terminals.merchant import payment_request
 
 READY_TIMEOUT_S = 30.0
 _URL_RE = re.compile(r"listening on (http://\S+)")
@@ -447,8 +453,17 @@ class PaymentScene:
         idempotency_key: str | None = None,
         own_source_id: str | None = None,
         own_amount: int | None = None,
+        posted: Mapping[str, Any] | None = None,
         **request: Any,
     ) -> dict[str, Any]:
+        """The merchant asks the server to charge ``amount``, with the means the target makes
+        (:func:`signed_means`): one share of the scene's grant unless ``grants`` says otherwise.
+
+        ``posted``: fields of the means' JSON to set after the target made them, for requests
+        no terminal sends (an own source left for the server to work out, an id or usage-auth
+        no record holds); the means are then signed over what the server checks
+        (:func:`signed_as_posted`).
+        """
         presenter = presenter or self.target
         challenge = challenge or secrets.token_bytes(16)
         if grants is None:
@@ -466,6 +481,10 @@ class PaymentScene:
             split_mode=request.get("split_mode", "exact"),
         )
         request.setdefault("currency", self.currency)
+        if posted is not None:
+            body = {"amount": amount, "challenge": crypto.b64e(challenge), **request}
+            merchant_id = str(self.merchant.merchant_id)
+            means = signed_as_posted(presenter.private_key, merchant_id, body, {**means, **posted})
         return self.merchant.client.authorize_payment(
             amount=amount,
             challenge=challenge,
@@ -475,34 +494,75 @@ class PaymentScene:
         )
 
 
-def build_signed_means(
-    presenter: Terminal,
+def signed_means(
+    key: Ed25519PrivateKey,
     *,
-    merchant: Terminal,
+    presenting_terminal: str,
+    merchant_id: str,
     challenge: bytes,
     amount: int,
     currency: str,
-    grants: list[tuple[str, bytes, int]],
+    grants: Sequence[tuple[str, bytes, int]] = (),
     own_source_id: str | None = None,
     own_amount: int | None = None,
     bill_id: str | None = None,
     split_mode: str = "exact",
 ) -> dict[str, Any]:
-    from nfcpay.client import build_means
+    """The API ``means`` of a payment, made the way real terminals make it: the target's
+    :class:`MeansRecord` answering the merchant's :class:`ChallengeRecord` (``challenge``:
+    its nonce), signed with ``key`` over the records' presentation, then turned into JSON by
+    the merchant's own :func:`~nfcpay.terminals.merchant.payment_request`.
 
-    return build_means(
-        presenter.private_key,
-        challenge=challenge,
-        merchant_id=str(merchant.merchant_id),
-        amount=amount,
-        currency=currency,
-        presenting_terminal=presenter.terminal_id,
-        grants=grants,
-        own_source_id=own_source_id,
-        own_amount=own_amount,
-        bill_id=bill_id,
-        split_mode=split_mode,
+    ``grants`` holds (grant id, usage-auth bytes, share amount) per grant. ``bill_id`` and
+    ``split_mode`` must be the ones the payment request carries: the signature binds them.
+    The means must be ones a terminal can send (a :class:`MeansRecord` refuses the rest).
+    """
+    asked = ChallengeRecord(
+        merchant_id=merchant_id, currency=currency, amount=amount, nonce=challenge
     )
+    unsigned = MeansRecord(
+        presenting_terminal=presenting_terminal,
+        currency=currency,
+        grants=tuple(
+            PresentedGrant(grant_id=gid, amount=share, usage_auth=usage_auth)
+            for gid, usage_auth, share in grants
+        ),
+        own_source_id=own_source_id,
+        own_amount=own_amount or 0,
+        signature=bytes(64),
+        bill_id=bill_id,
+        split_mode=SplitMode(split_mode),
+    )
+    means = presentation.signed(asked, unsigned, key)
+    return dict(payment_request(asked, means)["means"])
+
+
+def build_signed_means(
+    presenter: Terminal, *, merchant: Terminal, **payment: Any
+) -> dict[str, Any]:
+    """:func:`signed_means` by registered terminal ``presenter`` for ``merchant``'s counter."""
+    return signed_means(
+        presenter.private_key,
+        presenting_terminal=presenter.terminal_id,
+        merchant_id=str(merchant.merchant_id),
+        **payment,
+    )
+
+
+def signed_as_posted(
+    key: Ed25519PrivateKey, merchant_id: str, body: Mapping[str, Any], means: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``means`` of merchant ``merchant_id``'s request ``body``, signed with ``key`` over what
+    the server checks (:func:`nfcpay.server.services.rules.presentation`) rather than over
+    records: for means no terminal sends, as an API client other than the terminals signs.
+    Means the server's schema refuses are returned unchanged: the server refuses them before
+    it looks at any signature."""
+    try:
+        parsed = PaymentIn.model_validate({**body, "means": means})
+    except ValidationError:
+        return dict(means)
+    signature = key.sign(rules.presentation(parsed, merchant_id).message())
+    return {**means, "signature": crypto.b64e(signature)}
 
 
 def payment_scene(

@@ -14,6 +14,8 @@ from nfcpay import crypto
 from nfcpay.errors import ConfigError, Declined
 from nfcpay.money import Money
 from nfcpay.records import ChallengeRecord
+from nfcpay.server.schemas import PaymentIn
+from nfcpay.server.services import rules
 from nfcpay.terminals import merchant, target
 from nfcpay.terminals.account import connect
 from nfcpay.terminals.held import HeldGrants, Share, choose_shares
@@ -60,22 +62,18 @@ def test_explicit_grants_are_presented_as_asked(scene: Scene) -> None:
         choose_shares(scene.target, challenge_for(scene, 1), ["g_unknown"])
 
 
-def test_signed_means_verify_against_the_presentation_message(scene: Scene) -> None:
+def test_signed_means_verify_against_what_the_server_checks(scene: Scene) -> None:
     grant_id = scene.give(Rights(amount_cap=5_000))
     challenge = challenge_for(scene, 3_000)
     shares = choose_shares(scene.target, challenge)
     identity = scene.target.identity()
     means = target.sign_means(scene.target, identity, challenge, shares)
-    message = crypto.presentation_message(
-        challenge=challenge.nonce,
-        merchant_id=challenge.merchant_id,
-        amount=3_000,
-        currency="KRW",
-        presenting_terminal=identity.terminal_id,
-        grants=[crypto.GrantShare(grant_id, 3_000)],
-    )
+    assert [(g.grant_id, g.amount) for g in means.grants] == [(grant_id, 3_000)]
+    request = PaymentIn.model_validate(merchant.payment_request(challenge, means))
+    checked = rules.presentation(request, challenge.merchant_id)
+    assert (checked.amount, checked.presenting_terminal) == (3_000, identity.terminal_id)
     public = crypto.public_key_bytes(scene.target.private_key())
-    assert crypto.verify_signature(public, means.signature, message)
+    assert crypto.verify_signature(public, means.signature, checked.message())
     assert merchant.api_means(means)["grants"][0]["usage_auth"] == crypto.b64e(
         means.grants[0].usage_auth
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,18 +29,22 @@ def test_usage_auth_framing_prevents_concatenation_collisions() -> None:
 def test_presentation_signature_round_trip_and_binding() -> None:
     key = crypto.generate_terminal_key()
     public = crypto.public_key_bytes(key)
-    fields = dict(
-        challenge=b"c" * 16,
+    presented = crypto.Presentation(
+        nonce=b"c" * 16,
         merchant_id="m_1",
         amount=1000,
         currency="KRW",
         presenting_terminal="t_1",
-        grants=[crypto.GrantShare("g_1", 1000)],
+        grants=(crypto.GrantShare("g_1", 1000),),
+        own_source_id=None,
+        own_amount=0,
+        bill_id=None,
+        split_mode="exact",
     )
-    message = crypto.presentation_message(**fields)
+    message = presented.message()
     signature = key.sign(message)
     assert crypto.verify_signature(public, signature, message)
-    changed = crypto.presentation_message(**{**fields, "amount": 1001})
+    changed = dataclasses.replace(presented, amount=1001).message()
     assert not crypto.verify_signature(public, signature, changed)
     assert not crypto.verify_signature(b"short", signature, message)
 

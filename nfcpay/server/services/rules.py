@@ -125,26 +125,33 @@ def bill_rule(attempt: Attempt, paid_by: str | None) -> Failure | None:
     return None
 
 
-def signature_rule(attempt: Attempt, key: TerminalKey | None) -> Failure | None:
-    """The presenting terminal (``key``: its registered key) signed exactly this request."""
-    body, means = attempt.body, attempt.body.means
-    try:
-        signature = crypto.b64d(means.signature)
-    except ValueError:
-        signature = b""
-    shares = [crypto.GrantShare(s.grant_id, s.amount) for s in means.grants]
-    message = crypto.presentation_message(
-        challenge=crypto.b64d(body.challenge),
-        merchant_id=attempt.merchant_id,
+def presentation(body: PaymentIn, merchant_id: str) -> crypto.Presentation:
+    """What the presenting terminal signed, as merchant ``merchant_id``'s request ``body``
+    tells it: the target built the same value from the NFC records
+    (:func:`nfcpay.records.presentation.presentation`). Raises ValueError if the challenge
+    is not base64url."""
+    means = body.means
+    return crypto.Presentation(
+        nonce=crypto.b64d(body.challenge),
+        merchant_id=merchant_id,
         amount=body.amount,
         currency=body.currency,
         presenting_terminal=means.presenting_terminal,
-        grants=shares,
+        grants=tuple(crypto.GrantShare(s.grant_id, s.amount) for s in means.grants),
         own_source_id=means.own_source_id,
         own_amount=means.own_amount or 0,
         bill_id=body.bill_id,
         split_mode=body.split_mode,
     )
+
+
+def signature_rule(attempt: Attempt, key: TerminalKey | None) -> Failure | None:
+    """The presenting terminal (``key``: its registered key) signed exactly this request."""
+    try:
+        signature = crypto.b64d(attempt.body.means.signature)
+    except ValueError:
+        signature = b""
+    message = presentation(attempt.body, attempt.merchant_id).message()
     if key is None or not crypto.verify_signature(key.public_key, signature, message):
         return Failure(
             DeclineCode.BAD_SIGNATURE,

@@ -18,10 +18,9 @@ from typing import Any
 import pytest
 
 from nfcpay import crypto
-from nfcpay.client import build_means
 from nfcpay.declines import DeclineCode
 from tests.server.acceptance.conftest import Harness, changed_tables
-from tests.support.server import PaymentScene, Terminal
+from tests.support.server import PaymentScene, Terminal, signed_means
 
 AMOUNT = 1_000
 Request = Callable[[], dict[str, Any]]
@@ -75,13 +74,13 @@ def _wrong_usage_auth(h: Harness, s: PaymentScene) -> Request:
 
 def _signed_by_other_key(h: Harness, s: PaymentScene) -> Request:
     challenge = secrets.token_bytes(16)
-    means = build_means(
+    means = signed_means(
         crypto.generate_terminal_key(),
-        challenge=challenge,
+        presenting_terminal=s.target.terminal_id,
         merchant_id=str(s.merchant.merchant_id),
+        challenge=challenge,
         amount=AMOUNT,
         currency="KRW",
-        presenting_terminal=s.target.terminal_id,
         grants=[(s.grant_id, s.usage_auth(), AMOUNT)],
     )
     return lambda: _post(s.merchant, means, challenge)

@@ -181,10 +181,11 @@ def run_scenario(s: Scenario) -> None:
     wallet_scene = s.scene(owner, target, shop, wallet_gid)
     assert s.pay(wallet_scene, 400)["status"] == "approved"
     stranger = s.terminal("target")
+    short_usage_auth = {"grant_id": gid, "usage_auth": crypto.b64e(b"not base64 !!"), "amount": 100}
     for attempt in (
         lambda: s.pay(scene, 100, presenter=stranger),
         lambda: s.pay(scene, 100, grants=[(gid, secrets.token_bytes(32), 100)]),
-        lambda: s.pay(scene, 100, grants=[(gid, b"not base64 !!", 100)]),
+        lambda: s.pay(scene, 100, posted={"grants": [short_usage_auth]}),
         lambda: s.pay(scene, 200_000),
         lambda: s.pay(wallet_scene, 900),
         lambda: s.pay(scene, 100, challenge=challenge),
