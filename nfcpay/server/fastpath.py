@@ -8,8 +8,9 @@ verify the signature (:func:`verify_request`), check the idempotency key, run th
 transaction (:func:`pay`) and answer the same JSON.
 
 Anything unusual — a content type other than ``application/json``, an empty or malformed
-body, a body the model refuses — is handed to the FastAPI route untouched (body replayed),
-so every error answer, and the order in which errors are found, stays exactly FastAPI's.
+body, a body the model refuses, a body with more brackets than any payment has — is handed
+to the FastAPI route untouched (body replayed), so every error answer, and the order in
+which errors are found, stays exactly FastAPI's.
 Errors raised here (authentication, rate limit, idempotency, database) are the domain
 exceptions the app's one exception table turns into answers, as for any route. The OpenAPI
 document is unchanged: it is built from the FastAPI route, and this one is not in it.
@@ -38,6 +39,13 @@ Send = Callable[[Message], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+
+#: More ``[`` and ``{`` than this and the body is not parsed here. A valid payment has at most
+#: 35 (itself, ``means``, ``grants`` and its up to 32 shares) plus any inside its short
+#: strings. The bound keeps ``json.loads``, which recurses once per level and would raise
+#: RecursionError (a 500) on a body nested a thousand deep, away from deep bodies: the count
+#: runs in C, so an unauthenticated client cannot make this path do more than that.
+MAX_BRACKETS = 64
 
 
 async def pay(rt: Runtime, caller: Caller, body: PaymentIn, key: str | None) -> dict[str, Any]:
@@ -84,6 +92,8 @@ class PaymentFastPath:
 def _parse(scope: Scope, body: bytes) -> PaymentIn | None:
     """The validated body, or None when FastAPI's route should handle (and answer) it."""
     if not body or _content_type(scope) != b"application/json":
+        return None
+    if body.count(b"[") + body.count(b"{") > MAX_BRACKETS:
         return None
     try:
         return PaymentIn.model_validate(json.loads(body))

@@ -12,7 +12,9 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.routing import APIRoute
 
+from nfcpay.errors import InvalidRequest
 from nfcpay.server.auth import verify_request
 from nfcpay.server.fastpath import pay
 from nfcpay.server.runtime import Caller, Runtime
@@ -23,6 +25,7 @@ from nfcpay.server.schemas import (
     RefundIn,
     SourceStatusIn,
     TerminalIn,
+    refuse_nul,
 )
 from nfcpay.server.services import (
     grants,
@@ -50,8 +53,25 @@ async def _signed(request: Request) -> Caller:
 Signed = Annotated[Caller, Depends(_signed)]
 
 
+async def _no_nul_in_url(request: Request) -> None:
+    """Refuse (422) a path parameter or declared query parameter holding NUL (``%00``): the
+    routes look such values up as text, which PostgreSQL cannot take (psycopg raises
+    DataError, a 500); the body models refuse it in body fields alike (:func:`refuse_nul`).
+    Undeclared query parameters are ignored, as everywhere (the payment fast path too)."""
+    route = request.scope.get("route")
+    declared = (
+        {p.alias for p in route.dependant.query_params} if isinstance(route, APIRoute) else ()
+    )
+    query = [(k, v) for k, v in request.query_params.multi_items() if k in declared]
+    for name, value in [*request.path_params.items(), *query]:
+        try:
+            refuse_nul(str(value))
+        except ValueError as exc:
+            raise InvalidRequest(f"{name}: {exc}", code="validation_error", field=name) from None
+
+
 def build_router(rt: Runtime) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", dependencies=[Depends(_no_nul_in_url)])
 
     @router.get("/health", tags=["server"])
     async def health() -> Json:

@@ -1,23 +1,60 @@
 """Request bodies of the HTTP API, validated by pydantic (a 422 names the offending field).
 
 Money is strict integers in minor units: ``12.5`` or ``"12"`` are refused, never rounded.
+Text that is stored or looked up (ids, codes, labels) may not hold NUL (U+0000): PostgreSQL
+cannot take it, and refusing it here keeps both databases alike. An instant must name a UTC
+time in years 1 to 9999 whatever its offset, so that every answer can show it. Card numbers
+and expiries are ASCII digits.
 Responses are plain dicts built by the services; the server's OpenAPI document
 (``GET /openapi.json``) shows every request and error shape.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from nfcpay import money
 
+
+def refuse_nul(text: str) -> str:
+    """``text`` unless it holds NUL, which PostgreSQL text cannot store (psycopg refuses the
+    query); the ValueError becomes a 422 naming the field."""
+    if "\x00" in text:
+        raise ValueError("must not contain NUL (U+0000) characters")
+    return text
+
+
+def in_utc_range(moment: datetime) -> datetime:
+    """``moment`` unless its UTC time falls outside years 1 to 9999: a legal ISO text such as
+    ``9999-12-31T23:59:59-14:00`` names one, which datetime cannot hold (and so no answer
+    could show it)."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            "must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in UTC"
+        ) from None
+    return moment
+
+
+NoNul = AfterValidator(refuse_nul)
 Amount = Annotated[int, Field(strict=True, gt=0, le=money.MAX_MINOR)]
 Balance = Annotated[int, Field(strict=True, ge=0, le=money.MAX_MINOR)]
-Id = Annotated[str, StringConstraints(strict=True, min_length=3, max_length=64)]
-Code = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=32)]
-Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
+Id = Annotated[str, StringConstraints(strict=True, min_length=3, max_length=64), NoNul]
+Code = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=32), NoNul]
+Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200), NoNul]
+Instant = Annotated[AwareDatetime, AfterValidator(in_utc_range)]
 
 
 class _Body(BaseModel):
@@ -49,9 +86,10 @@ class TerminalIn(_Body):
 
 class FundingSourceIn(_WithCurrency):
     kind: Literal["card", "wallet", "bank"]
-    number: Annotated[str, StringConstraints(strict=True, pattern=r"^\d{12,19}$")] | None = None
+    # [0-9], not \d: pydantic's \d also matches Arabic-Indic, fullwidth, ... digits.
+    number: Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9]{12,19}$")] | None = None
     expiry: (
-        Annotated[str, StringConstraints(strict=True, pattern=r"^(0[1-9]|1[0-2])/\d{2}$")] | None
+        Annotated[str, StringConstraints(strict=True, pattern=r"^(0[1-9]|1[0-2])/[0-9]{2}$")] | None
     ) = None
     limit: Balance | None = None
     balance: Balance | None = None
@@ -65,8 +103,8 @@ class RightsIn(_Body):
     amount_cap: Amount
     max_uses: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] = 1
     per_use_cap: Amount | None = None
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: Instant | None = None
+    valid_until: Instant | None = None
     purposes: Annotated[list[Code], Field(min_length=1, max_length=50)] | None = None
     regions: Annotated[list[Code], Field(min_length=1, max_length=50)] | None = None
     merchants: Annotated[list[Id], Field(min_length=1, max_length=50)] | None = None
