@@ -29,14 +29,11 @@ from typing import Any
 
 from benchlib import free_udp_port, start_server
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the test harness signs means the way the terminals do
-
-from nfcpay import crypto  # noqa: E402
-from nfcpay.client import PaymentClient  # noqa: E402
-from nfcpay.terminals.account import connect, init_terminal  # noqa: E402
-from nfcpay.terminals.home import TerminalHome  # noqa: E402
-from tests.support.server import signed_means  # noqa: E402
+from nfcpay import crypto
+from nfcpay.client import PaymentClient
+from nfcpay.terminals.account import connect, init_terminal
+from nfcpay.terminals.home import TerminalHome
+from nfcpay.testing.server import signed_means
 
 MEMBERS = 4
 CARDS = ("4111111111111111", "5555555555554444", "4012888888881881", "378282246310005")

@@ -11,7 +11,7 @@ stay within 1.5x of an empty database. The script:
 1. opens two databases with the real app in this process (SQLite files in a temporary
    directory, or two fresh schemas of the PostgreSQL at ``--db``, dropped afterwards), and
    registers an owner, card, many-use grant, target and merchant in each over the API;
-2. fills the second one by bulk SQL (:func:`tests.support.query_plans.populate`:
+2. fills the second one by bulk SQL (:func:`nfcpay.testing.query_plans.populate`:
    ``--rows`` grants and past payments with their shares, ledger legs, notifications,
    idempotency keys, challenges and nonces; ANALYZE on PostgreSQL) and reports how long each
    table took;
@@ -35,7 +35,6 @@ import json
 import math
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,21 +42,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the test harness builds the app, the data and the plans
+from bench_server import PATH, Run, prepare
 
-from bench_server import PATH, Run, prepare  # noqa: E402
-
-from nfcpay.server.runtime import Caller  # noqa: E402
-from nfcpay.server.schemas import PaymentIn  # noqa: E402
-from nfcpay.server.services import authorization, idempotency  # noqa: E402
-from tests.support.query_plans import (  # noqa: E402
+from nfcpay.server.runtime import Caller
+from nfcpay.server.schemas import PaymentIn
+from nfcpay.server.services import authorization, idempotency
+from nfcpay.testing.query_plans import (
     hot_path_plans,
     hot_path_scene,
     populate,
     report,
 )
-from tests.support.server import (  # noqa: E402
+from nfcpay.testing.server import (
     InProcessServer,
     PaymentScene,
     payment_scene,

@@ -56,12 +56,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the test harness starts and drives real server processes
-
-from nfcpay import crypto  # noqa: E402
-from nfcpay.client import new_idempotency_key  # noqa: E402
-from tests.support.server import (  # noqa: E402
+from nfcpay import crypto
+from nfcpay.client import new_idempotency_key
+from nfcpay.testing.server import (
     PaymentScene,
     ServerProcess,
     build_signed_means,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.server import ServerProcess, start_server
+from nfcpay.testing.server import ServerProcess, start_server
 
 #: Variables that would make a test depend on the developer's own set-up.
 _ISOLATED_ENV = ("NFCPAY_HOME", "NFCPAY_SERVER", "NFCPAY_DEVICE", "NFCPAY_JSON")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.server import ServerProcess
+from nfcpay.testing.server import ServerProcess
 
 PROCESS_TIMEOUT = 60.0
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from nfcpay.testing.server import ServerProcess
 from tests.e2e.conftest import Cli, SlowProxy, finish, free_udp_port, wait_for
-from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.nfc_sim
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from nfcpay.testing.server import ServerProcess
 from tests.e2e.conftest import Cli, finish, free_udp_port
-from tests.support.server import ServerProcess
 
 MEMBERS = ("ann", "bo", "cy")
 CARDS = ("4111111111111111", "5555555555554444", "4012888888881881")

@@ -22,11 +22,11 @@ import pytest
 
 from nfcpay.errors import TransportError
 from nfcpay.terminals import exchange
+from nfcpay.testing.server import ServerProcess
 from nfcpay.transport import open_reader
 from nfcpay.transport.virtual.broker import BrokerError, connect
 from tests.e2e.conftest import Cli, Done, SlowProxy, free_udp_port, wait_for
 from tests.e2e.test_counter import owner_with_card, ready_pair
-from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.nfc_sim
 

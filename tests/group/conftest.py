@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.server import InProcessServer, ServerProcess, postgres_schema, start_server
+from nfcpay.testing.server import InProcessServer, ServerProcess, postgres_schema, start_server
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from nfcpay import crypto
-from tests.support.server import Terminal, build_signed_means, register_terminal
+from nfcpay.testing.server import Terminal, build_signed_means, register_terminal
 
 CURRENCY = "KRW"
 CARD = "4111111111111111"

@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 
 from nfcpay import crypto
+from nfcpay.testing.server import ServerProcess, register_terminal, state_snapshot
 from tests.group.scene import Group, Member
-from tests.support.server import ServerProcess, register_terminal, state_snapshot
 
 SHARE = 20_000
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nfcpay import crypto
+from nfcpay.testing.server import InProcessServer, state_snapshot
 from tests.group.scene import Group
-from tests.support.server import InProcessServer, state_snapshot
 
 FAULTS = ("none", "revoked", "over_cap", "low_funds", "other_bill", "wrong_auth")
 

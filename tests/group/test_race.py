@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nfcpay import crypto
+from nfcpay.testing.server import ServerProcess, register_terminal
 from tests.group.scene import Group
-from tests.support.server import ServerProcess, register_terminal
 
 RACERS = 8
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 
 from nfcpay import crypto
+from nfcpay.testing.server import InProcessServer, build_signed_means, state_snapshot
 from tests.group.scene import Group
-from tests.support.server import InProcessServer, build_signed_means, state_snapshot
 
 
 def _group(app: InProcessServer, members: int = 3) -> Group:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.server import postgres_schema
+from nfcpay.testing.server import postgres_schema
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from nfcpay import crypto
 from nfcpay.client import signed_headers
 from nfcpay.money import MAX_MINOR
-from tests.support.server import (
+from nfcpay.testing.server import (
     PaymentScene,
     ServerProcess,
     Terminal,

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from nfcpay.client import PaymentClient
-from tests.support.server import Terminal
+from nfcpay.testing.server import Terminal
 
 
 class TcpProxy:

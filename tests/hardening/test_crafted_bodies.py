@@ -36,6 +36,12 @@ from nfcpay.server import schemas
 from nfcpay.server.app import create_app
 from nfcpay.server.fastpath import PATH, PaymentFastPath
 from nfcpay.server.services.formats import iso, to_us
+from nfcpay.testing.server import (
+    InProcessServer,
+    InProcessTransport,
+    ServerProcess,
+    payment_scene,
+)
 from tests.hardening.hostile import (
     DATABASES,
     OUT_OF_RANGE_INSTANTS,
@@ -48,12 +54,6 @@ from tests.hardening.hostile import (
     replaced,
     send,
     server_on,
-)
-from tests.support.server import (
-    InProcessServer,
-    InProcessTransport,
-    ServerProcess,
-    payment_scene,
 )
 
 

@@ -41,8 +41,7 @@ import pytest
 
 from nfcpay.client import PaymentClient
 from nfcpay.errors import ApiError, ServerUnavailable
-from tests.hardening.support import no_retry
-from tests.support.server import (
+from nfcpay.testing.server import (
     PaymentScene,
     ServerProcess,
     Terminal,
@@ -50,6 +49,7 @@ from tests.support.server import (
     start_server,
     start_servers,
 )
+from tests.hardening.support import no_retry
 
 pytestmark = pytest.mark.slow
 

@@ -26,8 +26,8 @@ import psycopg
 import pytest
 
 from nfcpay.errors import ServerUnavailable
+from nfcpay.testing.server import payment_scene, start_server, state_snapshot
 from tests.hardening.support import TcpProxy, health, no_retry
-from tests.support.server import payment_scene, start_server, state_snapshot
 
 #: The server's wait for the database before answering 503 (fail fast in these tests).
 DB_TIMEOUT = {"NFCPAY_SERVER_DB_TIMEOUT": "0.5"}

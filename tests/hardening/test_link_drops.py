@@ -42,9 +42,9 @@ from nfcpay.terminals.merchant import receipts as merchant_receipts
 from nfcpay.terminals.merchant import settle
 from nfcpay.terminals.user import Rights, grant_record, issue
 from nfcpay.terminals.wallet import refresh
+from nfcpay.testing.server import DEFAULT_MERCHANT, ServerProcess, state_snapshot
 from nfcpay.transport.faults import ENV
 from tests.e2e.conftest import Cli, Done, finish, free_udp_port
-from tests.support.server import DEFAULT_MERCHANT, ServerProcess, state_snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.nfc_sim]
 T = TypeVar("T")

@@ -41,6 +41,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from nfcpay import crypto
 from nfcpay.client import PaymentClient, signed_headers
+from nfcpay.testing.server import ServerProcess, Terminal, register_terminal
 from tests.hardening.hostile import (
     CONTENT_TYPES,
     DATABASES,
@@ -60,7 +61,6 @@ from tests.hardening.hostile import (
     server_on,
     url_values,
 )
-from tests.support.server import ServerProcess, Terminal, register_terminal
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 The hot paths run through the real app against a database that already holds tens of
 thousands of grants, payments, ledger entries, notifications, idempotency keys, challenges
-and nonces (:mod:`tests.support.query_plans`); the test fails, printing every plan, if any
+and nonces (:mod:`nfcpay.testing.query_plans`); the test fails, printing every plan, if any
 statement they send reads a whole table or a whole index.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.query_plans import (
+from nfcpay.testing.query_plans import (
     TEST_ROWS,
     Statement,
     explain,
@@ -21,7 +21,7 @@ from tests.support.query_plans import (
     populate,
     report,
 )
-from tests.support.server import InProcessServer
+from nfcpay.testing.server import InProcessServer
 
 
 def _check_no_full_scans(tmp_path: Path, db_url: str | None) -> None:

@@ -43,17 +43,17 @@ from nfcpay.terminals import exchange, merchant, target
 from nfcpay.terminals.account import connect, init_terminal
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.user import Rights, grant_record, issue
-from nfcpay.transport.reader import open_reader
-from tests.e2e.conftest import free_udp_port
-from tests.server.acceptance.conftest import Harness, changed_tables
-from tests.server.acceptance.test_access import sign
-from tests.support.server import (
+from nfcpay.testing.server import (
     DEFAULT_MERCHANT,
     PaymentScene,
     Terminal,
     signed_means,
     start_server,
 )
+from nfcpay.transport.reader import open_reader
+from tests.e2e.conftest import free_udp_port
+from tests.server.acceptance.conftest import Harness, changed_tables
+from tests.server.acceptance.test_access import sign
 from tests.terminals.test_flows import both
 
 AMOUNT = 1_000

@@ -86,16 +86,16 @@ from nfcpay.terminals import merchant, target
 from nfcpay.terminals.account import connect, init_terminal
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.user import Rights, grant_record, issue
-from tests.hardening.test_fuzz_inputs import framed
-from tests.server.acceptance.conftest import Snapshot, changed_tables, full_snapshot
-from tests.server.acceptance.test_access import sign
-from tests.support.server import (
+from nfcpay.testing.server import (
     DEFAULT_MERCHANT,
     PaymentScene,
     ServerProcess,
     Terminal,
     start_server,
 )
+from tests.hardening.test_fuzz_inputs import framed
+from tests.server.acceptance.conftest import Snapshot, changed_tables, full_snapshot
+from tests.server.acceptance.test_access import sign
 
 Json = dict[str, Any]
 Path_ = tuple[Any, ...]
@@ -682,7 +682,7 @@ def model_fields(model: type[BaseModel], prefix: str = "") -> set[str]:
 
 
 def as_terminal(world: World, name: str) -> Terminal:
-    """A tests.support Terminal for one of the world's homes (its client and key)."""
+    """An nfcpay.testing Terminal for one of the world's homes (its client and key)."""
     home = world.homes[name]
     return Terminal(
         world.clients[name], home.private_key(), {"merchant_id": home.identity().merchant_id}

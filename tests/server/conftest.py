@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from nfcpay.server.runtime import Runtime
-from tests.support.server import (
+from nfcpay.testing.server import (
     InProcessServer,
     PaymentScene,
     Terminal,
@@ -57,7 +57,7 @@ class Clock:
 
 @dataclass
 class Api:
-    """The app in-process (tests.support.server.InProcessServer) with a settable clock."""
+    """The app in-process (nfcpay.testing.server.InProcessServer) with a settable clock."""
 
     server: InProcessServer
     clock: Clock

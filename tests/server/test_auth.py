@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from nfcpay import crypto
 from nfcpay.client import signed_headers
+from nfcpay.testing.server import Terminal
 from tests.server.conftest import Api
-from tests.support.server import Terminal
 
 PATH = "/v1/funding-sources"
 BODY = json.dumps({"kind": "wallet", "balance": 1000, "currency": "KRW"}).encode()

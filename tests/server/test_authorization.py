@@ -12,8 +12,8 @@ import pytest
 from nfcpay import crypto
 from nfcpay.declines import DeclineCode
 from nfcpay.errors import ApiError
+from nfcpay.testing.server import PaymentScene, signed_means
 from tests.server.conftest import Api
-from tests.support.server import PaymentScene, signed_means
 
 Final = Callable[[], dict[str, Any]]
 

@@ -21,7 +21,7 @@ from nfcpay.server.runtime import TerminalKey
 from nfcpay.server.schemas import GrantShareIn, MeansIn, PaymentIn
 from nfcpay.server.services import rules
 from nfcpay.server.services.rules import Attempt, Failure, Share
-from tests.support.server import signed_means
+from nfcpay.testing.server import signed_means
 
 NOW = 1_750_000_000_000_000  # 2025-06-15, in microseconds
 HOUR = 3_600_000_000
@@ -36,7 +36,7 @@ KEY = crypto.generate_terminal_key()
 def attempt(amount: int = 1_000, *, signed_by: Any = KEY, **request: Any) -> Attempt:
     """A payment request for ``amount``: one share of :data:`GRANT` for the whole amount
     unless ``grants`` says otherwise, its means signed by ``signed_by`` the way a target
-    terminal signs them (:func:`~tests.support.server.signed_means`)."""
+    terminal signs them (:func:`~nfcpay.testing.server.signed_means`)."""
     grants = request.pop("grants", [(GRANT, usage_auth(), amount)])
     means = signed_means(
         signed_by,

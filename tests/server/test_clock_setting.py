@@ -24,8 +24,8 @@ from nfcpay.server.settings import (
     init_data_dir,
     is_loopback_address,
 )
+from nfcpay.testing.server import ServerProcess, register_terminal, start_server
 from tests.server.conftest import Clock
-from tests.support.server import ServerProcess, register_terminal, start_server
 
 
 def _clock_file(tmp_path: Path, text: str = "0") -> Path:

@@ -17,9 +17,9 @@ from starlette.routing import Route
 from nfcpay import crypto
 from nfcpay.server.app import create_app
 from nfcpay.server.fastpath import PATH, PaymentFastPath
+from nfcpay.testing.server import InProcessTransport, PaymentScene, Terminal
 from tests.server.conftest import Api
 from tests.server.test_auth import headers_for
-from tests.support.server import InProcessTransport, PaymentScene, Terminal
 
 Sent = tuple[int, dict[str, Any]]
 

@@ -17,8 +17,8 @@ import pytest
 from nfcpay.errors import ConfigError, DatabaseUnavailable
 from nfcpay.server.store import Tx, open_database
 from nfcpay.server.store.postgres import PostgresDatabase
+from nfcpay.testing.query_plans import observed
 from tests.hardening.support import TcpProxy
-from tests.support.query_plans import observed
 
 
 @pytest.fixture

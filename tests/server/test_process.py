@@ -17,7 +17,7 @@ import pytest
 from nfcpay import crypto
 from nfcpay.client import signed_headers
 from nfcpay.errors import ApiError
-from tests.support.server import (
+from nfcpay.testing.server import (
     PaymentScene,
     ServerProcess,
     payment_scene,

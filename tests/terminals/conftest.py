@@ -14,7 +14,7 @@ from nfcpay.terminals.account import connect, init_terminal
 from nfcpay.terminals.held import HeldGrant, HeldGrants
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.user import Rights, grant_record, issue
-from tests.support.server import DEFAULT_MERCHANT, InProcessServer
+from nfcpay.testing.server import DEFAULT_MERCHANT, InProcessServer
 
 
 class SharedTransport(httpx.BaseTransport):

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.server import (
+from nfcpay.testing.server import (
     PaymentScene,
     ServerProcess,
     Terminal,

@@ -22,8 +22,8 @@ import pytest
 
 from nfcpay import crypto
 from nfcpay.client import signed_headers
+from nfcpay.testing.server import PaymentScene, Terminal
 from tests.server.acceptance.conftest import Harness, changed_tables
-from tests.support.server import PaymentScene, Terminal
 
 
 @dataclass

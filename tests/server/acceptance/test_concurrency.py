@@ -27,7 +27,7 @@ import pytest
 
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
-from tests.support.server import (
+from nfcpay.testing.server import (
     PaymentScene,
     ServerProcess,
     build_signed_means,

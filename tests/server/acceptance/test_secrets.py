@@ -24,7 +24,7 @@ import pytest
 
 from nfcpay import crypto
 from nfcpay.errors import ApiError
-from tests.support.server import (
+from nfcpay.testing.server import (
     PaymentScene,
     ServerProcess,
     Terminal,

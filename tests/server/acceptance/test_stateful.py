@@ -36,7 +36,7 @@ from hypothesis.stateful import (
 
 from nfcpay import crypto
 from nfcpay.errors import ApiError
-from tests.support.server import InProcessServer, Terminal, build_signed_means, register_terminal
+from nfcpay.testing.server import InProcessServer, Terminal, build_signed_means, register_terminal
 
 CURRENCY = "KRW"
 

@@ -16,6 +16,7 @@ on PostgreSQL) with rows that satisfy every constraint and the ledger audit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import secrets
 import time
@@ -26,7 +27,7 @@ from typing import Any
 
 from nfcpay import crypto
 from nfcpay.server.store import Database, Tx
-from tests.support.server import InProcessServer, PaymentScene, payment_scene
+from nfcpay.testing.server import InProcessServer, PaymentScene, payment_scene
 
 #: Rows per traffic table in the test: enough that PostgreSQL's planner prefers indexes.
 TEST_ROWS = 50_000
@@ -69,7 +70,7 @@ def _bulk_inserts(dialect: str, rows: int, now_us: int) -> list[tuple[str, int]]
     paid_per_source = f"({rows // users} + CASE WHEN i < {rows % users} THEN 1 ELSE 0 END)"
     past = f"({now_us} - ({rows} - i) * 1000000)"  # one payment a second, ending now
     recent = f"({now_us} - ({rows} - i) * {max(250_000_000 // rows, 1)})"  # last ~4 minutes
-    blob = lambda size, salt: _blob(dialect, size, salt)  # noqa: E731
+    blob = functools.partial(_blob, dialect)
     return [
         (
             "INSERT INTO merchants (merchant_id, name, category, region, settlement_account, "
@@ -190,7 +191,7 @@ def populate(
     tables = [re.findall(r"INSERT INTO (\w+)", statement)[0] for statement, _ in inserts]
     for table, (statement, count) in zip(tables, inserts, strict=True):
         began = time.perf_counter()
-        db.run(lambda tx, statement=statement, count=count: load(tx, statement, count))
+        db.run(functools.partial(load, statement=statement, count=count))
         if progress is not None:
             progress(table, count, time.perf_counter() - began)
     if db.dialect == "postgresql":
@@ -237,7 +238,7 @@ def observed(db: Database) -> Iterator[list[Statement]]:
         seen.extend(Statement(str(query), tuple(params)) for params in params_seq)
         return executemany(self, query, params_seq, **kwargs)
 
-    psycopg.Cursor.execute = traced_execute  # type: ignore[method-assign,assignment]
+    psycopg.Cursor.execute = traced_execute  # type: ignore[method-assign]
     psycopg.Cursor.executemany = traced_executemany  # type: ignore[method-assign]
     try:
         yield seen

@@ -107,7 +107,8 @@ class ServerProcess:
 
     def audit(self) -> list[str]:
         """Run :func:`nfcpay.server.ledger.audit` on the server's database (empty = sound)."""
-        return self.query(_audit)
+        problems: list[str] = self.query(_audit)
+        return problems
 
     def query(self, work: Any) -> Any:
         """Run ``work(tx)`` in one transaction on the server's database (for assertions)."""
@@ -257,7 +258,9 @@ class InProcessTransport(httpx.BaseTransport):
     def __init__(self, app: Any) -> None:
         import anyio.from_thread
 
-        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self._portal_cm: contextlib.AbstractContextManager[Any] | None = (
+            anyio.from_thread.start_blocking_portal()
+        )
         self._portal = self._portal_cm.__enter__()
         self._asgi = httpx.ASGITransport(app=app)
 
@@ -272,8 +275,8 @@ class InProcessTransport(httpx.BaseTransport):
         return self._portal.call(send)
 
     def close(self) -> None:
-        if self._portal_cm is not None:
-            cm, self._portal_cm = self._portal_cm, None
+        cm, self._portal_cm = self._portal_cm, None
+        if cm is not None:
             cm.__exit__(None, None, None)
 
 
@@ -300,7 +303,8 @@ class InProcessServer:
         return self.runtime.db.run(work)
 
     def audit(self) -> list[str]:
-        return self.query(_audit)
+        problems: list[str] = self.query(_audit)
+        return problems
 
     def close(self) -> None:
         self.http.close()
@@ -581,10 +585,9 @@ def payment_scene(
     ``source`` picks the source: ``{"kind": "wallet", "balance": 500}`` or card fields.
     ``rights`` go to :meth:`PaymentClient.issue_grant` (default ``amount_cap=50_000``).
     """
-    connect = {"http": http, "transport": transport}
-    owner = register_terminal(url, "user", **connect)
-    target = register_terminal(url, "target", **connect)
-    shop = register_terminal(url, "merchant", merchant=merchant, **connect)
+    owner = register_terminal(url, "user", http=http, transport=transport)
+    target = register_terminal(url, "target", http=http, transport=transport)
+    shop = register_terminal(url, "merchant", merchant=merchant, http=http, transport=transport)
     spec = dict(source or {"kind": "card"})
     kind = spec.pop("kind")
     if kind == "card":

@@ -1,1 +1,0 @@
-"""Reusable test helpers that start real processes (see :mod:`tests.support.server`)."""
