@@ -272,4 +272,7 @@ def any_db_server(
 
 @pytest.mark.slow
 def test_hostile_requests_at_length(any_db_server: ServerProcess) -> None:
-    _run_hostile(any_db_server, 100, 20, derandomize=False)
+    """More hostile requests, on each database (PostgreSQL refuses NUL where SQLite stores
+    it). Derandomized like the quick run, so CI passes or fails the same way every time;
+    to hunt further, run it with ``derandomize=False`` and more examples."""
+    _run_hostile(any_db_server, 40, 8, derandomize=True)
