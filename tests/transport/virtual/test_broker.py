@@ -104,7 +104,8 @@ from pathlib import Path
 from nfcpay.transport.virtual.broker import connect
 name, directory, at = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
 time.sleep(max(0.0, at - time.time()))
-with connect(name, directory=directory, idle_exit=None) as remote:
+# Exits on its own 30 s after the test, even when the test failed before stopping it.
+with connect(name, directory=directory, idle_exit=30.0) as remote:
     print(remote.status()["pid"], flush=True)
 """
 
@@ -533,11 +534,14 @@ def test_two_processes_starting_one_field_meet_in_one_broker(tmp_path: Path) -> 
         )
         for _ in range(2)
     ]
-    pids = [starter.communicate(timeout=20)[0].strip() for starter in starters]
-    assert [starter.returncode for starter in starters] == [0, 0]
-    with connect("race", directory=tmp_path, start=False) as remote:
-        assert pids == [str(remote.status()["pid"])] * 2
-    assert stop_field("race", directory=tmp_path)
+    try:
+        pids = [starter.communicate(timeout=20)[0].strip() for starter in starters]
+        assert [starter.returncode for starter in starters] == [0, 0]
+        with connect("race", directory=tmp_path, start=False) as remote:
+            assert pids == [str(remote.status()["pid"])] * 2
+    finally:
+        stopped = stop_field("race", directory=tmp_path)  # even when an assertion failed
+    assert stopped
 
 
 def test_the_command_line_shows_and_stops_a_field(tmp_path: Path) -> None:
