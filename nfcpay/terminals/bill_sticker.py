@@ -36,10 +36,7 @@ from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.member import Confirm, Joined, agree, issue_share, refusal_of, share_grant
 from nfcpay.terminals.user import grant_record
 from nfcpay.transport.reader import Reader
-from nfcpay.transport.tag import EMPTY_MESSAGE, swap_tag
-
-#: What a member's reader reads first: a blank sticker or one wiped after a complete bill.
-BLANK = (b"", EMPTY_MESSAGE)
+from nfcpay.transport.tag import EMPTY_MESSAGE, is_blank, swap_tag
 
 
 class Visit(Collected):
@@ -76,7 +73,7 @@ def collect_visit(
 def _collector_swap(found: bytes, home: TerminalHome, bill: Json) -> tuple[Json, bytes | None]:
     """What the collector's visit does with what the sticker holds (see the module doc)."""
     request = _next_request(bill)
-    if found in BLANK:
+    if is_blank(found):
         return _wrote_request(bill), request
     record = _bill_record(found)
     if isinstance(record, SplitRequestRecord):
@@ -201,7 +198,7 @@ def join_by_sticker(
 
 def _request_on(found: bytes) -> SplitRequestRecord:
     """The bill's request the sticker holds, or why it holds none."""
-    if found in BLANK:
+    if is_blank(found):
         raise Declined(
             "the sticker is blank: the collector writes the bill's request on it first "
             "(`nfcpay group collect --carrier tag`)",

@@ -61,6 +61,11 @@ def read_tag(reader: Reader, *, timeout: float | None = None) -> bytes:
 EMPTY_MESSAGE = b"\xd0\x00\x00"
 
 
+def is_blank(octets: bytes) -> bool:
+    """Whether a tag's message is nothing: never written, or wiped by a take."""
+    return octets in (b"", EMPTY_MESSAGE)
+
+
 def take_tag(reader: Reader, accept: Callable[[bytes], T], *, timeout: float | None = None) -> T:
     """Read the next tag's NDEF message, hand it to ``accept``, then wipe the tag.
 
@@ -70,7 +75,7 @@ def take_tag(reader: Reader, accept: Callable[[bytes], T], *, timeout: float | N
     """
 
     def take(octets: bytes) -> tuple[T, bytes]:
-        if octets in (b"", EMPTY_MESSAGE):
+        if is_blank(octets):
             raise errors.ProtocolViolation(
                 "the tag holds no message (nothing written yet, or taken and wiped)"
             )
