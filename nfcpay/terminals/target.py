@@ -46,7 +46,6 @@ __all__ = [
     "choose_shares",
     "held_entry",
     "pay",
-    "presentation_message",
     "receive_grant",
     "receive_grant_from_tag",
     "sign_means",
@@ -242,9 +241,3 @@ def sign_means(
         split_mode=split_mode,
     )
     return presentation.signed(challenge, unsigned, home.private_key())
-
-
-def presentation_message(challenge: ChallengeRecord, means: MeansRecord) -> bytes:
-    """The bytes the presenting terminal signs: ``means`` answering ``challenge`` (the
-    server checks the same presentation, built from the merchant's request)."""
-    return presentation.presentation(challenge, means).message()

@@ -39,6 +39,7 @@ from nfcpay import crypto
 from nfcpay.errors import Declined
 from nfcpay.money import Money
 from nfcpay.records import ChallengeRecord, MeansRecord, ResultRecord, decode_one
+from nfcpay.records.presentation import presentation
 from nfcpay.terminals import exchange, merchant, target
 from nfcpay.terminals.account import connect, init_terminal
 from nfcpay.terminals.home import TerminalHome
@@ -327,6 +328,6 @@ def test_means_skimmed_by_a_fake_merchant_is_refused_at_the_real_counter(
 
 def signed_by(home: TerminalHome, means: MeansRecord, challenge: ChallengeRecord) -> bool:
     """Whether ``means`` carries a valid signature of ``home``'s key over ``challenge``."""
-    message = target.presentation_message(challenge, means)
+    message = presentation(challenge, means).message()
     public_key = crypto.public_key_bytes(home.private_key())
     return crypto.verify_signature(public_key, means.signature, message)
