@@ -34,7 +34,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,7 @@ class PaymentClient:
         timeout: float = DEFAULT_TIMEOUT_S,
         max_retries: int = DEFAULT_MAX_RETRIES,
         verify: str | Path | ssl.SSLContext | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.terminal_id = terminal_id
@@ -88,6 +89,8 @@ class PaymentClient:
         self._prefix = urlsplit(self.base_url).path.rstrip("/")
         self._timeout = timeout
         self._max_retries = max_retries
+        #: How a retry waits out its back-off (a test passes one that records the waits).
+        self._sleep = sleep
         self._owns_http = http is None
         self._http = http or httpx.Client(transport=transport or _default_transport(verify))
 
@@ -121,6 +124,7 @@ class PaymentClient:
         http: httpx.Client | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         verify: str | Path | ssl.SSLContext | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> tuple[PaymentClient, Json]:
         """Register ``private_key``'s public half; return a client for the new terminal and
         the server's answer (``terminal_id``, ``merchant_id`` for merchants, ...)."""
@@ -132,6 +136,7 @@ class PaymentClient:
             http=http,
             timeout=timeout,
             verify=verify,
+            sleep=sleep,
         )
         body = _drop_none(
             {
@@ -309,7 +314,7 @@ class PaymentClient:
                 if not self._should_retry(error, safe or retry_unsafe, attempt):
                     raise
                 backoff = random.uniform(0, min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2**attempt))
-                time.sleep(max(backoff, min(error.retry_after_s or 0, _BACKOFF_MAX_S)))
+                self._sleep(max(backoff, min(error.retry_after_s or 0, _BACKOFF_MAX_S)))
 
     def _should_retry(self, error: ApiError, safe: bool, attempt: int) -> bool:
         if attempt > self._max_retries:

@@ -107,7 +107,7 @@ def run(
     settings = dataclasses.replace(
         ServerSettings.from_env(), data_dir=path, db_url=db_url, host=host, port=port
     )
-    app = create_app(settings)
+    app = create_app(settings, environ=os.environ)
     config = uvicorn.Config(
         app,
         log_level="info" if obj.verbose else "warning",

@@ -153,12 +153,13 @@ async def _purge_idempotency_keys_forever(rt: Runtime) -> None:
             log.debug("purged %d expired idempotency keys", purged)
 
 
-def create_runtime(settings: ServerSettings) -> Runtime:
+def create_runtime(settings: ServerSettings, environ: Mapping[str, str] | None = None) -> Runtime:
     """Pick the clock, load the master key, open the database and bring its schema up to date.
 
-    A refused test clock (:meth:`ServerSettings.checked_test_clock`) fails before anything
-    is opened."""
-    clock = server_clock(settings)
+    ``environ`` is the server process's environment, which only the entry point passes: a
+    test clock is allowed only when it names the same file (no environment: never). A refused
+    test clock (:meth:`ServerSettings.checked_test_clock`) fails before anything is opened."""
+    clock = server_clock(settings, environ or {})
     cipher = FieldCipher(load_master_key(settings.master_key_path))
     db = open_database(settings.database_url, timeout_s=settings.db_timeout_s)
     try:
@@ -170,9 +171,15 @@ def create_runtime(settings: ServerSettings) -> Runtime:
     return Runtime(settings=settings, db=db, cipher=cipher, clock=clock)
 
 
-def create_app(settings: ServerSettings, *, runtime: Runtime | None = None) -> FastAPI:
-    """The ASGI app for ``settings``. Pass ``runtime`` to share one (e.g. a test clock)."""
-    rt = runtime or create_runtime(settings)
+def create_app(
+    settings: ServerSettings,
+    *,
+    runtime: Runtime | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """The ASGI app for ``settings``. Pass ``runtime`` to share one (e.g. a test clock), or
+    the process's ``environ`` for :func:`create_runtime`."""
+    rt = runtime or create_runtime(settings, environ)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -66,13 +65,12 @@ class FileOffsetClock:
         return self._real() + self.offset()
 
 
-def server_clock(
-    settings: ServerSettings, environ: Mapping[str, str] | None = None
-) -> Callable[[], float]:
+def server_clock(settings: ServerSettings, environ: Mapping[str, str]) -> Callable[[], float]:
     """The clock a server runs on: the real time, or with ``settings.test_clock_file`` a
     :class:`FileOffsetClock`, after :meth:`ServerSettings.checked_test_clock` allowed it for
-    ``environ`` (default: this process's environment). Raises :class:`ConfigError`."""
-    path = settings.checked_test_clock(os.environ if environ is None else environ)
+    ``environ`` (the server process's environment, which its entry point passes).
+    Raises :class:`ConfigError`."""
+    path = settings.checked_test_clock(environ)
     if path is None:
         return time.time
     clock = FileOffsetClock(path)

