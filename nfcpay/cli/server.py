@@ -14,9 +14,11 @@ from nfcpay.errors import ConfigError
 from nfcpay.server.settings import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    FORWARDED_ALLOW_IPS_ENV,
     ServerSettings,
     default_data_dir,
     init_data_dir,
+    parse_forwarded_allow_ips,
 )
 
 _DATA_DIR = click.option(
@@ -40,6 +42,13 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.bind(address)
     sock.listen(2048)
     return sock
+
+
+def _proxies(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    try:
+        return parse_forwarded_allow_ips(value or "")
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).removeprefix("forwarded-allow-ips ")) from None
 
 
 def _data_dir(given: Path | None) -> Path:
@@ -79,6 +88,20 @@ def init(obj: CliContext, data_dir: Path | None) -> None:
     envvar="NFCPAY_SERVER_TLS_KEY",
     help="The PEM private key of --tls-cert [env NFCPAY_SERVER_TLS_KEY].",
 )
+@click.option(
+    "--forwarded-allow-ips",
+    "proxies",
+    metavar="ADDRESSES",
+    envvar=FORWARDED_ALLOW_IPS_ENV,
+    callback=_proxies,
+    help=(
+        "Addresses or networks of your own proxies or load balancers, comma-separated "
+        "(e.g. 10.0.0.2,10.0.1.0/24). A request arriving from one of them is counted under the "
+        "client address its X-Forwarded-For names (rate limits, failed signatures). Default: "
+        "none, so the connecting address counts and X-Forwarded-For is ignored. Never list an "
+        f"address clients connect from directly [env {FORWARDED_ALLOW_IPS_ENV}]."
+    ),
+)
 @click.pass_obj
 def run(
     obj: CliContext,
@@ -88,6 +111,7 @@ def run(
     port: int,
     tls_cert: Path | None,
     tls_key: Path | None,
+    proxies: tuple[str, ...],
 ) -> None:
     """Serve the HTTP API until interrupted.
 
@@ -105,7 +129,12 @@ def run(
     if init_data_dir(path):
         click.echo(f"Initialized a new data directory {path} (master key created).", err=True)
     settings = dataclasses.replace(
-        ServerSettings.from_env(), data_dir=path, db_url=db_url, host=host, port=port
+        ServerSettings.from_env(),
+        data_dir=path,
+        db_url=db_url,
+        host=host,
+        port=port,
+        forwarded_allow_ips=proxies,
     )
     app = create_app(settings, environ=os.environ)
     config = uvicorn.Config(
@@ -114,6 +143,10 @@ def run(
         access_log=False,
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
+        # Explicit: uvicorn's own default believes X-Forwarded-For from 127.0.0.1 (or
+        # $FORWARDED_ALLOW_IPS), so any local client could pick the address it is counted under.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
     )
     try:
         config.load()  # builds the TLS context now: a bad certificate or key fails early

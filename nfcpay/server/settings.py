@@ -25,6 +25,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8750
 MASTER_KEY_FILE = "master.key"
 SQLITE_FILE = "nfcpay.sqlite3"
+#: Environment variable behind ``nfcpay server run --forwarded-allow-ips``.
+FORWARDED_ALLOW_IPS_ENV = "NFCPAY_SERVER_FORWARDED_ALLOW_IPS"
 #: TEST-ONLY: the one way to give a server a test clock (:attr:`ServerSettings.test_clock_file`).
 TEST_CLOCK_ENV = "NFCPAY_SERVER_TEST_CLOCK"
 
@@ -66,12 +68,17 @@ class ServerSettings:
     rate_limit_per_s: float = 2000.0
     rate_limit_burst: int = 4000
     #: Failed authentications (bad signature, unknown terminal, stale timestamp) allowed per
-    #: (client address, claimed terminal) before it gets 429: burst, then this many per second.
+    #: (client address, claimed terminal) before further failures get 429: burst, then this
+    #: many per second. A request whose signature verifies is never refused for them.
     auth_failure_burst: int = 10
     auth_failure_per_s: float = 0.5
     #: Idempotency keys are kept at least this long (the documented retention period), and
     #: purged by a periodic task that runs every ``min(retention, 60 s)``.
     idempotency_retention_s: float = 24 * 3600.0
+    #: Proxies (addresses or networks) whose X-Forwarded-For names the client: the address
+    #: the failure throttle and registrations are counted under. Empty: the TCP peer counts,
+    #: whatever headers it sends (see :func:`parse_forwarded_allow_ips`).
+    forwarded_allow_ips: tuple[str, ...] = ()
     #: TEST-ONLY (refused in production, see above): a file holding a number of seconds that
     #: the server adds to the real time whenever it reads its clock (request timestamps,
     #: rate-limit buckets, nonce pruning, grant validity, idempotency retention and the purge
@@ -95,6 +102,7 @@ class ServerSettings:
             db_url=env.get("NFCPAY_SERVER_DB") or None,
             host=env.get("NFCPAY_SERVER_HOST", DEFAULT_HOST),
             port=int(env.get("NFCPAY_SERVER_PORT", DEFAULT_PORT)),
+            forwarded_allow_ips=parse_forwarded_allow_ips(env.get(FORWARDED_ALLOW_IPS_ENV, "")),
             test_clock_file=Path(clock) if clock else None,
             **tuning,  # type: ignore[arg-type]
         )
@@ -146,6 +154,36 @@ def is_loopback_address(host: str) -> bool:
         return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
     except ValueError:
         return False
+
+
+def parse_forwarded_allow_ips(text: str) -> tuple[str, ...]:
+    """The proxies named in ``text`` (comma-separated IP addresses or networks), normalized.
+
+    Only a proxy the operator runs may say who the client is: a client that could name its own
+    address in X-Forwarded-For would get a fresh failure budget with every request. So there
+    is no wildcard and no host names (a name resolves to whatever DNS says later).
+    """
+    return tuple(_proxy(item) for item in (part.strip() for part in text.split(",")) if item)
+
+
+def _proxy(item: str) -> str:
+    if item == "*":
+        raise ConfigError(
+            "forwarded-allow-ips '*' would let every client choose the address it is "
+            "counted under: list the proxies' addresses or networks, e.g. 10.0.0.0/24"
+        )
+    try:
+        return str(ipaddress.ip_network(item) if "/" in item else ipaddress.ip_address(item))
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        raise ConfigError(
+            f"forwarded-allow-ips {item!r} is not an IP address or network "
+            "(e.g. 10.0.0.5 or 10.0.0.0/24; host names are not looked up)"
+        ) from None
+    raise ConfigError(f"forwarded-allow-ips {item!r} has host bits set: did you mean {network}?")
 
 
 def _positive(env: Mapping[str, str], variable: str, kind: type[int] | type[float]) -> float:

@@ -151,10 +151,12 @@ def start_server(
     ready_timeout: float = READY_TIMEOUT_S,
     log_name: str | None = None,
     test_clock: bool = False,
+    args: Sequence[str] = (),
 ) -> ServerProcess:
     """Start ``python -m nfcpay server run`` on a free port and wait until /v1/health answers.
 
     ``test_clock``: run it on a TEST-ONLY clock that :meth:`ServerProcess.advance` moves.
+    ``args``: further ``server run`` options, e.g. ``["--forwarded-allow-ips", "127.0.0.1"]``.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     name = secrets.token_hex(3)
@@ -163,6 +165,7 @@ def start_server(
     command += ["--data-dir", str(data_dir), "--host", host, "--port", "0"]
     if db_url:
         command += ["--db", db_url]
+    command += args
     clock_file = data_dir / f"clock-{name}" if test_clock else None
     clock_env: dict[str, str] = {}
     if clock_file is not None:

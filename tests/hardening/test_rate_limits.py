@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -110,3 +111,60 @@ def test_wrong_usage_auth_locks_grant_and_notifies_owner(tmp_path: Path) -> None
         assert all(n["grant_id"] == scene.grant_id for n in scene.owner.client.notifications())
         assert scene.target.client.notifications() == [], "only the owner is told"
         assert server.audit() == []
+
+
+def _forger(http: httpx.Client, terminal_id: str) -> Callable[..., int]:
+    """Send GET /v1/terminals/me in ``terminal_id``'s name, signed with a key of its own;
+    ``forwarded_for`` sets X-Forwarded-For. Answers the status code."""
+    key = crypto.generate_terminal_key()
+
+    def forged(forwarded_for: str | None = None) -> int:
+        path = "/v1/terminals/me"
+        headers = signed_headers(terminal_id, key, "GET", path, b"")
+        if forwarded_for is not None:
+            headers["X-Forwarded-For"] = forwarded_for
+        return http.get(path, headers=headers).status_code
+
+    return forged
+
+
+def test_x_forwarded_for_from_an_untrusted_peer_does_not_escape_the_failure_throttle(
+    tmp_path: Path,
+) -> None:
+    """By default no proxy is trusted: a client on loopback that names another address in
+    each request is still one client, and its failures share one budget."""
+    with start_server(tmp_path / "srv", env=LIMITS, test_clock=True) as server:
+        victim = register_terminal(server.url, "user")
+        with httpx.Client(base_url=server.url) as http:
+            forged = _forger(http, victim.terminal_id)
+            statuses = [forged(f"203.0.113.{n}") for n in range(15)]
+        assert statuses == [401] * 3 + [429] * 12
+
+
+def test_x_forwarded_for_is_honoured_from_a_configured_proxy(tmp_path: Path) -> None:
+    """``--forwarded-allow-ips 127.0.0.1``: requests arriving from the proxy count against the
+    client address the proxy names, each address with a budget of its own."""
+    args = ["--forwarded-allow-ips", "127.0.0.1"]
+    with start_server(tmp_path / "srv", env=LIMITS, test_clock=True, args=args) as server:
+        victim = register_terminal(server.url, "user")
+        with httpx.Client(base_url=server.url) as http:
+            forged = _forger(http, victim.terminal_id)
+            first = [forged("203.0.113.1") for _ in range(5)]
+            second = [forged("203.0.113.2") for _ in range(5)]
+        assert first == second == [401] * 3 + [429] * 2
+
+
+def test_forged_requests_in_a_terminals_name_do_not_lock_the_terminal_out(
+    tmp_path: Path,
+) -> None:
+    """Behind a load balancer every client shares one address: failures in a terminal's name
+    must slow the forger down without refusing the terminal's own signed requests."""
+    with start_server(tmp_path / "srv", env=LIMITS, test_clock=True) as server:
+        victim = register_terminal(server.url, "user")
+        genuine = no_retry(victim, server.url)
+        with httpx.Client(base_url=server.url) as http:
+            forged = _forger(http, victim.terminal_id)
+            assert [forged() for _ in range(6)] == [401] * 3 + [429] * 3
+            for _ in range(3):
+                assert genuine.me()["terminal_id"] == victim.terminal_id
+                assert forged() == 429, "the forger is still throttled"

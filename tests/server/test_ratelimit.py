@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nfcpay.server import ratelimit
 from nfcpay.server.ratelimit import TokenBuckets, retry_after
 
 
@@ -44,14 +43,46 @@ def test_wait_does_not_take_a_token() -> None:
     assert buckets.take("k") == 0.0 and buckets.wait("k") == pytest.approx(1.0)
 
 
-def test_random_keys_cannot_grow_memory_forever(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ratelimit, "_PRUNE_ABOVE", 100)
+def test_buckets_that_refilled_are_forgotten_first() -> None:
     clock = Clock()
-    buckets = TokenBuckets(rate=10.0, burst=1, clock=clock)
+    buckets = TokenBuckets(rate=10.0, burst=1, clock=clock, max_keys=100)
     for n in range(1000):
         buckets.take(n)
         clock.now += 0.2  # every earlier bucket has refilled by the time the next key comes
-    assert len(buckets._buckets) <= 101
+    assert len(buckets) <= 100
+
+
+def test_keys_rotating_faster_than_buckets_refill_cannot_grow_memory() -> None:
+    """An attacker naming a new address or terminal in every request keeps every bucket
+    non-full: the bound holds anyway."""
+    clock = Clock()
+    buckets = TokenBuckets(rate=0.1, burst=3, clock=clock, max_keys=100)
+    for n in range(10_000):
+        buckets.take(("203.0.113.9", f"t_{n}"))
+    assert len(buckets) <= 100
+
+
+def test_a_key_in_steady_use_stays_throttled_while_others_are_forgotten() -> None:
+    clock = Clock()
+    buckets = TokenBuckets(rate=0.1, burst=2, clock=clock, max_keys=100)
+    forger = ("198.51.100.7", "t_victim")
+    assert buckets.take(forger) == buckets.take(forger) == 0.0
+    for n in range(1000):
+        buckets.take(n)
+        assert buckets.take(forger) > 0, f"the forger got a fresh budget after {n} other keys"
+    assert len(buckets) <= 100
+
+
+def test_full_buckets_are_dropped_before_any_that_still_holds_a_debt() -> None:
+    clock = Clock()
+    buckets = TokenBuckets(rate=1.0, burst=1, clock=clock, max_keys=10)
+    for n in range(5):
+        buckets.take(f"spent-{n}")  # oldest, and still empty
+    for n in range(5):
+        buckets.wait(f"idle-{n}")  # newer, but full
+    buckets.take("newcomer")
+    assert all(buckets.wait(f"spent-{n}") > 0 for n in range(5)), "debts were kept"
+    assert len(buckets) <= 10
 
 
 def test_nonsense_limits_are_refused() -> None:
@@ -59,6 +90,8 @@ def test_nonsense_limits_are_refused() -> None:
         TokenBuckets(rate=0, burst=5, clock=Clock())
     with pytest.raises(ValueError, match="burst >= 1"):
         TokenBuckets(rate=1, burst=0, clock=Clock())
+    with pytest.raises(ValueError, match="max_keys >= 1"):
+        TokenBuckets(rate=1, burst=1, clock=Clock(), max_keys=0)
 
 
 @given(st.floats(min_value=0.0, max_value=1e6, allow_nan=False))

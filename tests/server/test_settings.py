@@ -90,3 +90,34 @@ def test_servers_starting_together_on_one_data_dir_share_one_whole_key(tmp_path:
         assert sorted(created) == [False] * 7 + [True]
         assert len(set(keys)) == 1 and len(keys) == 8
         assert [p.name for p in data.iterdir()] == [MASTER_KEY_FILE]  # no draft left behind
+
+
+def test_forwarded_allow_ips_default_to_none_and_name_addresses_or_networks(
+    tmp_path: Path,
+) -> None:
+    assert ServerSettings.from_env({}).forwarded_allow_ips == ()
+    env = {"NFCPAY_SERVER_FORWARDED_ALLOW_IPS": " 10.0.0.2, 10.0.1.0/24 ,::1,"}
+    assert ServerSettings.from_env(env).forwarded_allow_ips == ("10.0.0.2", "10.0.1.0/24", "::1")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("*", "would let every client choose the address"),
+        ("lb.example", "'lb.example' is not an IP address or network"),
+        ("10.0.0.2/24", "has host bits set: did you mean 10.0.0.0/24"),
+    ],
+)
+def test_forwarded_allow_ips_refuse_what_would_trust_clients(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ServerSettings.from_env({"NFCPAY_SERVER_FORWARDED_ALLOW_IPS": value})
+    result = CliRunner().invoke(
+        cli,
+        ["server", "run", "--data-dir", str(tmp_path), "--forwarded-allow-ips", value],
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--forwarded-allow-ips'" in result.output
+    assert message in result.output
+    assert not tmp_path.joinpath("master.key").exists(), "refused before anything was made"

@@ -12,6 +12,10 @@ database is answered :class:`~nfcpay.errors.DatabaseUnavailable`). No row locks 
 
 Async callers (the HTTP handlers) use :meth:`SqliteDatabase.run_async`: it queues the unit for
 the writer and awaits its outcome on the event loop, with no thread-pool hop.
+
+The database is for the server's user only (:func:`keep_private`): a new file is created mode
+0600 (SQLite gives its ``-wal`` and ``-shm`` the database file's mode), and an existing one that
+others may read is tightened to 0600 when the database is opened, with a warning in the log.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import asyncio
 import contextlib
 import copy
 import logging
+import os
 import sqlite3
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -45,6 +51,57 @@ T = TypeVar("T")
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 13, 14, 15})
 #: At most this many units share one SQLite transaction (one COMMIT, one fsync).
 MAX_BATCH = 128
+
+
+#: The files SQLite keeps for a database in WAL mode, by suffix.
+_FILE_SUFFIXES = ("", "-wal", "-shm")
+
+
+def keep_private(path: Path) -> None:
+    """Make the database at ``path`` and its WAL files readable by this user only.
+
+    A missing database file is created empty with mode 0600 before SQLite opens it. One that
+    exists with group or other access is tightened rather than refused or merely reported:
+    every database made before this rule came in is 0644 under the usual umask, so refusing
+    would stop every existing server and a warning would leave them all open. The warning
+    says what changed, for anyone who relied on that access (use ``sqlite3 … .backup`` as the
+    server's user instead).
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # no such directory, or not writable: sqlite3.connect reports it
+    for file in (path.with_name(path.name + suffix) for suffix in _FILE_SUFFIXES):
+        _tighten(file)
+
+
+def _tighten(file: Path) -> None:
+    try:
+        mode = stat.S_IMODE(file.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if not mode & 0o077:
+        return
+    try:
+        file.chmod(mode & 0o700)
+    except OSError as exc:
+        log.warning(
+            "database file %s is open to other users (mode %o) and could not be made "
+            "private (%s): run chmod 600 %s",
+            file,
+            mode,
+            exc.strerror,
+            file,
+        )
+        return
+    log.warning(
+        "database file %s was open to other users (mode %o); made it private (mode %o)",
+        file,
+        mode,
+        mode & 0o700,
+    )
 
 
 class SqliteTx(Tx):
@@ -88,6 +145,7 @@ class SqliteDatabase(Database):
         self.path = path
         self.timeout_s = timeout_s
         self.max_batch = max_batch
+        keep_private(path)
         self._conn = sqlite3.connect(
             str(path),
             isolation_level=None,
