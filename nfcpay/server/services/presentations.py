@@ -42,8 +42,8 @@ def outcome(tx: Tx, caller: Caller, merchant_id: str, challenge: str) -> dict[st
     row = None if payment_id is None else payments.find(tx, str(payment_id))
     if row is None or not _party_to(caller, row):
         raise NotFound(
-            f"no payment so far with means this terminal presented for challenge {challenge} "
-            f"of merchant {merchant_id}: the merchant may still send them",
+            f"no payment so far for challenge {challenge} of merchant {merchant_id} that this "
+            "terminal may see (the merchant may still send the means presented for it)",
             code=NO_PAYMENT_YET,
         )
     return {"payment": payments.view(row, payments.load_shares(tx, row["payment_id"]))}
