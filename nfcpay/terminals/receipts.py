@@ -266,7 +266,11 @@ class Receipt:
 
     @classmethod
     def from_json(cls, data: Json) -> Receipt:
-        """A receipt as stored; one written before group bills has no bill fields."""
+        """A receipt as stored; one written before group bills has no bill fields, one
+        written before exact outcomes no challenge (a challenge that is not base64url
+        raises ValueError)."""
+        if data.get("challenge") is not None:
+            crypto.b64d(data["challenge"])
         return cls(
             **{
                 **BEFORE_BILLS,

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nfcpay import crypto
+from nfcpay.errors import ConfigError
 from nfcpay.records import ChallengeRecord, ResultRecord
 from nfcpay.records.samples import sample_records
 from nfcpay.terminals.held import GrantStatus, HeldGrant, HeldGrants, Share
@@ -355,3 +356,12 @@ def test_a_receipt_written_before_group_bills_still_loads(tmp_path: Path) -> Non
     home.put("receipts", old["receipt_id"], old)
     receipt = Receipts(home).get(old["receipt_id"])
     assert (receipt.bill_id, receipt.own_source_id, receipt.own_amount) == (None, None, 0)
+
+
+def test_a_receipt_file_with_a_damaged_challenge_is_named(tmp_path: Path) -> None:
+    home = TerminalHome(tmp_path)
+    home.put(
+        "receipts", "rc_damaged", {**RECEIPT_FILE, "receipt_id": "rc_damaged", "challenge": "*"}
+    )
+    with pytest.raises(ConfigError, match=r"receipts/rc_damaged\.json .* is not a receipt"):
+        Receipts(home).get("rc_damaged")
