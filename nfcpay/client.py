@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -51,6 +51,10 @@ DEFAULT_MAX_RETRIES = 3
 _BACKOFF_BASE_S = 0.1
 _BACKOFF_MAX_S = 2.0
 _RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+#: The server's 404 code for "no payment with these means so far" (GET /v1/presentations).
+NO_PAYMENT_YET = "no_payment_yet"
+#: Raised by :meth:`PaymentClient.presentation_outcome` against a server without that route.
+SERVER_TOO_OLD = "server_too_old"
 
 Json = dict[str, Any]
 
@@ -262,6 +266,27 @@ class PaymentClient:
 
     def get_payment(self, payment_id: str) -> Json:
         return self._call("GET", f"/v1/payments/{payment_id}")
+
+    def presentation_outcome(self, merchant_id: str, challenge: bytes) -> Json | None:
+        """The payment made with the means this terminal presented for ``merchant_id``'s
+        ``challenge`` (the nonce), or None: none so far (the merchant may still send them).
+
+        Raises ApiError ``server_too_old`` when the server cannot be asked this yet.
+        """
+        path = f"/v1/presentations/{quote(merchant_id, safe='')}/{crypto.b64e(challenge)}"
+        try:
+            return dict(self._call("GET", path)["payment"])
+        except ApiError as exc:
+            if exc.status == 404 and exc.code == NO_PAYMENT_YET:
+                return None
+            if exc.status == 404 and exc.code == "not_found":  # no such route there
+                raise ApiError(
+                    "the payment server runs an older nfcpay that cannot say what became of "
+                    "presented means: upgrade nfcpay on the server",
+                    code=SERVER_TOO_OLD,
+                    status=404,
+                ) from exc
+            raise
 
     def refund(
         self, payment_id: str, amount: int | None = None, *, idempotency_key: str | None = None

@@ -60,7 +60,12 @@ def receive(obj: CliContext, timeout: float, listen: bool | None) -> None:
 @click.option("--offline", is_flag=True, help="Do not ask the server; show what is stored.")
 @click.pass_obj
 def wallet(obj: CliContext, offline: bool) -> None:
-    """Held grants with what remains (refreshed from the server), and past payments."""
+    """Held grants with what remains (refreshed from the server), and past payments.
+
+    A payment whose result never arrived (the link was lost) is settled from the server's
+    answer for it: approved with its payment, or left open while the server has no payment
+    for it so far (the merchant may still send it).
+    """
     from nfcpay.terminals.wallet import wallet as load_wallet
 
     home, _ = home_of(obj, "target")
@@ -98,11 +103,21 @@ def _show_wallet(data: dict[str, Any]) -> None:
                 r["merchant_id"],
                 money_text(r["amount"], r["currency"]),
                 r["status"],
-                r.get("decline_code") or r.get("payment_id") or "",
+                _receipt_detail(r, data["refreshed"]),
             ]
             for r in data["receipts"]
         ]
         click.echo(table(["receipt", "merchant", "amount", "status", "detail"], receipt_rows))
+
+
+def _receipt_detail(receipt: dict[str, Any], refreshed: bool) -> str:
+    """The decline code or payment; after a refresh, an open receipt is one the server has
+    no payment for so far (the merchant may still send its means)."""
+    from nfcpay.terminals.receipts import UNSETTLED
+
+    if receipt["status"] in UNSETTLED and refreshed:
+        return "not charged so far"
+    return str(receipt.get("decline_code") or receipt.get("payment_id") or "")
 
 
 @target.command()

@@ -32,6 +32,7 @@ from nfcpay.server.services import (
     idempotency,
     notifications,
     payments,
+    presentations,
     refunds,
     sources,
     terminals,
@@ -133,6 +134,14 @@ def build_router(rt: Runtime) -> APIRouter:
     @router.get("/payments/{payment_id}", tags=["payments"])
     async def get_payment(payment_id: str, caller: Signed) -> Json:
         return await rt.unit_async(caller, lambda tx: payments.get(tx, caller, payment_id))
+
+    @router.get("/presentations/{merchant_id}/{challenge}", tags=["payments"])
+    async def presentation_outcome(merchant_id: str, challenge: str, caller: Signed) -> Json:
+        """The payment made with the means the caller presented for this merchant's challenge
+        (base64url, as the payment body carries it); 404 ``no_payment_yet`` when none so far."""
+        return await rt.unit_async(
+            caller, lambda tx: presentations.outcome(tx, caller, merchant_id, challenge)
+        )
 
     @router.post("/payments/{payment_id}/refunds", status_code=201, tags=["payments"])
     async def refund_payment(

@@ -7,10 +7,13 @@ home directory as ``receipts/<receipt id>.json``::
     {"receipt_id", "status", "merchant_id", "amount", "currency", "purpose",
      "grants": [{"grant_id", "amount", "remaining_uses_before", "remaining_amount_before"}],
      "bill_id", "own_source_id", "own_amount", "payment_id", "approval_code",
-     "decline_code", "message", "created_at", "updated_at"}
+     "decline_code", "message", "created_at", "updated_at", "challenge"}
 
-Each share's ``*_before`` figures are the *baseline*: what this terminal knew of the grant
-when the receipt was made. They are what settling compares the server's view with.
+``challenge`` is the merchant's nonce the means answered (base64url): what the server is
+asked about the receipt (``GET /v1/presentations/{merchant}/{challenge}``), and so settles it
+*exactly*. A receipt written before nfcpay kept it has no such key; it is settled by
+inference instead, from each share's ``*_before`` figures, the *baseline*: what this
+terminal knew of the grant when the receipt was made, compared with the server's view now.
 
 States (:class:`ReceiptStatus`) and who moves a receipt from one to the next::
 
@@ -21,9 +24,8 @@ States (:class:`ReceiptStatus`) and who moves a receipt from one to the next::
        │                                                  │
        └───── link lost (pay) ──▶ unknown ────────────────┘
 
-      sent, unknown ── settled, not charged (wallet) ──▶ not_charged
-      sent ─────────── settled, charged (wallet) ──────▶ approved (pay was killed)
-      pending ──────── not charged yet (wallet) ───────▶ pending, as it was
+      sent, unknown, pending ── the server: no payment so far (wallet) ──▶ as it was
+      sent, unknown ── inferred, not charged (wallet, old receipt) ──▶ not_charged
 
 =========  ==============================================  ============================
 from       event (who moves it)                            to
@@ -31,20 +33,27 @@ from       event (who moves it)                            to
 (new)      the means are about to leave (``target pay``)   sent
 sent       the merchant's result (``target pay``)          approved, declined, pending
 sent       the link is lost before the result (``pay``)    unknown
-sent       settled (``target wallet``: pay was killed)     approved or not_charged
-unknown    settled (``target wallet``)                     approved or not_charged
-pending    settled (``target wallet``)                     approved; not charged: stays
+sent       settled (``target wallet``: pay was killed)     approved; else stays
+unknown    settled (``target wallet``)                     approved; else stays
+pending    settled (``target wallet``)                     approved; else stays
+sent       inferred (``target wallet``, old receipt)       approved or not_charged
+unknown    inferred (``target wallet``, old receipt)       approved or not_charged
+pending    inferred (``target wallet``, old receipt)       approved; not charged: stays
 =========  ==============================================  ============================
 
 ``target pay`` is :func:`nfcpay.terminals.target.pay` (through :func:`record_result`);
-``target wallet`` (and ``group status``) is :func:`nfcpay.terminals.wallet.refresh` (through
-:func:`settle`), which decides from the server's view of the grants. ``approved``,
+``target wallet`` (and ``group status``) is :func:`nfcpay.terminals.wallet.refresh`, which
+asks the server about each unsettled receipt and settles it with the payment the server
+names (:func:`settle_charged`), or, for a receipt without a challenge (or a server too old to
+be asked), infers it from the server's view of the grants (:func:`settle`). The server can
+say "charged" or "no payment so far", never "never" (see
+:mod:`nfcpay.server.services.presentations`), so an exact answer never makes a receipt
+``not_charged``: it stays as it was, and the next refresh asks again. ``approved``,
 ``declined`` and ``not_charged`` are settled: a settled receipt never moves again (any
-transition out of one raises :class:`IllegalTransition`). A pending receipt that the server's
-view does not show charged yet stays pending: the merchant may still settle it.
+transition out of one raises :class:`IllegalTransition`).
 
 Whenever a receipt becomes ``approved``, every *other* unsettled receipt's baseline moves
-past the charge (:func:`shift_baselines`, which says why).
+past the charge (:func:`shift_baselines`, which says why): only inference reads baselines.
 """
 
 from __future__ import annotations
@@ -73,11 +82,17 @@ class ReceiptStatus(StrEnum):
     NOT_CHARGED = "not_charged"
 
 
-#: Receipt states that the server's view of the grants can still settle.
+#: Receipt states that an answer from the server can still settle.
 UNSETTLED = frozenset({ReceiptStatus.SENT, ReceiptStatus.UNKNOWN, ReceiptStatus.PENDING})
 #: The decline code of a merchant's result that is no decision yet (``merchant.PENDING``).
 NO_DECISION_YET = "pending"
-SETTLED_MESSAGE = "settled from the server's view of the grants"
+#: The message of a receipt settled from the server's record of its payment.
+EXACT_MESSAGE = "settled from the server's record of the payment these means made"
+#: The message of a receipt settled by inference (no challenge kept, or an old server).
+SETTLED_MESSAGE = (
+    "inferred from how its grants changed on the server, which could not be asked about "
+    "this receipt (written before nfcpay kept the merchant's challenge, or an older server)"
+)
 
 
 class IllegalTransition(RuntimeError):
@@ -120,6 +135,8 @@ class Receipt:
     message: str
     created_at: str
     updated_at: str
+    #: The merchant's nonce the means answered, base64url (None: an older receipt).
+    challenge: str | None = None
 
     @property
     def is_settled(self) -> bool:
@@ -157,6 +174,7 @@ class Receipt:
             message="",
             created_at=now,
             updated_at=now,
+            challenge=crypto.b64e(challenge.nonce),
         )
 
     def with_result(self, result: ResultRecord) -> Receipt:
@@ -183,10 +201,23 @@ class Receipt:
             ReceiptStatus.UNKNOWN, "a lost link", {ReceiptStatus.SENT}, message=message
         )
 
+    def charged_as(self, payment_id: str, approval_code: str) -> Receipt:
+        """sent / unknown / pending → approved: the server names the payment these means
+        made."""
+        return self._moved(
+            ReceiptStatus.APPROVED,
+            "settling",
+            UNSETTLED,
+            payment_id=payment_id,
+            approval_code=approval_code,
+            message=EXACT_MESSAGE,
+        )
+
     def settle(self, charged: bool) -> Receipt:
-        """sent / unknown / pending → approved when the server's view shows the receipt
-        ``charged``; sent / unknown → not_charged when it does not. A pending receipt not
-        charged (yet) is returned as it is: the merchant may still settle it."""
+        """Inferred: sent / unknown / pending → approved when the server's view of the grants
+        shows the receipt ``charged``; sent / unknown → not_charged when it does not. A
+        pending receipt not charged (yet) is returned as it is: the merchant may still
+        settle it."""
         if not charged and self.status is ReceiptStatus.PENDING:
             return self
         status = ReceiptStatus.APPROVED if charged else ReceiptStatus.NOT_CHARGED
@@ -235,7 +266,11 @@ class Receipt:
 
     @classmethod
     def from_json(cls, data: Json) -> Receipt:
-        """A receipt as stored; one written before group bills has no bill fields."""
+        """A receipt as stored; one written before group bills has no bill fields, one
+        written before exact outcomes no challenge (a challenge that is not base64url
+        raises ValueError)."""
+        if data.get("challenge") is not None:
+            crypto.b64d(data["challenge"])
         return cls(
             **{
                 **BEFORE_BILLS,
@@ -246,11 +281,15 @@ class Receipt:
         )
 
     def to_json(self) -> Json:
-        return {
+        """The receipt file; one without a challenge is written as before (no such key)."""
+        data = {
             **asdict(self),
             "status": self.status.value,
             "grants": [asdict(share) for share in self.grants],
         }
+        if self.challenge is None:
+            del data["challenge"]
+        return data
 
 
 #: What a receipt stored before group bills lacks: it paid no bill and had no own share.
@@ -281,13 +320,26 @@ def record_result(home: TerminalHome, receipt: Receipt, result: ResultRecord) ->
 
 
 def settle(home: TerminalHome, receipt: Receipt) -> Receipt:
-    """Settle an unsettled ``receipt`` from what is known of its grants (just refreshed from
-    the server): charged if every grant of it lost a use and its share since it was made."""
+    """Infer an unsettled ``receipt`` from what is known of its grants (just refreshed from
+    the server): charged if every grant of it lost a use and its share since it was made.
+    Only for a receipt the server cannot be asked about (see :func:`settle_charged`)."""
     grants = HeldGrants(home)
     known = {share.grant_id: grants.get(share.grant_id).last_known for share in receipt.grants}
     settled = receipt.settle(receipt.charged_by(known))
     if settled is receipt:  # pending, and not charged yet
         return receipt
+    return _keep_settled(home, settled)
+
+
+def settle_charged(
+    home: TerminalHome, receipt: Receipt, payment_id: str, approval_code: str
+) -> Receipt:
+    """Settle an unsettled ``receipt`` as approved: the server says its means made
+    ``payment_id``."""
+    return _keep_settled(home, receipt.charged_as(payment_id, approval_code))
+
+
+def _keep_settled(home: TerminalHome, settled: Receipt) -> Receipt:
     Receipts(home).put(settled)
     if settled.status is ReceiptStatus.APPROVED:
         shift_baselines(home, settled)

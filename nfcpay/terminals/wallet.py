@@ -1,9 +1,12 @@
 """The target's wallet: its held grants and receipts, refreshed from the server on request.
 
 :func:`refresh` replaces what is known of each held grant with the server's view, then
-settles every receipt still ``sent``, ``unknown`` or ``pending`` from it (see
-:mod:`nfcpay.terminals.receipts`); a group bill whose receipt is settled as charged is marked
-paid. :func:`wallet_view` is what ``target wallet`` and ``target receive`` show of a grant.
+asks the server what became of every receipt still ``sent``, ``unknown`` or ``pending``
+(by the merchant's challenge it answered) and settles it as charged when the server names
+the payment; a receipt without a challenge, or a server too old to be asked, is inferred from
+the grants' view instead (see :mod:`nfcpay.terminals.receipts`). A group bill whose receipt
+is settled as charged is marked paid. :func:`wallet_view` is what ``target wallet`` and
+``target receive`` show of a grant.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nfcpay.client import PaymentClient
+from nfcpay import crypto
+from nfcpay.client import SERVER_TOO_OLD, PaymentClient
+from nfcpay.errors import ApiError
 from nfcpay.terminals import bill as group_bill
 from nfcpay.terminals.held import HeldGrant, HeldGrants, LastKnown
 from nfcpay.terminals.home import TerminalHome
-from nfcpay.terminals.receipts import Receipt, Receipts, ReceiptStatus, settle
+from nfcpay.terminals.receipts import Receipt, Receipts, ReceiptStatus, settle, settle_charged
 
 Json = dict[str, Any]
 
@@ -62,6 +67,23 @@ def refresh(home: TerminalHome, client: PaymentClient) -> None:
     for receipt in Receipts(home).each():
         if receipt.is_settled:
             continue
-        settled = settle(home, receipt)
+        settled = settle_from_server(home, client, receipt)
         if settled.status is ReceiptStatus.APPROVED and settled.bill_id:
             group_bill.mark_paid(home, settled.bill_id, settled)
+
+
+def settle_from_server(home: TerminalHome, client: PaymentClient, receipt: Receipt) -> Receipt:
+    """The unsettled ``receipt`` as the server answers for its challenge: approved with the
+    payment it names, or as it was (no payment so far). Inferred from the grants (just
+    refreshed) when it has no challenge or the server cannot be asked."""
+    if receipt.challenge is None:
+        return settle(home, receipt)
+    try:
+        payment = client.presentation_outcome(receipt.merchant_id, crypto.b64d(receipt.challenge))
+    except ApiError as exc:
+        if exc.code != SERVER_TOO_OLD:
+            raise
+        return settle(home, receipt)
+    if payment is None:
+        return receipt
+    return settle_charged(home, receipt, payment["payment_id"], payment["approval_code"])

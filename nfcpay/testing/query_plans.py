@@ -1,11 +1,11 @@
 """What the hot-path query-plan check and ``scripts/bench_scale.py`` share: bulk data, the
 hot paths driven through the real app, and the plan of every statement they send.
 
-Real requests — approvals (one paying a bill), declines (wrong usage-auth, terminal not
-allowed, expired grant), a refund, a grant issue and notification reads — run through the
-real app. Every SQL statement the server sends is OBSERVED at the driver (SQLite's trace
-callback, which reports each statement with its bound values; psycopg's
-``Cursor.execute``/``executemany``), so whatever SQL the services run today or after a
+Real requests — approvals (one paying a bill, one the target asks about), declines (wrong
+usage-auth, terminal not allowed, expired grant), a refund, a grant issue and notification
+reads — run through the real app. Every SQL statement the server sends is OBSERVED at the
+driver (SQLite's trace callback, which reports each statement with its bound values;
+psycopg's ``Cursor.execute``/``executemany``), so whatever SQL the services run today or after a
 rewrite is what gets checked. Each captured statement is then EXPLAINed with its real
 parameters (PostgreSQL after ANALYZE).
 
@@ -154,8 +154,9 @@ def _bulk_inserts(dialect: str, rows: int, now_us: int) -> list[tuple[str, int]]
             rows,
         ),
         (
-            "INSERT INTO challenges (merchant_id, challenge, created_at) "
-            f"SELECT 'm_bulk_' || {merchant}, {blob(16, 'h')}, {past} FROM {{seq}}",
+            "INSERT INTO challenges (merchant_id, challenge, created_at, payment_id) "
+            f"SELECT 'm_bulk_' || {merchant}, {blob(16, 'h')}, {past}, 'p_bulk_' || i "
+            "FROM {seq}",
             rows,
         ),
         (
@@ -347,14 +348,19 @@ def pay_a_bill(scene: PaymentScene, amount: int) -> dict[str, Any]:
 def drive_hot_paths(
     server: InProcessServer, scene: PaymentScene, expiring: tuple[str, bytes]
 ) -> None:
-    """Approve, decline three ways, refund, issue a grant and read notifications, checking
-    each answer. The server clock runs :data:`_PRUNE_DUE_S` ahead, so the once-a-minute
-    nonce prune runs too and the 30-second grant has expired."""
+    """Approve (and the target asks what its means made), decline three ways, refund, issue a
+    grant and read notifications, checking each answer. The server clock runs
+    :data:`_PRUNE_DUE_S` ahead, so the once-a-minute nonce prune runs too and the 30-second
+    grant has expired."""
     started = server.runtime.clock
     server.runtime.clock = lambda: started() + _PRUNE_DUE_S
     try:
-        paid = scene.pay(1000)
+        challenge = secrets.token_bytes(16)
+        paid = scene.pay(1000, challenge=challenge)
         assert paid["status"] == "approved", paid
+        merchant_id = str(scene.merchant.merchant_id)
+        told = scene.target.client.presentation_outcome(merchant_id, challenge)
+        assert told is not None and told["payment_id"] == paid["payment_id"], told
         bill = pay_a_bill(scene, 700)
         assert bill["status"] == "approved", bill
         wrong_auth = scene.usage_auth(scene.owner)  # computed for another presenter

@@ -319,6 +319,8 @@ class World:
     scene: PaymentScene
     patch_source_id: str
     payment_id: str
+    #: The merchant's challenge the payment's means answered (base64url).
+    challenge: str
 
     @classmethod
     def build(cls, url: str) -> World:
@@ -326,14 +328,17 @@ class World:
             url, source={"kind": "wallet", "balance": 10**12}, amount_cap=10**12, max_uses=10**6
         )
         spare = scene.owner.client.add_wallet(10, scene.currency)["source_id"]
-        payment = scene.pay(1, idempotency_key=secrets.token_hex(8))
-        return cls(url, scene, spare, payment["payment_id"])
+        challenge = secrets.token_bytes(16)
+        payment = scene.pay(1, idempotency_key=secrets.token_hex(8), challenge=challenge)
+        return cls(url, scene, spare, payment["payment_id"], crypto.b64e(challenge))
 
     def path_params(self) -> dict[str, str]:
         return {
             "source_id": self.patch_source_id,
             "grant_id": self.scene.grant_id,
             "payment_id": self.payment_id,
+            "merchant_id": str(self.scene.merchant.merchant_id),
+            "challenge": self.challenge,
         }
 
     def body(self, method: str, path: str) -> tuple[Any, Ed25519PrivateKey | None]:
@@ -382,6 +387,8 @@ class World:
 
     def signer(self, path: str) -> Terminal:
         scene = self.scene
+        if path.startswith("/v1/presentations"):
+            return scene.target
         return scene.merchant if path.startswith("/v1/payments") else scene.owner
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from nfcpay import client, crypto
+from nfcpay.errors import ApiError
 from nfcpay.terminals.held import GrantStatus, HeldGrant, LastKnown
 from nfcpay.terminals.receipts import Receipt, ReceiptShare, ReceiptStatus
 from tests.records.strategies import amounts, currencies, grants, ids, texts, times, tokens
@@ -71,13 +73,27 @@ RECEIPT_FILE: dict[str, Any] = {
 
 
 class ServerView:
-    """Stands in for the payment client in ``refresh``: ``GET /v1/grants`` answers ``views``."""
+    """Stands in for the payment client in ``refresh``: ``GET /v1/grants`` answers ``views``;
+    ``GET /v1/presentations`` answers the payment :meth:`charge` recorded for a challenge, or
+    None (no payment so far); with ``too_old`` it has no such route."""
 
-    def __init__(self, *views: dict[str, Any]) -> None:
+    def __init__(self, *views: dict[str, Any], too_old: bool = False) -> None:
         self.views = list(views)
+        self.payments: dict[tuple[str, bytes], dict[str, Any]] = {}
+        self.too_old = too_old
+        self.asked: list[tuple[str, bytes]] = []
 
     def list_grants(self) -> list[dict[str, Any]]:
         return self.views
+
+    def charge(self, merchant_id: str, challenge: bytes, payment_id: str, code: str) -> None:
+        self.payments[merchant_id, challenge] = {"payment_id": payment_id, "approval_code": code}
+
+    def presentation_outcome(self, merchant_id: str, challenge: bytes) -> dict[str, Any] | None:
+        self.asked.append((merchant_id, challenge))
+        if self.too_old:
+            raise ApiError("upgrade nfcpay on the server", code=client.SERVER_TOO_OLD, status=404)
+        return self.payments.get((merchant_id, challenge))
 
 
 stamps = times.map(lambda t: t.isoformat())
@@ -123,4 +139,5 @@ def receipts(
         message=texts,
         created_at=stamps,
         updated_at=stamps,
+        challenge=st.none() | st.binary(min_size=16, max_size=32).map(crypto.b64e),
     )

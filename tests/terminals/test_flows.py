@@ -79,9 +79,11 @@ def test_signed_means_verify_against_what_the_server_checks(scene: Scene) -> Non
     )
 
 
-def pending_charge(scene: Scene, amount: int) -> merchant.Charge:
+def pending_charge(
+    scene: Scene, amount: int, challenge: ChallengeRecord | None = None
+) -> merchant.Charge:
     """What the merchant stores on receiving means: a pending receipt with the request."""
-    challenge = challenge_for(scene, amount)
+    challenge = challenge or challenge_for(scene, amount)
     shares = choose_shares(scene.target, challenge)
     means = target.sign_means(scene.target, scene.target.identity(), challenge, shares)
     return merchant._pending(
@@ -110,16 +112,18 @@ def test_server_unreachable_keeps_the_receipt_pending_and_settle_charges_once(
 
 def test_wallet_settles_a_receipt_whose_result_never_came(scene: Scene) -> None:
     grant_id = scene.give(Rights(amount_cap=20_000, max_uses=2))
-    receipt = pending_charge(scene, 6_000)
-    sent = Receipt.new(
-        challenge_for(scene, 6_000), [Share(HeldGrants(scene.target).get(grant_id), 6_000)]
-    )
+    challenge = challenge_for(scene, 6_000)
+    sent = Receipt.new(challenge, [Share(HeldGrants(scene.target).get(grant_id), 6_000)])
+    receipt = pending_charge(scene, 6_000, challenge)
     Receipts(scene.target).put(sent.link_lost("the link was lost"))
     with scene.client(scene.merchant) as client:
-        merchant._authorize(scene.merchant, client, receipt)
+        merchant._authorize(scene.merchant, client, receipt)  # fills in the answer
     with scene.client(scene.target) as client:
         held = wallet(scene.target, client)
-    assert [r.status for r in held.receipts] == [ReceiptStatus.APPROVED]
+    assert receipt.payment_id is not None
+    assert [(r.status, r.payment_id) for r in held.receipts] == [
+        (ReceiptStatus.APPROVED, receipt.payment_id)
+    ]
     assert held.grants[0].last_known.remaining_amount == 14_000
 
 

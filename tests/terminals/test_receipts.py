@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections import Counter
 from collections.abc import Callable
 from itertools import product
@@ -15,11 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nfcpay import crypto
+from nfcpay.errors import ConfigError
 from nfcpay.records import ChallengeRecord, ResultRecord
 from nfcpay.records.samples import sample_records
 from nfcpay.terminals.held import GrantStatus, HeldGrant, HeldGrants, Share
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.receipts import (
+    EXACT_MESSAGE,
     SETTLED_MESSAGE,
     UNSETTLED,
     IllegalTransition,
@@ -59,6 +63,7 @@ EVENTS: dict[str, Callable[[Receipt], Receipt]] = {
     "link lost": lambda r: r.link_lost("the link dropped"),
     "settled: charged": lambda r: r.settle(True),
     "settled: not charged": lambda r: r.settle(False),
+    "settled: the server's payment": lambda r: r.charged_as("p_9", "B1C2D3"),
     "baseline past a charge": lambda r: r.baseline_past(RETRY),
 }
 
@@ -75,6 +80,7 @@ ARROWS = {
     (S.PENDING, "settled: charged"): S.APPROVED,
     (S.PENDING, "settled: not charged"): S.PENDING,
     **{(status, "baseline past a charge"): status for status in UNSETTLED},
+    **{(status, "settled: the server's payment"): S.APPROVED for status in UNSETTLED},
 }
 
 
@@ -131,6 +137,16 @@ def test_a_result_is_kept_as_the_merchant_sent_it() -> None:
     assert (pending.decline_code, pending.message) == (None, "server down")
 
 
+def test_the_servers_payment_settles_a_receipt_with_its_id_and_approval_code() -> None:
+    for status in UNSETTLED:
+        settled = a_receipt(status).charged_as("p_9", "B1C2D3")
+        assert (settled.payment_id, settled.approval_code, settled.message) == (
+            "p_9",
+            "B1C2D3",
+            EXACT_MESSAGE,
+        )
+
+
 def test_settling_says_so_and_a_pending_receipt_not_charged_is_left_as_it_is() -> None:
     assert a_receipt(S.UNKNOWN).settle(False).message == SETTLED_MESSAGE
     assert a_receipt(S.PENDING).settle(True).message == SETTLED_MESSAGE
@@ -147,6 +163,7 @@ def test_a_new_receipt_is_sent_with_the_baseline_of_its_grants() -> None:
     assert receipt.status is S.SENT and receipt.created_at == receipt.updated_at
     assert receipt.grants == (ReceiptShare(held.grant_id, 7_000, 3, 50_000),)
     assert (receipt.bill_id, receipt.own_source_id, receipt.own_amount) == (None, None, 0)
+    assert receipt.challenge == crypto.b64e(bytes(16))  # what the server is asked about it
 
 
 # --- the baseline shift -----------------------------------------------------------------------
@@ -215,12 +232,16 @@ def hold(home: TerminalHome, grant_id: str) -> None:
     HeldGrants(home).put(HeldGrant.received(record))
 
 
-def tap(home: TerminalHome, amounts: dict[str, int]) -> Receipt:
+def tap(home: TerminalHome, amounts: dict[str, int], *, exact: bool = True) -> Receipt:
+    """A receipt for a fresh challenge; without ``exact``, as written before nfcpay kept the
+    challenge (so it can only be inferred)."""
     grants = HeldGrants(home)
     challenge = ChallengeRecord(
-        merchant_id="m_abc", currency="KRW", amount=sum(amounts.values()), nonce=bytes(16)
+        merchant_id="m_abc", currency="KRW", amount=sum(amounts.values()), nonce=os.urandom(16)
     )
     receipt = Receipt.new(challenge, [Share(grants.get(g), a) for g, a in amounts.items()])
+    if not exact:
+        receipt = dataclasses.replace(receipt, challenge=None)
     Receipts(home).put(receipt)
     return receipt
 
@@ -234,6 +255,7 @@ taps = st.dictionaries(st.sampled_from(POOL), st.integers(1, 5_000), min_size=1)
     lost=taps,
     charged=st.booleans(),
     position=st.integers(0, 5),
+    exact=st.booleans(),
 )
 def test_a_lost_tap_settles_as_the_server_charged_it_whatever_came_after(
     tmp_path_factory: pytest.TempPathFactory,
@@ -241,11 +263,15 @@ def test_a_lost_tap_settles_as_the_server_charged_it_whatever_came_after(
     lost: dict[str, int],
     charged: bool,
     position: int,
+    exact: bool,
 ) -> None:
     """Answered taps (approved or declined) before and after a tap whose result was lost
     (charged or not), then ``target wallet``: the lost tap is settled as the server did it,
-    however many retries were charged meanwhile, and the answered ones stay as they were."""
+    however many retries were charged meanwhile, and the answered ones stay as they were.
+    ``exact``: the server is asked about the lost tap's challenge, and a tap it has no
+    payment for stays unknown; else (an old receipt) it is inferred from the grants."""
     home = TerminalHome(tmp_path_factory.mktemp("target"))
+    server_view = ServerView()
     server = {grant_id: [200_000, 40] for grant_id in POOL}
     for grant_id in POOL:
         hold(home, grant_id)
@@ -259,12 +285,14 @@ def test_a_lost_tap_settles_as_the_server_charged_it_whatever_came_after(
     sequence: list[tuple[dict[str, int], bool | None]] = list(answered)
     sequence.insert(min(position, len(answered)), (lost, None))
     for amounts, approved in sequence:
-        receipt = tap(home, amounts)
+        receipt = tap(home, amounts, exact=exact)
         if approved is None:
             lost_id = receipt.receipt_id
             Receipts(home).put(receipt.link_lost("the link dropped"))
             if charged:
                 charge(amounts)
+                nonce = crypto.b64d(receipt.challenge) if receipt.challenge else b""
+                server_view.charge("m_abc", nonce, "p_lost", "L0ST01")
             continue
         if approved:
             charge(amounts)
@@ -276,10 +304,13 @@ def test_a_lost_tap_settles_as_the_server_charged_it_whatever_came_after(
         {"grant_id": grant_id, "remaining_amount": a, "remaining_uses": u, "status": "active"}
         for grant_id, (a, u) in server.items()
     ]
-    refresh(home, ServerView(*views))  # type: ignore[arg-type]
+    server_view.views = views
+    refresh(home, server_view)  # type: ignore[arg-type]
     statuses = {r.receipt_id: r.status for r in Receipts(home).each()}
-    assert statuses.pop(lost_id) is (S.APPROVED if charged else S.NOT_CHARGED)
+    not_charged = S.UNKNOWN if exact else S.NOT_CHARGED
+    assert statuses.pop(lost_id) is (S.APPROVED if charged else not_charged)
     assert statuses == answered_as
+    assert len(server_view.asked) == exact
 
 
 def test_settle_leaves_a_pending_receipt_the_server_has_not_charged(tmp_path: Path) -> None:
@@ -300,7 +331,8 @@ def test_settle_leaves_a_pending_receipt_the_server_has_not_charged(tmp_path: Pa
 def test_a_receipt_round_trips_through_its_json(receipt: Receipt) -> None:
     text = json.dumps(receipt.to_json(), sort_keys=True)
     assert Receipt.from_json(json.loads(text)) == receipt
-    assert set(json.loads(text)) == set(RECEIPT_FILE)
+    kept = {"challenge"} if receipt.challenge is not None else set()
+    assert set(json.loads(text)) == set(RECEIPT_FILE) | kept
 
 
 def test_a_receipt_file_of_today_loads_and_is_written_back_unchanged(tmp_path: Path) -> None:
@@ -324,3 +356,12 @@ def test_a_receipt_written_before_group_bills_still_loads(tmp_path: Path) -> Non
     home.put("receipts", old["receipt_id"], old)
     receipt = Receipts(home).get(old["receipt_id"])
     assert (receipt.bill_id, receipt.own_source_id, receipt.own_amount) == (None, None, 0)
+
+
+def test_a_receipt_file_with_a_damaged_challenge_is_named(tmp_path: Path) -> None:
+    home = TerminalHome(tmp_path)
+    home.put(
+        "receipts", "rc_damaged", {**RECEIPT_FILE, "receipt_id": "rc_damaged", "challenge": "*"}
+    )
+    with pytest.raises(ConfigError, match=r"receipts/rc_damaged\.json .* is not a receipt"):
+        Receipts(home).get("rc_damaged")

@@ -38,7 +38,6 @@ from nfcpay.server.schemas import GrantShareIn, PaymentIn
 from nfcpay.server.services import idempotency, notifications, payments
 from nfcpay.server.services.grants import GRANT_COLUMNS
 from nfcpay.server.services.rules import (
-    CHALLENGE_BYTES,
     LOCK_AFTER_MISMATCHES,
     SHORTFALLS,
     Attempt,
@@ -47,6 +46,7 @@ from nfcpay.server.services.rules import (
     backed_shares_rule,
     bill_members_rule,
     bill_rule,
+    challenge_bytes,
     challenge_rule,
     grant_rule,
     own_source_rule,
@@ -149,13 +149,7 @@ def _check_shape(body: PaymentIn) -> None:
     ids = [share.grant_id for share in body.means.grants]
     if len(set(ids)) != len(ids):
         raise InvalidRequest("a grant may appear only once in the means", field="means.grants")
-    try:
-        challenge = crypto.b64d(body.challenge)
-    except ValueError:
-        raise InvalidRequest("challenge is not base64url", field="challenge") from None
-    low, high = CHALLENGE_BYTES
-    if not low <= len(challenge) <= high:
-        raise InvalidRequest(f"challenge must be {low} to {high} bytes", field="challenge")
+    challenge_bytes(body.challenge)
 
 
 def _check_bill(check: _Check) -> None:
@@ -385,9 +379,9 @@ def _write_charge(check: _Check) -> tuple[dict[str, Any], Any]:
     legs.append((ledger.merchant_account(merchant_id), body.amount))
     ledger.post(tx, now, payment_id, body.currency, legs)
     challenge_taken = tx.execute(
-        "INSERT INTO challenges (merchant_id, challenge, created_at) VALUES (?, ?, ?) "
-        "ON CONFLICT (merchant_id, challenge) DO NOTHING",
-        (merchant_id, crypto.b64d(body.challenge), now),
+        "INSERT INTO challenges (merchant_id, challenge, created_at, payment_id) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (merchant_id, challenge) DO NOTHING",
+        (merchant_id, crypto.b64d(body.challenge), now, payment_id),
     )
     _notify_owners(check)
     return {**payments.view(payment, shares), "replayed": False}, challenge_taken

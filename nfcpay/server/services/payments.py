@@ -1,4 +1,5 @@
-"""Approved payments as merchants see them: listing, one payment, and the shared view."""
+"""Approved payments as merchants see them: listing, one payment, and the shared view
+(which :mod:`.presentations` also shows the presenting terminal)."""
 
 from __future__ import annotations
 
@@ -47,12 +48,17 @@ def view(payment: Row, shares: Sequence[Row]) -> dict[str, Any]:
     }
 
 
-def load(tx: Tx, caller: Caller, payment_id: str, *, lock: bool = False) -> Row:
-    merchant_id = require_merchant(caller)
-    row = tx.one(
+def find(tx: Tx, payment_id: str, *, lock: bool = False) -> Row | None:
+    """The payment row, whoever may see it (callers check that)."""
+    return tx.one(
         f"SELECT {_COLUMNS} FROM payments WHERE payment_id = ?" + (tx.for_update if lock else ""),
         (payment_id,),
     )
+
+
+def load(tx: Tx, caller: Caller, payment_id: str, *, lock: bool = False) -> Row:
+    merchant_id = require_merchant(caller)
+    row = find(tx, payment_id, lock=lock)
     if row is None or row["merchant_id"] != merchant_id:
         raise NotFound(f"no payment {payment_id} of yours", code="payment_not_found")
     return row

@@ -14,6 +14,7 @@ from typing import Any
 
 from nfcpay import crypto
 from nfcpay.declines import DeclineCode
+from nfcpay.errors import InvalidRequest
 from nfcpay.money import format_minor
 from nfcpay.server.runtime import TerminalKey
 from nfcpay.server.schemas import GrantShareIn, PaymentIn
@@ -23,6 +24,21 @@ from nfcpay.server.store import Row
 
 LOCK_AFTER_MISMATCHES = 5
 CHALLENGE_BYTES = (16, 64)
+
+
+def challenge_bytes(text: str) -> bytes:
+    """The merchant's challenge as a payment body (and a presentation's URL) carries it:
+    base64url of :data:`CHALLENGE_BYTES` bytes; anything else is refused (422)."""
+    try:
+        challenge = crypto.b64d(text)
+    except ValueError:
+        raise InvalidRequest("challenge is not base64url", field="challenge") from None
+    low, high = CHALLENGE_BYTES
+    if not low <= len(challenge) <= high:
+        raise InvalidRequest(f"challenge must be {low} to {high} bytes", field="challenge")
+    return challenge
+
+
 #: Declines that tell the funding source's owner "limit_declined".
 SHORTFALLS = frozenset({DeclineCode.LIMIT_EXCEEDED, DeclineCode.INSUFFICIENT_BALANCE})
 

@@ -168,7 +168,22 @@ _V3 = ["CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)"]
 #: migration's transaction (writers wait for it: about a second per million notifications).
 _V4 = ["CREATE INDEX notifications_grant ON notifications (grant_id, kind)"]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+#: v5 (exact outcomes): a used challenge names the payment that took it, so the presenting
+#: terminal can ask what became of the means it presented (GET /v1/presentations). Challenges
+#: used before this migration are matched to their payment by what both rows were written
+#: with in the one approving transaction (merchant and instant), where exactly one matches;
+#: the rest stay without a payment and are answered like a challenge no payment used.
+_V5 = [
+    "ALTER TABLE challenges ADD COLUMN payment_id TEXT REFERENCES payments (payment_id)",
+    """UPDATE challenges SET payment_id = (
+        SELECT p.payment_id FROM payments p
+        WHERE p.merchant_id = challenges.merchant_id AND p.created_at = challenges.created_at)
+    WHERE (SELECT COUNT(*) FROM payments p
+        WHERE p.merchant_id = challenges.merchant_id
+        AND p.created_at = challenges.created_at) = 1""",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 
 _ADVISORY_LOCK_KEY = 0x6E6663706179  # "nfcpay": serializes migrations across server processes
 

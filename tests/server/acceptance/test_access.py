@@ -35,6 +35,8 @@ class World:
     m2: Terminal
     payment_id: str
     b_notification: str
+    #: The merchant's challenge the paid means answered (base64url).
+    challenge: str
 
     @property
     def target(self) -> Terminal:
@@ -44,7 +46,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(harness: Harness) -> World:
     a = harness.scene(max_uses=5)
-    paid = a.pay(1_000)
+    challenge = secrets.token_bytes(16)
+    paid = a.pay(1_000, challenge=challenge)
     assert paid["status"] == "approved"
     b = harness.terminal("user")
     b_source = b.client.add_card("5500005555555559", "12/39", 10_000, "KRW")
@@ -57,7 +60,7 @@ def world(harness: Harness) -> World:
     (note,) = b.client.notifications()
     return World(
         a, b, b_source, b_grant, harness.terminal("merchant"), paid["payment_id"],
-        note["notification_id"],
+        note["notification_id"], crypto.b64e(challenge),
     )  # fmt: skip
 
 
@@ -203,6 +206,10 @@ def _a(w: World) -> Terminal:
     return w.a.owner
 
 
+def _m1(w: World) -> str:
+    return str(w.a.merchant.merchant_id)
+
+
 OWNERSHIP_CASES: dict[str, tuple[Callable[[World], Call], int, str]] = {
     "read_other_owners_grant": (
         _signed_call(_a, "GET", lambda w: f"/v1/grants/{w.b_grant}"),
@@ -260,6 +267,16 @@ OWNERSHIP_CASES: dict[str, tuple[Callable[[World], Call], int, str]] = {
         _signed_call(lambda w: w.m2, "GET", lambda w: f"/v1/payments/{w.payment_id}"),
         404,
         "payment_not_found",
+    ),
+    "owner_reads_presentation_paid_with_its_grant": (
+        _signed_call(_a, "GET", lambda w: f"/v1/presentations/{_m1(w)}/{w.challenge}"),
+        404,
+        "no_payment_yet",
+    ),
+    "merchant_reads_other_merchants_presentation": (
+        _signed_call(lambda w: w.m2, "GET", lambda w: f"/v1/presentations/{_m1(w)}/{w.challenge}"),
+        404,
+        "no_payment_yet",
     ),
     "owner_refunds_payment": (
         _signed_call(_a, "POST", lambda w: f"/v1/payments/{w.payment_id}/refunds", {}),
@@ -438,6 +455,8 @@ def test_every_signed_operation_refuses_an_unsigned_request(harness: Harness, wo
         "grant_id": world.a.grant_id,
         "source_id": world.a.source["source_id"],
         "payment_id": world.payment_id,
+        "merchant_id": _m1(world),
+        "challenge": world.challenge,
     }
     for operation in sorted(set(_operations(harness)) - UNSIGNED):
         method, template = operation.split()
