@@ -25,7 +25,8 @@
     │   ├── IdempotencyConflict
     │   ├── Conflict                 the request clashes with current state
     │   ├── RateLimited              429: too many requests; ``retry_after_s``
-    │   └── DatabaseUnavailable      503: nothing was written; retry later
+    │   ├── DatabaseUnavailable      503: nothing was written; retry later
+    │   └── DatabaseOutcomeUnknown   503: lost during COMMIT; retry with the same key
     └── ApiError                     the client's view of a failed server call
         └── ServerUnavailable        connection refused, timeout, 5xx: retryable
 
@@ -172,6 +173,18 @@ class DatabaseUnavailable(PaymentError):
     transaction did not commit, so any request (even a non-idempotent one) may be retried."""
 
     code = "database_unavailable"
+    status = 503
+    retryable = True
+    retry_after_s = 1
+
+
+class DatabaseOutcomeUnknown(PaymentError):
+    """The database connection was lost during COMMIT (the database died or failed over), so
+    the request may or may not have been saved. Unlike :class:`DatabaseUnavailable`, only a
+    request that carries its idempotency key may be repeated blindly: the repeat gets the
+    stored answer if the first one was saved, and is decided afresh if not."""
+
+    code = "database_outcome_unknown"
     status = 503
     retryable = True
     retry_after_s = 1

@@ -98,7 +98,9 @@ _SIGNED_ERRORS = {
     "409": "The request clashes with current state or an idempotency key",
     "422": "Invalid request; `field` names the offending field (validation_error, ...)",
     "429": "Too many requests or failed authentications; see Retry-After (rate_limited)",
-    "503": "The database is unavailable; nothing was written; see Retry-After",
+    "503": "The database is unavailable and nothing was written (database_unavailable), or "
+    "the connection was lost while saving and the outcome is unknown: repeat with the same "
+    "Idempotency-Key (database_outcome_unknown); see Retry-After",
 }
 _ERROR_SCHEMA = {
     "type": "object",

@@ -18,7 +18,8 @@ from nfcpay.testing.server import Terminal
 
 class TcpProxy:
     """Forwards a local port to ``target``. :meth:`cut` closes the port and every
-    connection (the database "went away"); :meth:`restore` listens on the same port again.
+    connection (the database "went away"); :meth:`restore` listens on the same port again;
+    :meth:`trip` breaks one connection at a chosen message (e.g. a COMMIT).
     """
 
     def __init__(self, target: tuple[str, int]) -> None:
@@ -28,7 +29,17 @@ class TcpProxy:
         probe.close()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._trip: tuple[bytes | None, bytes, bool] | None = None
+        self.tripped = threading.Event()
         self.restore()
+
+    def trip(self, marker: bytes, *, deliver: bool, after: bytes | None = None) -> None:
+        """Break the connection whose client next sends bytes holding ``marker`` (once it
+        has sent ``after``, if given): the message reaches the server (``deliver``) and the
+        server's answer is swallowed, or it is dropped; then both sides are closed. Once;
+        :attr:`tripped` is set when done."""
+        self.tripped.clear()
+        self._trip = (after, marker, deliver)
 
     def restore(self) -> None:
         self._stop.clear()
@@ -53,6 +64,9 @@ class TcpProxy:
         sel = selectors.DefaultSelector()
         sel.register(self._listener, selectors.EVENT_READ, None)
         peers: dict[socket.socket, socket.socket] = {}
+        clients: set[socket.socket] = set()
+        #: Server sides whose next answer is swallowed, and then the pair closed.
+        doomed: set[socket.socket] = set()
 
         def close(sock: socket.socket) -> None:
             for s in (sock, peers.pop(sock, None)):
@@ -68,6 +82,7 @@ class TcpProxy:
                     sock: Any = key.fileobj
                     if sock is self._listener:
                         client, _ = self._listener.accept()
+                        clients.add(client)
                         upstream = socket.create_connection(self.target)
                         for a, b in ((client, upstream), (upstream, client)):
                             peers[a] = b
@@ -75,13 +90,24 @@ class TcpProxy:
                         continue
                     if sock not in peers:
                         continue
+                    deliver: bool | None = None
                     try:
                         data = sock.recv(65536)
-                        if data:
+                        deliver = self._tripped_by(data) if sock in clients else None
+                        if sock in doomed or deliver is False:
+                            data = b""  # the answer swallowed, or the message dropped
+                        elif deliver:
+                            peers[sock].sendall(data)
+                            doomed.add(peers[sock])
+                        elif data:
                             peers[sock].sendall(data)
                     except OSError:
                         data = b""
                     if not data:
+                        if sock in doomed or deliver is False:
+                            self.tripped.set()
+                        doomed.discard(sock)
+                        clients.discard(sock)
                         close(sock)
         finally:
             for s in list(peers):
@@ -89,6 +115,20 @@ class TcpProxy:
             sel.unregister(self._listener)
             self._listener.close()
             sel.close()
+
+    def _tripped_by(self, data: bytes) -> bool | None:
+        """None if ``data`` does not trip the proxy, else whether to deliver it."""
+        if self._trip is None:
+            return None
+        after, marker, deliver = self._trip
+        if after is not None:
+            if after in data:
+                self._trip = (None, marker, deliver)
+            return None
+        if marker not in data:
+            return None
+        self._trip = None
+        return deliver
 
 
 def no_retry(terminal: Terminal, url: str) -> PaymentClient:

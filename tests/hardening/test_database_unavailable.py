@@ -8,6 +8,8 @@ Faults, all against real ``nfcpay server run`` processes:
 * PostgreSQL unreachable: the server talks to PostgreSQL through a TCP proxy that is cut
   (listener and connections closed) and restored — the machine's PostgreSQL keeps running;
 * PostgreSQL backends killed with pg_terminate_backend: the next request reconnects;
+* the PostgreSQL connection lost during a payment's COMMIT (after the database committed, or
+  before): 503 database_outcome_unknown, and the same key then gets the real answer;
 * PostgreSQL unreachable at start-up: the server refuses to start with a clear message.
 """
 
@@ -27,19 +29,20 @@ import pytest
 
 from nfcpay.errors import ServerUnavailable
 from nfcpay.testing.server import payment_scene, start_server, state_snapshot
+from tests.hardening.payment_load import Request
 from tests.hardening.support import TcpProxy, health, no_retry
 
 #: The server's wait for the database before answering 503 (fail fast in these tests).
 DB_TIMEOUT = {"NFCPAY_SERVER_DB_TIMEOUT": "0.5"}
 
 
-def _expect_503(call: object) -> ServerUnavailable:
+def _expect_503(call: object, code: str = "database_unavailable") -> ServerUnavailable:
     started = time.monotonic()
     with pytest.raises(ServerUnavailable) as caught:
         call()  # type: ignore[operator]
     assert time.monotonic() - started < 5, "503 must come fast, not after minutes of retries"
     error = caught.value
-    assert (error.status, error.code) == (503, "database_unavailable"), error.message
+    assert (error.status, error.code) == (503, code), error.message
     assert error.retry_after_s is not None and error.retry_after_s >= 1
     return error
 
@@ -174,6 +177,37 @@ def test_postgres_backends_terminated_server_reconnects(tmp_path: Path, pg_url: 
         assert scene.pay(1_000)["status"] == "approved"
         assert scene.owner.client.list_grants()[0]["remaining_amount"] == 48_000
         assert server.audit() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("committed", [True, False], ids=["committed", "rolled-back"])
+def test_postgres_connection_lost_during_commit_503_outcome_unknown(
+    tmp_path: Path, pg_url: str, committed: bool
+) -> None:
+    parts = urlsplit(pg_url)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    try:
+        with start_server(tmp_path / "srv", db_url=proxy.url_for(pg_url), env=DB_TIMEOUT) as srv:
+            scene = payment_scene(srv.url, max_uses=10)
+            merchant = no_retry(scene.merchant, srv.url)
+            request = Request("k-commit", scene, 1_000, *scene.signed_means(1_000))
+            before = _snapshot(pg_url)
+            # The COMMIT reaches PostgreSQL and its answer is lost, or it never arrives.
+            proxy.trip(b"COMMIT", deliver=committed, after=b"INSERT INTO payments")
+            error = _expect_503(lambda: request.send(merchant), code="database_outcome_unknown")
+            assert proxy.tripped.is_set()
+            assert "same Idempotency-Key" in error.message
+            assert (_snapshot(pg_url) != before) is committed
+
+            answer = request.send(merchant)
+            merchant.close()
+            assert answer["status"] == "approved"
+            assert answer["replayed"] is committed, "the committed payment must be replayed"
+            assert len(srv.query(lambda tx: tx.all("SELECT payment_id FROM payments"))) == 1
+            assert srv.audit() == []
+            assert "Traceback" not in srv.log(), srv.log()
+    finally:
+        proxy.cut()
 
 
 @pytest.mark.postgres

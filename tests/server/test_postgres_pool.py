@@ -1,7 +1,8 @@
 """PostgreSQL connection pool (nfcpay.server.store.postgres, on psycopg_pool): at most
 ``pool_size`` connections, no extra statement per transaction, a connection that died while
 idle is replaced and the transaction run again, an unreachable server answers 503 at once
-(with its reason) and the same database recovers by itself when the server returns."""
+(with its reason) and the same database recovers by itself when the server returns; a
+connection lost during COMMIT is reported as an unknown outcome and not run again."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from nfcpay.errors import ConfigError, DatabaseUnavailable
+from nfcpay.errors import ConfigError, DatabaseOutcomeUnknown, DatabaseUnavailable
 from nfcpay.server.store import Tx, open_database
 from nfcpay.server.store.postgres import PostgresDatabase
 from nfcpay.testing.query_plans import observed
@@ -151,6 +152,54 @@ def test_unreachable_server_answers_503_at_once_and_the_pool_recovers(
             db.close()
     finally:
         proxy.cut()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("committed", [True, False], ids=["committed", "rolled-back"])
+def test_a_connection_lost_during_commit_is_an_unknown_outcome_not_run_again(
+    postgres_url: str, app_name: str, committed: bool
+) -> None:
+    parts = urlsplit(postgres_url)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+    table = f"commit_lost_{secrets.token_hex(4)}"
+    separator = "&" if "?" in postgres_url else "?"
+    db = PostgresDatabase(
+        proxy.url_for(f"{postgres_url}{separator}application_name={app_name}"), timeout_s=2.0
+    )
+    runs: list[int] = []
+
+    def insert(tx: Tx) -> None:
+        runs.append(1)
+        tx.execute(f"INSERT INTO {table} VALUES (1)")
+
+    try:
+        db.run(lambda tx: tx.execute(f"CREATE TABLE {table} (n int)"))
+        proxy.trip(b"COMMIT", deliver=committed, after=b"INSERT INTO")
+        with pytest.raises(DatabaseOutcomeUnknown, match="same Idempotency-Key"):
+            db.run(insert)
+        assert runs == [1], "a transaction that may have committed must not run again"
+        count = db.run(lambda tx: tx.scalar(f"SELECT count(*) AS n FROM {table}"))
+        assert count == (1 if committed else 0)
+    finally:
+        db.run(lambda tx: tx.execute(f"DROP TABLE IF EXISTS {table}"))
+        db.close()
+        proxy.cut()
+
+
+@pytest.mark.postgres
+def test_an_error_at_commit_on_a_live_connection_is_not_an_unknown_outcome(
+    db: PostgresDatabase,
+) -> None:
+    table = f"deferred_{secrets.token_hex(4)}"
+    db.run(
+        lambda tx: tx.execute(f"CREATE TABLE {table} (n int UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+    )
+    try:
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            db.run(lambda tx: tx.execute(f"INSERT INTO {table} VALUES (1), (1)"))
+        assert db.run(lambda tx: tx.scalar("SELECT 1 AS one")) == 1
+    finally:
+        db.run(lambda tx: tx.execute(f"DROP TABLE {table}"))
 
 
 def test_start_up_refuses_an_unreachable_server_with_its_reason() -> None:

@@ -16,7 +16,10 @@ on a fresh connection, so the server recovers by itself when the database return
 connection made for this very transaction that breaks, or no connection within
 ``timeout_s``, raises :class:`~nfcpay.errors.DatabaseUnavailable` (HTTP 503); while
 PostgreSQL cannot be reached that comes as soon as the pool has failed to connect, not after
-``timeout_s``. A failure *during* COMMIT has an unknown outcome and is not translated.
+``timeout_s``. A connection lost *during* COMMIT (the database died or failed over) leaves
+the outcome unknown: the transaction may have committed. It is not run again; the caller gets
+:class:`~nfcpay.errors.DatabaseOutcomeUnknown` (HTTP 503), which a request with an
+idempotency key may repeat to learn the outcome.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from nfcpay.errors import ConfigError, DatabaseUnavailable
+from nfcpay.errors import ConfigError, DatabaseOutcomeUnknown, DatabaseUnavailable
 from nfcpay.server.store.base import (
     DEFAULT_TIMEOUT_S,
     MAX_ATTEMPTS,
@@ -207,10 +210,29 @@ class PostgresDatabase(Database):
                         "the payment database connection was lost; nothing was saved, retry later"
                     ) from None
                 raise
-            conn.commit()
+            self._commit(conn)
         finally:
             # A closed or broken connection is dropped and replaced by the pool.
             self._pool.putconn(conn)
+
+    def _commit(self, conn: _Connection) -> None:
+        try:
+            conn.commit()
+        except psycopg.OperationalError as exc:
+            if not (conn.closed or conn.broken):
+                raise
+            self._pool.drain()
+            log.warning(
+                "the database connection was lost during COMMIT, so whether the transaction "
+                "was saved is unknown (PostgreSQL: %s)",
+                _pg_reason(exc),
+            )
+            raise DatabaseOutcomeUnknown(
+                "the connection to the payment database was lost while this request was being "
+                "saved, so whether it took effect is unknown: send a payment or refund again "
+                "with the same Idempotency-Key to get its real answer, and check anything else "
+                "before repeating it"
+            ) from None
 
     def _checkout(self, *, suspect: bool = False) -> _Connection:
         """A connection within ``timeout_s``. The pool does not wake its waiters when it fails
