@@ -172,10 +172,12 @@ def test_every_request_field_a_person_types_names_its_option() -> None:
         "means.grants",
         "means.own_amount",
         "means.signature",
+        "means.version",
         "split_mode",
     }
     bodies = [
         schemas.TerminalIn,
+        schemas.CategoriesIn,
         schemas.FundingSourceIn,
         schemas.SourceStatusIn,
         schemas.GrantIn,

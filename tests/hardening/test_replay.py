@@ -129,6 +129,7 @@ def copied_grant_means(
         challenge=nonce,
         amount=AMOUNT,
         currency="KRW",
+        purpose=scene.merchant.primary_category,
         grants=[(scene.grant_id, usage_auth or scene.usage_auth(), AMOUNT)],
     )
     return nonce, means

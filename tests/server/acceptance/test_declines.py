@@ -81,6 +81,7 @@ def _signed_by_other_key(h: Harness, s: PaymentScene) -> Request:
         challenge=challenge,
         amount=AMOUNT,
         currency="KRW",
+        purpose=s.merchant.primary_category,
         grants=[(s.grant_id, s.usage_auth(), AMOUNT)],
     )
     return lambda: _post(s.merchant, means, challenge)
