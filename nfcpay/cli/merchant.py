@@ -174,9 +174,10 @@ def set_categories(obj: CliContext, codes: tuple[tuple[str, ...], ...]) -> None:
 
     The request is signed by this terminal, and the server logs who changed what, when.
     """
+    wanted = checked_categories(codes, "codes")
     home, _ = home_of(obj, "merchant")
     with client_of(obj, home) as client:
-        answer = client.set_merchant_categories(checked_categories(codes))
+        answer = client.set_merchant_categories(wanted)
     _show_categories(obj, home, answer)
 
 

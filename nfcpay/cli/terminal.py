@@ -324,12 +324,15 @@ def init(
     obj.emit(data, lambda: _show(obj, identity, "Registered"))
 
 
-def checked_categories(groups: tuple[tuple[str, ...], ...]) -> list[str]:
-    """The categories of a repeated ``--category`` option; a usage error if one is twice."""
+def checked_categories(groups: tuple[tuple[str, ...], ...], name: str = "categories") -> list[str]:
+    """The categories of the current command's repeated parameter ``name`` (an option or an
+    argument of comma lists); a usage error naming it if one category is named twice."""
     try:
         return distinct_codes(groups, "category")
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--category'") from None
+        ctx = click.get_current_context()
+        param = next(p for p in ctx.command.params if p.name == name)
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 @terminal.command()
