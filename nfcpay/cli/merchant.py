@@ -11,6 +11,7 @@ from nfcpay.cli.params import CATEGORIES, IDEMPOTENCY_KEY, PAYMENT_ID, POSITIVE_
 from nfcpay.cli.terminal import (
     LiveStatus,
     amount_in,
+    bad_value,
     checked_categories,
     client_of,
     home_of,
@@ -58,10 +59,19 @@ def charge(
     the command exits 5 and `nfcpay merchant settle` sends the same request again later
     (same idempotency key: it is never charged twice).
     """
+    from nfcpay.terminals.merchant import categories
     from nfcpay.terminals.merchant import charge as run_charge
 
     home, identity = home_of(obj, "merchant")
     money = amount_in(amount, identity.currency)
+    with client_of(obj, home) as client:
+        known = categories(home, client)
+    if purpose is not None and purpose not in known:
+        raise bad_value(
+            "purpose",
+            f"purpose {purpose} is not one of this merchant's categories ({', '.join(known)}); "
+            "`nfcpay merchant categories set` changes them",
+        )
     with client_of(obj, home) as client, reader_of(obj, listen) as reader, LiveStatus(obj) as live:
         done = run_charge(
             home, client, reader, money, purpose=purpose, timeout=timeout, status=live

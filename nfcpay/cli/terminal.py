@@ -330,9 +330,15 @@ def checked_categories(groups: tuple[tuple[str, ...], ...], name: str = "categor
     try:
         return distinct_codes(groups, "category")
     except ValueError as exc:
-        ctx = click.get_current_context()
-        param = next(p for p in ctx.command.params if p.name == name)
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+        raise bad_value(name, str(exc)) from None
+
+
+def bad_value(name: str, message: str) -> click.BadParameter:
+    """The usage error for the current command's parameter ``name`` (so ``--json`` names it
+    in ``field``)."""
+    ctx = click.get_current_context()
+    param = next(p for p in ctx.command.params if p.name == name)
+    return click.BadParameter(message, ctx=ctx, param=param)
 
 
 @terminal.command()

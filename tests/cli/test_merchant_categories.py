@@ -70,3 +70,16 @@ def test_only_a_merchant_terminal_has_categories(
     status, refused = run_json(capsys, home, server.url, "merchant", "categories", "set", "5812")
     assert status == 6 and refused["error"] == "config_error"
     assert register_terminal(server.url, "user").info.get("merchant") is None
+
+
+def test_charging_for_a_purpose_the_merchant_did_not_register_is_refused_before_the_tap(
+    server: ServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "shop"
+    init = ("terminal", "init", "--role", "merchant", "--label", "Shop", "--category", "5999")
+    assert run_json(capsys, home, server.url, *init)[0] == 0
+    status, refused = run_json(
+        capsys, home, server.url, "merchant", "charge", "--amount", "5", "--purpose", "5812"
+    )
+    assert status == 2 and refused["field"] == "--purpose"
+    assert "purpose 5812 is not one of this merchant's categories (5999)" in refused["message"]
