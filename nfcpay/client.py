@@ -123,7 +123,7 @@ class PaymentClient:
         *,
         role: str,
         label: str,
-        merchant: Mapping[str, str] | None = None,
+        merchant: Mapping[str, Any] | None = None,
         transport: httpx.BaseTransport | None = None,
         http: httpx.Client | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
@@ -260,6 +260,16 @@ class PaymentClient:
         )
         key = idempotency_key or new_idempotency_key()
         return self._call("POST", "/v1/payments", body, idempotency_key=key)
+
+    def merchant_categories(self) -> Json:
+        """This merchant's categories (primary first) and every logged change of them."""
+        return self._call("GET", "/v1/merchants/me/categories")
+
+    def set_merchant_categories(self, categories: Sequence[str]) -> Json:
+        """Replace this merchant's categories (primary first); the server logs the change. A
+        retry is safe: setting the same set again changes and logs nothing."""
+        body = {"categories": list(categories)}
+        return self._call("PUT", "/v1/merchants/me/categories", body, idempotent=True)
 
     def list_payments(self) -> list[Json]:
         return list(self._call("GET", "/v1/payments")["payments"])

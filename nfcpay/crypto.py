@@ -31,7 +31,12 @@ VIRTUAL_CARD_IIN = "990077"
 VIRTUAL_CARD_LENGTH = 16
 
 _USAGE_AUTH_DOMAIN = b"nfcpay/usage-auth/v1"
-_PRESENTATION_DOMAIN = b"nfcpay/presentation/v1"
+#: The layout of the signed presentation. Version 2 signs the payment's purpose; version 1
+#: (nfcpay before it) did not, so a merchant could claim any purpose after the target signed.
+#: A terminal or server meeting another version says "upgrade nfcpay" (the means record's
+#: payload version and the API's ``means.version`` carry it).
+PRESENTATION_VERSION = 2
+_PRESENTATION_DOMAIN = b"nfcpay/presentation/v2"
 _REQUEST_DOMAIN = b"nfcpay/api-request/v1"
 
 
@@ -147,9 +152,10 @@ class GrantShare:
 class Presentation:
     """What a target terminal signs to present its payment means, field by field.
 
-    Binding the merchant's fresh challenge ``nonce``, the merchant, the amount and every grant
-    share makes a copied NFC payload useless at any other counter, for any other amount, or
-    twice. A group payment also binds its bill and split mode.
+    Binding the merchant's fresh challenge ``nonce``, the merchant, the amount, the purpose
+    (the category the payment is made for) and every grant share makes a copied NFC payload
+    useless at any other counter, for any other amount or purpose, or twice. A group payment
+    also binds its bill and split mode.
 
     It is built in exactly two places: from the NFC records the target and the merchant hold
     (:func:`nfcpay.records.presentation.presentation`) and from the merchant's API request
@@ -160,6 +166,7 @@ class Presentation:
     merchant_id: str
     amount: int
     currency: str
+    purpose: str
     presenting_terminal: str
     grants: tuple[GrantShare, ...]
     own_source_id: str | None
@@ -168,22 +175,20 @@ class Presentation:
     split_mode: str
 
     def message(self) -> bytes:
-        """The signed bytes. The bill and split mode are appended only for a group payment
-        (a bill, or a split mode other than ``exact``), so the bytes of a plain payment are
-        those of the first presentation layout."""
+        """The signed bytes (layout :data:`PRESENTATION_VERSION`)."""
         fields = [
             self.nonce,
             self.merchant_id.encode(),
             str(self.amount).encode(),
             self.currency.encode(),
+            self.purpose.encode(),
             self.presenting_terminal.encode(),
             str(len(self.grants)).encode(),
         ]
         for share in self.grants:
             fields += [share.grant_id.encode(), str(share.amount).encode()]
         fields += [(self.own_source_id or "").encode(), str(self.own_amount).encode()]
-        if self.bill_id is not None or self.split_mode != "exact":
-            fields += [(self.bill_id or "").encode(), self.split_mode.encode()]
+        fields += [(self.bill_id or "").encode(), self.split_mode.encode()]
         return _framed(_PRESENTATION_DOMAIN, fields)
 
 

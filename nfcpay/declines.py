@@ -21,6 +21,8 @@ class DeclineCode(StrEnum):
 
     #: the shares do not make up the amount in the split mode, or an own share names no source
     SHARES_DO_NOT_ADD_UP = "shares_do_not_add_up"
+    #: the payment's purpose is not one of the categories the merchant registered
+    PURPOSE_NOT_REGISTERED = "purpose_not_registered"
     #: the bill the payment names was already paid by an earlier payment
     BILL_ALREADY_PAID = "bill_already_paid"
     #: a grant is bound to another bill, or none of the grants presented belongs to the bill

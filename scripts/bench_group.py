@@ -139,8 +139,8 @@ def authorization_times(url: str, requests: int) -> tuple[list[float], list[floa
         means = signed_means(
             col_key, presenting_terminal=col_info["terminal_id"],
             merchant_id=shop_info["merchant_id"], challenge=challenge, amount=amount,
-            currency="KRW", grants=grants, own_source_id=own if own_amount else None,
-            own_amount=own_amount, bill_id=bill,
+            currency="KRW", purpose=SHOP["category"], grants=grants,
+            own_source_id=own if own_amount else None, own_amount=own_amount, bill_id=bill,
         )  # fmt: skip
         started = time.perf_counter()
         answer = shop.authorize_payment(

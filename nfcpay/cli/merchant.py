@@ -7,16 +7,19 @@ from typing import Any
 import click
 
 from nfcpay.cli.output import EXIT_CODES_HELP, EXIT_DECLINED, EXIT_SERVER, CliContext, table
-from nfcpay.cli.params import IDEMPOTENCY_KEY, PAYMENT_ID, POSITIVE_AMOUNT, PURPOSE
+from nfcpay.cli.params import CATEGORIES, IDEMPOTENCY_KEY, PAYMENT_ID, POSITIVE_AMOUNT, PURPOSE
 from nfcpay.cli.terminal import (
     LiveStatus,
     amount_in,
+    bad_value,
+    checked_categories,
     client_of,
     home_of,
     money_text,
     reader_of,
     tap_options,
 )
+from nfcpay.terminals.home import TerminalHome
 
 
 @click.group()
@@ -40,7 +43,10 @@ def _finish(obj: CliContext, charges: list[Any]) -> None:
 @merchant.command(epilog=EXIT_CODES_HELP)
 @click.option("--amount", type=POSITIVE_AMOUNT, required=True, help="What the customer pays.")
 @click.option(
-    "--purpose", type=PURPOSE, help="Category code (default: the merchant's own category)."
+    "--purpose",
+    type=PURPOSE,
+    help="What the payment is for: one of this merchant's categories (default: the primary "
+    "one). The customer's terminal shows it and signs it.",
 )
 @tap_options
 @click.pass_obj
@@ -53,10 +59,19 @@ def charge(
     the command exits 5 and `nfcpay merchant settle` sends the same request again later
     (same idempotency key: it is never charged twice).
     """
+    from nfcpay.terminals.merchant import categories
     from nfcpay.terminals.merchant import charge as run_charge
 
     home, identity = home_of(obj, "merchant")
     money = amount_in(amount, identity.currency)
+    with client_of(obj, home) as client:
+        known = categories(home, client)
+    if purpose is not None and purpose not in known:
+        raise bad_value(
+            "purpose",
+            f"purpose {purpose} is not one of this merchant's categories ({', '.join(known)}); "
+            "`nfcpay merchant categories set` changes them",
+        )
     with client_of(obj, home) as client, reader_of(obj, listen) as reader, LiveStatus(obj) as live:
         done = run_charge(
             home, client, reader, money, purpose=purpose, timeout=timeout, status=live
@@ -145,3 +160,45 @@ def refund(
         f"({done['refund_id']}); still refundable "
         f"{money_text(done['remaining_refundable'], currency)}",
     )
+
+
+@merchant.group(invoke_without_command=True)
+@click.pass_context
+def categories(ctx: click.Context) -> None:
+    """This merchant's categories (the purposes its payments may be for) and their changes.
+
+    Without a subcommand: show them, primary first, with every logged change.
+    """
+    if ctx.invoked_subcommand is None:
+        obj: CliContext = ctx.obj
+        home, _ = home_of(obj, "merchant")
+        with client_of(obj, home) as client:
+            _show_categories(obj, home, client.merchant_categories())
+
+
+@categories.command("set")
+@click.argument("codes", metavar="CATEGORY...", nargs=-1, required=True, type=CATEGORIES)
+@click.pass_obj
+def set_categories(obj: CliContext, codes: tuple[tuple[str, ...], ...]) -> None:
+    """Replace this merchant's categories (primary first; codes or comma lists).
+
+    The request is signed by this terminal, and the server logs who changed what, when.
+    """
+    wanted = checked_categories(codes, "codes")
+    home, _ = home_of(obj, "merchant")
+    with client_of(obj, home) as client:
+        answer = client.set_merchant_categories(wanted)
+    _show_categories(obj, home, answer)
+
+
+def _show_categories(obj: CliContext, home: TerminalHome, answer: dict[str, Any]) -> None:
+    """Print the server's answer, and keep its categories in this home (the default
+    purpose of the next charge)."""
+    from nfcpay.terminals.merchant import remember_categories
+
+    remember_categories(home, answer["categories"])
+    lines = [f"Merchant {answer['merchant_id']}: {', '.join(answer['categories'])} (primary first)"]
+    for change in answer["changes"]:
+        old, new = ", ".join(change["old"]) or "(registered)", ", ".join(change["new"])
+        lines.append(f"  {change['changed_at']}  {old} -> {new}  by {change['terminal_id']}")
+    obj.emit({"ok": True, **answer}, "\n".join(lines))

@@ -204,6 +204,30 @@ class CodeType(CheckedType):
         return text
 
 
+class CodesType(CheckedType):
+    """One or more codes, comma-separated (``5812,5814``); the option may also be repeated."""
+
+    name = "codes"
+
+    def __init__(self, code: CodeType) -> None:
+        self.code = code
+        self.rule = code.rule
+
+    def check(self, text: str) -> tuple[str, ...]:
+        return tuple(self.code.check(part.strip()) for part in text.split(","))
+
+
+def distinct_codes(groups: tuple[tuple[str, ...], ...], what: str) -> list[str]:
+    """The codes of a repeated :class:`CodesType` option, in order; ValueError if one is
+    named twice (the server refuses that too)."""
+    codes: list[str] = []
+    for code in (code for group in groups for code in group):
+        if code in codes:
+            raise ValueError(f"{what} {code} is named twice")
+        codes.append(code)
+    return codes
+
+
 class IdType(CheckedType):
     """An nfcpay id with its prefix (``t_…``, ``src_…``), as the server hands them out."""
 
@@ -252,6 +276,7 @@ LABEL = TextType("label")
 MERCHANT_NAME = TextType("merchant name")
 SETTLEMENT_ACCOUNT = TextType("settlement account")
 CATEGORY = CodeType("category", "5812")
+CATEGORIES = CodesType(CATEGORY)
 PURPOSE = CodeType("purpose", "5812")
 REGION = CodeType("region", "KR-11")
 TERMINAL_ID = IdType("terminal id", "t")
@@ -269,6 +294,8 @@ SERVER_FIELDS: dict[str, tuple[str, CheckedType]] = {
     "label": ("--label", LABEL),
     "merchant.name": ("--merchant-name", MERCHANT_NAME),
     "merchant.category": ("--category", CATEGORY),
+    "merchant.categories": ("--category", CATEGORY),
+    "categories": ("CATEGORY", CATEGORY),
     "merchant.region": ("--region", REGION),
     "merchant.settlement_account": ("--settlement-account", SETTLEMENT_ACCOUNT),
     "number": ("--number", CARD_NUMBER),

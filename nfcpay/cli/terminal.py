@@ -17,12 +17,13 @@ import click
 
 from nfcpay.cli.output import CliContext
 from nfcpay.cli.params import (
-    CATEGORY,
+    CATEGORIES,
     CURRENCY,
     LABEL,
     MERCHANT_NAME,
     REGION,
     SETTLEMENT_ACCOUNT,
+    distinct_codes,
     to_money,
 )
 from nfcpay.client import PaymentClient
@@ -269,7 +270,15 @@ def terminal() -> None:
 @click.option("--currency", type=CURRENCY, default=DEFAULT_CURRENCY, show_default=True)
 @click.option("--merchant-name", type=MERCHANT_NAME, help="Merchants: the shop name on receipts.")
 @click.option(
-    "--category", type=CATEGORY, default="5812", show_default=True, help="Merchants: MCC-like code."
+    "--category",
+    "categories",
+    type=CATEGORIES,
+    multiple=True,
+    default=["5812"],
+    show_default=True,
+    help="Merchants: the categories (MCC-like codes) payments here may be for, the first the "
+    "primary one; repeat or separate with commas. Changed later only with `nfcpay merchant "
+    "categories set`.",
 )
 @click.option(
     "--region", type=REGION, default="KR-11", show_default=True, help="Merchants: region code."
@@ -284,7 +293,7 @@ def init(
     label: str,
     currency: str,
     merchant_name: str | None,
-    category: str,
+    categories: tuple[tuple[str, ...], ...],
     region: str,
     settlement_account: str,
 ) -> None:
@@ -297,7 +306,7 @@ def init(
     if role == "merchant":
         merchant = {
             "name": merchant_name or label,
-            "category": category,
+            "categories": checked_categories(categories),
             "region": region,
             "settlement_account": settlement_account,
         }
@@ -315,6 +324,23 @@ def init(
     obj.emit(data, lambda: _show(obj, identity, "Registered"))
 
 
+def checked_categories(groups: tuple[tuple[str, ...], ...], name: str = "categories") -> list[str]:
+    """The categories of the current command's repeated parameter ``name`` (an option or an
+    argument of comma lists); a usage error naming it if one category is named twice."""
+    try:
+        return distinct_codes(groups, "category")
+    except ValueError as exc:
+        raise bad_value(name, str(exc)) from None
+
+
+def bad_value(name: str, message: str) -> click.BadParameter:
+    """The usage error for the current command's parameter ``name`` (so ``--json`` names it
+    in ``field``)."""
+    ctx = click.get_current_context()
+    param = next(p for p in ctx.command.params if p.name == name)
+    return click.BadParameter(message, ctx=ctx, param=param)
+
+
 @terminal.command()
 @click.pass_obj
 def show(obj: CliContext) -> None:
@@ -328,6 +354,8 @@ def _show(obj: CliContext, identity: Identity, verb: str = "Terminal") -> None:
     click.echo(f"  label     {identity.label}")
     if identity.merchant_id:
         click.echo(f"  merchant  {identity.merchant_id}")
+    if identity.categories:
+        click.echo(f"  categories {', '.join(identity.categories)} (primary first)")
     click.echo(f"  server    {identity.server_url}")
     click.echo(f"  currency  {identity.currency}")
     click.echo(f"  home      {obj.home}")

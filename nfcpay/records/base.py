@@ -5,6 +5,12 @@ PAYLOAD is one version byte followed by one CBOR map with small-integer keys::
 
     01  a5 01 72 "g_…" 02 70 "9900…" …
 
+Each record type has its own payload version (:attr:`NfcpayRecord.version`, :data:`VERSION`
+unless the type's meaning changed since). A terminal reads only its own version of each
+type, and a payload of another version is refused with a sentence telling which side to
+upgrade (``code`` ``unsupported_version``), so two terminals on different nfcpay releases
+never half-understand each other.
+
 The map is written in canonical (deterministic) form — shortest integers, definite lengths,
 sorted keys, optional fields at their default left out — and a decoded payload must
 re-encode to exactly the bytes it came from. So every value has exactly one encoding, and
@@ -27,6 +33,8 @@ from nfcpay.errors import DecodeError, EncodeError
 from nfcpay.records.fields import Spec, specs_of, type_label, wire
 
 VERSION = 1
+#: The ``code`` of the DecodeError for a payload of another version than this nfcpay reads.
+UNSUPPORTED_VERSION = "unsupported_version"
 DOMAIN = "nfcpay.org"
 #: Nesting allowed in a payload: map → array → map → value.
 _MAX_DEPTH = 4
@@ -143,6 +151,18 @@ class WireStruct:
             raise DecodeError(exc.message) from None
 
 
+def unsupported_version(where: str, theirs: int, ours: int) -> DecodeError:
+    """The error for a ``where`` payload of version ``theirs`` where this nfcpay reads ``ours``.
+    It names the side to upgrade as sender or receiver, so it reads right on either terminal
+    (the receiver passes it on to the sender in its refusal)."""
+    age, side = ("an older", "sending") if theirs < ours else ("a newer", "receiving")
+    return DecodeError(
+        f"{where} payload version {theirs} is not supported: it comes from {age} nfcpay than "
+        f"the receiver's (version {ours}); upgrade nfcpay on the {side} terminal",
+        code=UNSUPPORTED_VERSION,
+    )
+
+
 def _refuse_tag(*_: Any) -> Any:
     raise cbor2.CBORDecodeError("CBOR tags are not allowed")
 
@@ -178,6 +198,8 @@ class NfcpayRecord(WireStruct, ndef.Record):  # type: ignore[misc]  # ndeflib is
     """
 
     _type: ClassVar[str]
+    #: The payload version this nfcpay writes and reads for this record type.
+    version: ClassVar[int] = VERSION
     _payload: bytes
     _decode_min_payload_length = 2
     _decode_max_payload_length = 512
@@ -187,7 +209,7 @@ class NfcpayRecord(WireStruct, ndef.Record):  # type: ignore[misc]  # ndeflib is
         cls.type_name = cls._type.rsplit(":", 1)[1]
 
     def _seal(self) -> None:
-        payload = bytes([VERSION]) + cbor2.dumps(self.to_wire(), canonical=True)
+        payload = bytes([self.version]) + cbor2.dumps(self.to_wire(), canonical=True)
         limit = self._decode_max_payload_length
         if len(payload) > limit:
             raise EncodeError(f"{self.type_name} payload is {len(payload)} bytes, at most {limit}")
@@ -222,8 +244,8 @@ class NfcpayRecord(WireStruct, ndef.Record):  # type: ignore[misc]  # ndeflib is
     def _decode_payload(cls, octets: bytes, errors: str) -> Self:
         """Called by ndeflib with the PAYLOAD. Always strict, whatever ``errors`` says."""
         where = cls.type_name
-        if octets[0] != VERSION:
-            raise DecodeError(f"{where} payload version {octets[0]} is not supported (only 1)")
+        if octets[0] != cls.version:
+            raise unsupported_version(where, octets[0], cls.version)
         record = cls.from_wire(load_cbor(octets[1:], where), where)
         if record.payload != octets:
             extra = len(octets) - len(record.payload)

@@ -2,7 +2,8 @@
 
 It names the grants it pays with (each with its share and usage-auth), optionally its own
 funding source and share, and its Ed25519 signature over its presentation for the
-merchant's challenge (:mod:`nfcpay.records.presentation`).
+merchant's challenge (:mod:`nfcpay.records.presentation`). Its payload version is the
+presentation layout the signature is over (:data:`nfcpay.crypto.PRESENTATION_VERSION`).
 
 >>> from nfcpay.records import MeansRecord, PresentedGrant, decode_one, encode_message
 >>> means = MeansRecord(
@@ -22,6 +23,7 @@ import enum
 
 import ndef
 
+from nfcpay import crypto
 from nfcpay.errors import EncodeError
 from nfcpay.records.base import NfcpayRecord, WireStruct, record_type, wire_struct
 from nfcpay.records.fields import (
@@ -67,6 +69,9 @@ class MeansRecord(NfcpayRecord):
     """
 
     _type = record_type("means")
+    #: The payload version is the presentation layout its signature is over: version 2 signs
+    #: the challenge's purpose, and a means of version 1 (signed without it) is refused.
+    version = crypto.PRESENTATION_VERSION
     _decode_max_payload_length = 1024
 
     presenting_terminal: str = wire(1, identifier("t"))

@@ -4,11 +4,16 @@ means answering it.
 The target signs :func:`presentation` of the challenge it received and its unsigned means
 (:func:`signed`); the server checks the same :class:`nfcpay.crypto.Presentation`, built from
 the merchant's request (:func:`nfcpay.server.services.rules.presentation`), which carries
-the challenge's amount, currency and nonce and the means as the merchant received them.
+the challenge's amount, currency, purpose and nonce and the means as the merchant received
+them. The purpose is signed, so a merchant cannot claim another one after the tap.
 
 >>> from nfcpay.records import ChallengeRecord, MeansRecord, PresentedGrant
 >>> challenge = ChallengeRecord(
-...     merchant_id="m_r2d5k8x3q7w4b9n6", currency="KRW", amount=12_000, nonce=bytes(16)
+...     merchant_id="m_r2d5k8x3q7w4b9n6",
+...     currency="KRW",
+...     amount=12_000,
+...     nonce=bytes(16),
+...     purpose="5812",
 ... )
 >>> means = MeansRecord(
 ...     presenting_terminal="t_k7x2m4q9w3b5n8c6",
@@ -18,7 +23,7 @@ the challenge's amount, currency and nonce and the means as the merchant receive
 ... )
 >>> presented = presentation(challenge, means)
 >>> presented.amount, presented.grants, len(presented.message())
-(12000, (GrantShare(grant_id='g_3fz7q2m4k9xw6a5b', amount=12000),), 149)
+(12000, (GrantShare(grant_id='g_3fz7q2m4k9xw6a5b', amount=12000),), 170)
 """
 
 from __future__ import annotations
@@ -34,13 +39,17 @@ from nfcpay.records.means import MeansRecord
 
 def presentation(challenge: ChallengeRecord, means: MeansRecord) -> crypto.Presentation:
     """What ``means`` answering ``challenge`` presents: the challenge's nonce, merchant,
-    amount and currency, and the means' terminal, shares, bill and split mode (its
-    signature and usage-auths are not signed)."""
+    amount, currency and purpose, and the means' terminal, shares, bill and split mode (its
+    signature and usage-auths are not signed). Raises ValueError for a challenge without a
+    purpose: nothing can be signed for it (it comes from a merchant on an older nfcpay)."""
+    if challenge.purpose is None:
+        raise ValueError("a challenge without a purpose cannot be presented")
     return crypto.Presentation(
         nonce=challenge.nonce,
         merchant_id=challenge.merchant_id,
         amount=challenge.amount,
         currency=challenge.currency,
+        purpose=challenge.purpose,
         presenting_terminal=means.presenting_terminal,
         grants=tuple(crypto.GrantShare(g.grant_id, g.amount) for g in means.grants),
         own_source_id=means.own_source_id,

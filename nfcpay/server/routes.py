@@ -19,6 +19,7 @@ from nfcpay.server.auth import verify_request
 from nfcpay.server.fastpath import pay
 from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import (
+    CategoriesIn,
     FundingSourceIn,
     GrantIn,
     PaymentIn,
@@ -30,6 +31,7 @@ from nfcpay.server.schemas import (
 from nfcpay.server.services import (
     grants,
     idempotency,
+    merchants,
     notifications,
     payments,
     presentations,
@@ -90,6 +92,16 @@ def build_router(rt: Runtime) -> APIRouter:
     @router.get("/terminals/me", tags=["terminals"])
     async def terminal_me(caller: Signed) -> Json:
         return await rt.unit_async(caller, lambda tx: terminals.me(tx, caller))
+
+    @router.get("/merchants/me/categories", tags=["merchants"])
+    async def merchant_categories(caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: merchants.mine(tx, caller))
+
+    @router.put("/merchants/me/categories", tags=["merchants"])
+    async def change_merchant_categories(body: CategoriesIn, caller: Signed) -> Json:
+        return await rt.unit_async(
+            caller, lambda tx: merchants.change(tx, rt.now_us(), caller, body.categories)
+        )
 
     @router.post("/funding-sources", status_code=201, tags=["funding sources"])
     async def add_source(body: FundingSourceIn, caller: Signed) -> Json:

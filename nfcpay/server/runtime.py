@@ -123,7 +123,8 @@ class Runtime:
     clock: Callable[[], float] = time.time
     _last_prune: float = field(default=0.0, repr=False)
     _keys: dict[str, TerminalKey] = field(default_factory=dict, repr=False)
-    #: Merchant rows (id, category, region) never change once registered either.
+    #: A merchant's id and region never change once registered either (its categories do:
+    #: they are read in each payment's transaction).
     _merchants: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     #: Requests per authenticated terminal (and per address for registrations).
     requests: TokenBuckets = field(init=False, repr=False)
@@ -159,11 +160,11 @@ class Runtime:
         return key
 
     def merchant(self, tx: Tx, merchant_id: str) -> dict[str, Any] | None:
-        """The merchant's id, category and region (cached; a miss reads it in ``tx``)."""
+        """The merchant's id and region (cached; a miss reads it in ``tx``)."""
         merchant = self._merchants.get(merchant_id)
         if merchant is None:
             row = tx.one(
-                "SELECT merchant_id, category, region FROM merchants WHERE merchant_id = ?",
+                "SELECT merchant_id, region FROM merchants WHERE merchant_id = ?",
                 (merchant_id,),
             )
             if row is None:

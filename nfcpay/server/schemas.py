@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 from nfcpay import money
@@ -70,11 +71,44 @@ class _WithCurrency(_Body):
         return money.check_currency(value)
 
 
+def distinct(values: list[str]) -> list[str]:
+    """``values`` unless one appears twice (a 422 naming the field)."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{value!r} appears twice")
+        seen.add(value)
+    return values
+
+
+#: A merchant's categories: the first is its primary one (the default purpose).
+Categories = Annotated[list[Code], Field(min_length=1, max_length=20), AfterValidator(distinct)]
+
+
 class MerchantIn(_Body):
     name: Text
-    category: Code
+    categories: Categories | None = None
+    #: One category, as nfcpay before multiple categories registers it (``categories``: [it]).
+    category: Code | None = None
     region: Code
     settlement_account: Text
+
+    @model_validator(mode="after")
+    def _one_way_to_name_categories(self) -> MerchantIn:
+        if (self.categories is None) == (self.category is None):
+            raise ValueError("give the merchant's categories (or one category), not both")
+        return self
+
+    @property
+    def all_categories(self) -> list[str]:
+        """The categories registered, primary first."""
+        return self.categories if self.categories is not None else [str(self.category)]
+
+
+class CategoriesIn(_Body):
+    """A merchant's new set of categories, primary first (replaces the whole set)."""
+
+    categories: Categories
 
 
 class TerminalIn(_Body):
@@ -124,6 +158,9 @@ class GrantShareIn(_Body):
 
 
 class MeansIn(_Body):
+    #: The presentation layout the signature is over (the means record's payload version);
+    #: left out by merchant terminals on nfcpay before version 2, which are told to upgrade.
+    version: Annotated[int, Field(strict=True, ge=0, le=255)] | None = None
     presenting_terminal: Id
     grants: Annotated[list[GrantShareIn], Field(max_length=32)] = []
     own_source_id: Id | None = None

@@ -21,7 +21,7 @@ def init_terminal(
     label: str,
     server_url: str,
     currency: str = DEFAULT_CURRENCY,
-    merchant: Mapping[str, str] | None = None,
+    merchant: Mapping[str, Any] | None = None,
     transport: httpx.BaseTransport | None = None,
     verify: Path | None = None,
 ) -> tuple[Identity, dict[str, Any]]:
@@ -55,6 +55,7 @@ def init_terminal(
         server_url=server_url.rstrip("/"),
         currency=currency,
         merchant_id=answer.get("merchant_id"),
+        categories=answer["merchant"]["categories"] if "merchant" in answer else None,
     )
     home.save_identity(identity)
     return identity, answer

@@ -80,6 +80,9 @@ class Identity:
     server_url: str
     currency: str
     merchant_id: str | None = None
+    #: A merchant's categories as last registered or changed here, primary first (None in a
+    #: home made before merchants had several: asked from the server when needed).
+    categories: list[str] | None = None
 
 
 class TerminalHome:

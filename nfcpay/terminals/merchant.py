@@ -11,15 +11,17 @@ from the receipt once it is final.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from nfcpay import crypto
 from nfcpay.client import PaymentClient, new_idempotency_key
-from nfcpay.errors import ApiError, Declined, ServerUnavailable, TransportError
+from nfcpay.errors import ApiError, Declined, DecodeError, ServerUnavailable, TransportError
 from nfcpay.money import Money, format_minor
 from nfcpay.records import ChallengeRecord, HelloRecord, MeansRecord, ResultRecord, Role
+from nfcpay.records.base import UNSUPPORTED_VERSION
 from nfcpay.terminals import exchange
 from nfcpay.terminals.clock import now_iso
 from nfcpay.terminals.exchange import Status, quiet
@@ -74,10 +76,12 @@ def charge(
     timeout: float | None = None,
     status: Status = quiet,
 ) -> Charge:
-    """Wait for a target's tap and charge ``amount`` to the means it presents."""
+    """Wait for a target's tap and charge ``amount`` for ``purpose`` (default: the merchant's
+    primary category) to the means it presents."""
     identity = home.require_role("merchant")
     if amount.currency != identity.currency or amount.minor <= 0:
         raise ValueError(f"charge needs a positive amount in {identity.currency}")
+    purpose = purpose or categories(home, client)[0]
     receipt: Charge | None = None
     try:
         with exchange.tap(
@@ -95,13 +99,28 @@ def charge(
     return receipt
 
 
+def categories(home: TerminalHome, client: PaymentClient) -> list[str]:
+    """This merchant's categories, primary first, as this home knows them (a home made
+    before merchants had several asks the server once and keeps the answer)."""
+    identity = home.require_role("merchant")
+    if identity.categories:
+        return identity.categories
+    return remember_categories(home, client.merchant_categories()["categories"])
+
+
+def remember_categories(home: TerminalHome, known: list[str]) -> list[str]:
+    """Keep ``known`` as this merchant's categories in its home; returns them."""
+    home.save_identity(dataclasses.replace(home.identity(), categories=list(known)))
+    return known
+
+
 def _converse(
     channel: Channel,
     home: TerminalHome,
     client: PaymentClient,
     identity: Identity,
     amount: Money,
-    purpose: str | None,
+    purpose: str,
     status: Status,
 ) -> Charge:
     hello = exchange.receive(channel, HelloRecord)
@@ -117,7 +136,7 @@ def _converse(
         purpose=purpose,
     )
     exchange.send(channel, challenge)
-    means = exchange.receive(channel, MeansRecord)
+    means = _receive_means(channel)
     try:
         request = payment_request(challenge, means)
     except Declined as exc:
@@ -136,6 +155,17 @@ def _converse(
         receipt.delivered = False
     _save(home, receipt)
     return receipt
+
+
+def _receive_means(channel: Channel) -> MeansRecord:
+    """The target's means; a means of another version (a target on another nfcpay release)
+    is refused with the sentence that says which side to upgrade."""
+    try:
+        return exchange.receive(channel, MeansRecord)
+    except DecodeError as exc:
+        if exc.code == UNSUPPORTED_VERSION:
+            exchange.refuse(channel, exc.code, exc.message)
+        raise
 
 
 def payment_request(challenge: ChallengeRecord, means: MeansRecord) -> Json:
@@ -198,6 +228,7 @@ def _pending(
 def api_means(means: MeansRecord) -> Json:
     """The API's ``means`` object for a means record received over NFC."""
     out: Json = {
+        "version": means.version,
         "presenting_terminal": means.presenting_terminal,
         "grants": [
             {"grant_id": g.grant_id, "usage_auth": crypto.b64e(g.usage_auth), "amount": g.amount}

@@ -147,8 +147,9 @@ def pay(
     ) as channel:
         exchange.send(channel, exchange.hello_from(home, identity))
         challenge = exchange.receive(channel, ChallengeRecord)
+        purpose = _purpose_or_refuse(channel, challenge)
         asked = format_minor(challenge.amount, challenge.currency)
-        status(f"Merchant {challenge.merchant_id} asks for {asked}.")
+        status(f"Merchant {challenge.merchant_id} asks for {asked} for purpose {purpose}.")
         if bill_id is None:
             shares = _shares_or_refuse(channel, home, challenge, grant_ids)
             means = sign_means(home, identity, challenge, shares)
@@ -172,6 +173,27 @@ def pay(
     if bill_id is not None and receipt.status is ReceiptStatus.APPROVED:
         group_bill.mark_paid(home, bill_id, receipt)
     return Paid(receipt)
+
+
+def require_purpose(challenge: ChallengeRecord) -> str:
+    """The purpose ``challenge`` asks to pay for: it is signed and shown. A challenge without
+    one comes from a merchant terminal on an older nfcpay, whose server request this
+    terminal's signature would not match: Declined, saying so."""
+    if challenge.purpose is None:
+        raise Declined(
+            f"merchant {challenge.merchant_id}'s challenge names no purpose: it comes from an "
+            "older nfcpay than this terminal's; upgrade nfcpay on the merchant terminal",
+            code="unsupported_version",
+        )
+    return challenge.purpose
+
+
+def _purpose_or_refuse(channel: Channel, challenge: ChallengeRecord) -> str:
+    try:
+        return require_purpose(challenge)
+    except Declined as exc:
+        exchange.refuse(channel, exc.code, exc.message)
+        raise
 
 
 def _bill_means_or_refuse(
@@ -225,7 +247,9 @@ def sign_means(
     split_mode: SplitMode = SplitMode.EXACT,
 ) -> MeansRecord:
     """Payment means for ``challenge``, signed with this terminal's key (a group bill's
-    means also carry the collector's own share, the bill and its split mode)."""
+    means also carry the collector's own share, the bill and its split mode). The signature
+    covers the challenge's purpose (Declined if it names none: :func:`require_purpose`)."""
+    require_purpose(challenge)
     presented = tuple(
         PresentedGrant(grant_id=held.grant_id, amount=amount, usage_auth=held.record.usage_auth)
         for held, amount in shares

@@ -54,9 +54,9 @@ from nfcpay.terminals.merchant import payment_request
 
 READY_TIMEOUT_S = 30.0
 _URL_RE = re.compile(r"listening on (http://\S+)")
-DEFAULT_MERCHANT = {
+DEFAULT_MERCHANT: dict[str, Any] = {
     "name": "Test Bistro",
-    "category": "5812",
+    "categories": ["5812"],
     "region": "KR-11",
     "settlement_account": "KR-TEST-0001",
 }
@@ -337,23 +337,31 @@ class Terminal:
     def merchant_id(self) -> str | None:
         return self.info.get("merchant_id")
 
+    @property
+    def primary_category(self) -> str:
+        """A merchant's primary category (the purpose its payments default to)."""
+        return str(self.info["merchant"]["categories"][0])
+
 
 def register_terminal(
     url: str,
     role: str = "user",
     *,
     label: str | None = None,
-    merchant: Mapping[str, str] | None = None,
+    merchant: Mapping[str, Any] | None = None,
     http: httpx.Client | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> Terminal:
     """Create a key pair, register it with ``role`` and return the signed client.
 
-    Merchants get :data:`DEFAULT_MERCHANT` details unless ``merchant`` says otherwise.
+    Merchants get :data:`DEFAULT_MERCHANT` details unless ``merchant`` says otherwise (a
+    ``category`` given there replaces the default ``categories``).
     """
     key = crypto.generate_terminal_key()
     if role == "merchant":
         merchant = {**DEFAULT_MERCHANT, **(merchant or {})}
+        if "category" in merchant:
+            merchant.pop("categories")
     client, info = PaymentClient.register_terminal(
         url,
         key,
@@ -427,14 +435,17 @@ class PaymentScene:
     def signed_means(
         self, amount: int, *, merchant: Terminal | None = None
     ) -> tuple[bytes, dict[str, Any]]:
-        """A fresh challenge and the target's means paying ``amount`` with this grant, signed."""
+        """A fresh challenge and the target's means paying ``amount`` with this grant, signed
+        (for the merchant's primary category)."""
         challenge = secrets.token_bytes(16)
+        merchant = merchant or self.merchant
         means = build_signed_means(
             self.target,
-            merchant=merchant or self.merchant,
+            merchant=merchant,
             challenge=challenge,
             amount=amount,
             currency=self.currency,
+            purpose=merchant.primary_category,
             grants=[(self.grant_id, self.usage_auth(), amount)],
         )
         return challenge, means
@@ -465,6 +476,7 @@ class PaymentScene:
     ) -> dict[str, Any]:
         """The merchant asks the server to charge ``amount``, with the means the target makes
         (:func:`signed_means`): one share of the scene's grant unless ``grants`` says otherwise.
+        The target signs the request's ``purpose`` (default: the merchant's primary category).
 
         ``posted``: fields of the means' JSON to set after the target made them, for requests
         no terminal sends (an own source left for the server to work out, an id or usage-auth
@@ -481,6 +493,7 @@ class PaymentScene:
             challenge=challenge,
             amount=amount,
             currency=request.get("currency", self.currency),
+            purpose=request.get("purpose") or self.merchant.primary_category,
             grants=grants,
             own_source_id=own_source_id,
             own_amount=own_amount,
@@ -491,7 +504,10 @@ class PaymentScene:
         if posted is not None:
             body = {"amount": amount, "challenge": crypto.b64e(challenge), **request}
             merchant_id = str(self.merchant.merchant_id)
-            means = signed_as_posted(presenter.private_key, merchant_id, body, {**means, **posted})
+            purpose = request.get("purpose") or self.merchant.primary_category
+            means = signed_as_posted(
+                presenter.private_key, merchant_id, purpose, body, {**means, **posted}
+            )
         return self.merchant.client.authorize_payment(
             amount=amount,
             challenge=challenge,
@@ -509,6 +525,7 @@ def signed_means(
     challenge: bytes,
     amount: int,
     currency: str,
+    purpose: str,
     grants: Sequence[tuple[str, bytes, int]] = (),
     own_source_id: str | None = None,
     own_amount: int | None = None,
@@ -520,12 +537,13 @@ def signed_means(
     its nonce), signed with ``key`` over the records' presentation, then turned into JSON by
     the merchant's own :func:`~nfcpay.terminals.merchant.payment_request`.
 
-    ``grants`` holds (grant id, usage-auth bytes, share amount) per grant. ``bill_id`` and
-    ``split_mode`` must be the ones the payment request carries: the signature binds them.
+    ``grants`` holds (grant id, usage-auth bytes, share amount) per grant. ``purpose``,
+    ``bill_id`` and ``split_mode`` must be the ones the payment request carries (its purpose,
+    or the merchant's primary category): the signature binds them.
     The means must be ones a terminal can send (a :class:`MeansRecord` refuses the rest).
     """
     asked = ChallengeRecord(
-        merchant_id=merchant_id, currency=currency, amount=amount, nonce=challenge
+        merchant_id=merchant_id, currency=currency, amount=amount, nonce=challenge, purpose=purpose
     )
     unsigned = MeansRecord(
         presenting_terminal=presenting_terminal,
@@ -547,7 +565,9 @@ def signed_means(
 def build_signed_means(
     presenter: Terminal, *, merchant: Terminal, **payment: Any
 ) -> dict[str, Any]:
-    """:func:`signed_means` by registered terminal ``presenter`` for ``merchant``'s counter."""
+    """:func:`signed_means` by registered terminal ``presenter`` for ``merchant``'s counter
+    (``purpose``: the merchant's primary category unless ``payment`` names one)."""
+    payment.setdefault("purpose", merchant.primary_category)
     return signed_means(
         presenter.private_key,
         presenting_terminal=presenter.terminal_id,
@@ -557,18 +577,22 @@ def build_signed_means(
 
 
 def signed_as_posted(
-    key: Ed25519PrivateKey, merchant_id: str, body: Mapping[str, Any], means: Mapping[str, Any]
+    key: Ed25519PrivateKey,
+    merchant_id: str,
+    purpose: str,
+    body: Mapping[str, Any],
+    means: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """``means`` of merchant ``merchant_id``'s request ``body``, signed with ``key`` over what
-    the server checks (:func:`nfcpay.server.services.rules.presentation`) rather than over
-    records: for means no terminal sends, as an API client other than the terminals signs.
-    Means the server's schema refuses are returned unchanged: the server refuses them before
-    it looks at any signature."""
+    """``means`` of merchant ``merchant_id``'s request ``body`` for ``purpose``, signed with
+    ``key`` over what the server checks (:func:`nfcpay.server.services.rules.presentation`)
+    rather than over records: for means no terminal sends, as an API client other than the
+    terminals signs. Means the server's schema refuses are returned unchanged: the server
+    refuses them before it looks at any signature."""
     try:
         parsed = PaymentIn.model_validate({**body, "means": means})
     except ValidationError:
         return dict(means)
-    signature = key.sign(rules.presentation(parsed, merchant_id).message())
+    signature = key.sign(rules.presentation(parsed, merchant_id, purpose).message())
     return {**means, "signature": crypto.b64e(signature)}
 
 

@@ -176,7 +176,7 @@ CARD = "4111111111111111"
 Request = Callable[[World], object]
 
 
-def _register(label: str = "x", **merchant: str) -> Request:
+def _register(label: str = "x", **merchant: Any) -> Request:
     def send(w: World) -> object:
         if merchant:
             return register_terminal(w.url, "merchant", merchant=merchant)
@@ -191,6 +191,8 @@ REFUSALS: list[tuple[str, str, Request]] = [
     ("label", "validation_error", _register(label="")),
     ("merchant.name", "validation_error", _register(name="")),
     ("merchant.category", "validation_error", _register(category="")),
+    ("merchant.categories", "validation_error", _register(categories=["5812", ""])),
+    ("categories", "validation_error", lambda w: w.shop.set_merchant_categories(["x" * 33])),
     ("merchant.region", "validation_error", _register(region="x" * 33)),
     ("merchant.settlement_account", "validation_error", _register(settlement_account="")),
     ("number", "validation_error", lambda w: w.owner.add_card("4111", "12/39", 1, "KRW")),

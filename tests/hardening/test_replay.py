@@ -129,6 +129,7 @@ def copied_grant_means(
         challenge=nonce,
         amount=AMOUNT,
         currency="KRW",
+        purpose=scene.merchant.primary_category,
         grants=[(scene.grant_id, usage_auth or scene.usage_auth(), AMOUNT)],
     )
     return nonce, means
@@ -215,6 +216,9 @@ def replay_calls(harness: Harness) -> dict[tuple[str, str], tuple[Terminal | Non
             owner, f"/v1/funding-sources/{source}", {"status": "dormant"}, None,
         ),
         ("POST", "/v1/grants"): (owner, "/v1/grants", grant, None),
+        ("PUT", "/v1/merchants/me/categories"): (
+            scene.merchant, "/v1/merchants/me/categories", {"categories": ["5812", "5999"]}, None,
+        ),
     }  # fmt: skip
 
 
@@ -239,6 +243,7 @@ def test_every_state_changing_route_has_a_replay_case(harness: Harness) -> None:
         ("POST", "/v1/funding-sources"),
         ("PATCH", "/v1/funding-sources/{source_id}"),
         ("POST", "/v1/grants"),
+        ("PUT", "/v1/merchants/me/categories"),
     ],
     ids=lambda route: f"{route[0]} {route[1]}",
 )
@@ -283,7 +288,11 @@ def test_means_skimmed_by_a_fake_merchant_is_refused_at_the_real_counter(
         device = f"loopback:{free_udp_port()}"
 
         skim = ChallengeRecord(
-            merchant_id=shop_id, currency="KRW", amount=AMOUNT, nonce=secrets.token_bytes(16)
+            merchant_id=shop_id,
+            currency="KRW",
+            amount=AMOUNT,
+            nonce=secrets.token_bytes(16),
+            purpose=DEFAULT_MERCHANT["categories"][0],
         )
 
         def fake_shop() -> tuple[bytes, bytes]:

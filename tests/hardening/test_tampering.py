@@ -57,7 +57,6 @@ from nfcpay.client import PaymentClient
 from nfcpay.errors import ApiError, Declined, DecodeError
 from nfcpay.records import (
     RECORD_CLASSES,
-    VERSION,
     ChallengeRecord,
     GrantRecord,
     MeansRecord,
@@ -263,7 +262,7 @@ def apply(wire: Json, mutation: Mutation) -> Json:
 def tampered_octets(record: NfcpayRecord, mutation: Mutation) -> bytes:
     """The NDEF message of ``record`` with ``mutation`` applied to its CBOR map."""
     wire = apply(record.to_wire(), mutation)
-    return framed(record.type_name, bytes([VERSION]) + cbor2.dumps(wire, canonical=True))
+    return framed(record.type_name, bytes([record.version]) + cbor2.dumps(wire, canonical=True))
 
 
 def field_names(struct: type[WireStruct], prefix: str = "") -> set[str]:
@@ -348,7 +347,7 @@ class World:
             currency="KRW",
             amount=amount,
             nonce=secrets.token_bytes(16),
-            purpose=DEFAULT_MERCHANT["category"],
+            purpose=DEFAULT_MERCHANT["categories"][0],
         )
 
     def present(self, grant_octets: bytes, challenge_octets: bytes) -> bytes:
@@ -442,9 +441,9 @@ def assert_only_counters_changed(world: World, before: Snapshot, result: str) ->
 #: Changes the server cannot see, with why that is harmless. Anything not listed here must
 #: end refused, rejected or declined.
 HARMLESS = {
-    # The merchant sends the server its own purpose and bill; the target's copy only steers
-    # which held grants it offers, and the target does not sign it.
-    "challenge.purpose": "approved",
+    # The merchant sends the server its own bill; the target's copy only steers which held
+    # grants it offers, and the target does not sign it. (The purpose is signed: a changed
+    # one no longer matches the merchant's request, hole 3.)
     "challenge.bill_id": "approved",
 }
 #: What the server answers on each record's untampered path (the control). The grant's
@@ -594,6 +593,7 @@ def submodel(annotation: Any) -> type[BaseModel] | None:
 #: Values for optional body fields a request left out (a new optional field must be named).
 PUT_IN: dict[str, Any] = {
     "purpose": "7995",
+    "category": "7995",
     "bill_id": "b_tamperedbill",
     "own_source_id": "src_tampered",
     "own_amount": 1,
@@ -684,9 +684,9 @@ def model_fields(model: type[BaseModel], prefix: str = "") -> set[str]:
 def as_terminal(world: World, name: str) -> Terminal:
     """An nfcpay.testing Terminal for one of the world's homes (its client and key)."""
     home = world.homes[name]
-    return Terminal(
-        world.clients[name], home.private_key(), {"merchant_id": home.identity().merchant_id}
-    )
+    identity = home.identity()
+    info = {"merchant_id": identity.merchant_id, "merchant": {"categories": identity.categories}}
+    return Terminal(world.clients[name], home.private_key(), info)
 
 
 def payment_scene_of(world: World, **rights: Any) -> PaymentScene:
@@ -767,6 +767,13 @@ def calls(world: World) -> dict[str, Call]:
             },
         ),
         "PaymentIn": Call("POST", "/v1/payments", shop, scene.payment_body(AMOUNT)),
+        # The shop's own set again: accepted, and it changes nothing the other cases rely on.
+        "CategoriesIn": Call(
+            "PUT",
+            "/v1/merchants/me/categories",
+            shop,
+            {"categories": DEFAULT_MERCHANT["categories"]},
+        ),
         "RefundIn": Call("POST", f"/v1/payments/{paid['payment_id']}/refunds", shop, {"amount": 1}),
     }
 
@@ -843,6 +850,7 @@ SAMPLE_PAYMENT: Json = {
     "currency": "KRW",
     "challenge": "AAAAAAAAAAAAAAAAAAAAAA",
     "means": {
+        "version": 2,
         "presenting_terminal": "t_x",
         "grants": [{"grant_id": "g_x", "usage_auth": "AAAA", "amount": 1}],
         "signature": "AAAA",
@@ -856,7 +864,7 @@ def test_payment_body_changed_by_the_merchant_charges_nothing(
 ) -> None:
     """The merchant signs its request itself, but not the target's means: whatever it
     changes in the body is declined (or 422) and charges nothing."""
-    scene = payment_scene_of(world, purposes=[DEFAULT_MERCHANT["category"]])
+    scene = payment_scene_of(world, purposes=[DEFAULT_MERCHANT["categories"][0]])
     body = scene.payment_body(AMOUNT)
     (mutation,) = [
         m for m in body_mutations(schemas.PaymentIn, body, world.others) if m.id == mutation_id

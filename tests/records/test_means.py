@@ -20,38 +20,49 @@ HEAD = "01 63745f74 02 634b5257"
 class TestMeansVectors(RecordVectors):
     cls = MeansRecord
     valid = [
-        (f"01 a4 {HEAD} 03 82 {G1_HEX} {G2_HEX} {SIG_HEX}", MEANS),
+        (f"02 a4 {HEAD} 03 82 {G1_HEX} {G2_HEX} {SIG_HEX}", MEANS),
         (
-            f"01 a6 {HEAD} 03 81 {G1_HEX} 04 657372635f31 05 18c8 {SIG_HEX}",
+            f"02 a6 {HEAD} 03 81 {G1_HEX} 04 657372635f31 05 18c8 {SIG_HEX}",
             MEANS | {"grants": [G1], "own_source_id": "src_1", "own_amount": 200},
         ),
         (
-            f"01 a5 {HEAD} 04 657372635f31 05 18c8 {SIG_HEX}",
+            f"02 a5 {HEAD} 04 657372635f31 05 18c8 {SIG_HEX}",
             MEANS | {"grants": [], "own_source_id": "src_1", "own_amount": 200},
         ),
     ]
     decode_errors = [
-        (f"01 a5 {HEAD} 03 81 {G1_HEX} 05 18c8 {SIG_HEX}", "a positive own_amount"),
-        (f"01 a4 {HEAD} 03 82 {G1_HEX} {G1_HEX} {SIG_HEX}", "lists the same value twice"),
+        # Version 1 was signed without the purpose: the sender is told to upgrade.
         (
-            f"01 a4 {HEAD} 03 82 {G1_HEX} {G1_HEX.replace('1902bc', '1902bd')} {SIG_HEX}",
+            f"01 a4 {HEAD} 03 82 {G1_HEX} {G2_HEX} {SIG_HEX}",
+            "means payload version 1 is not supported: it comes from an older nfcpay than the "
+            r"receiver's \(version 2\); upgrade nfcpay on the sending terminal",
+        ),
+        (
+            f"03 a4 {HEAD} 03 82 {G1_HEX} {G2_HEX} {SIG_HEX}",
+            "means payload version 3 is not supported: it comes from a newer nfcpay than the "
+            r"receiver's \(version 2\); upgrade nfcpay on the receiving terminal",
+        ),
+        (f"02 a5 {HEAD} 03 81 {G1_HEX} 05 18c8 {SIG_HEX}", "a positive own_amount"),
+        (f"02 a4 {HEAD} 03 82 {G1_HEX} {G1_HEX} {SIG_HEX}", "lists the same value twice"),
+        (
+            f"02 a4 {HEAD} 03 82 {G1_HEX} {G1_HEX.replace('1902bc', '1902bd')} {SIG_HEX}",
             "means lists the same grant twice",
         ),
-        (f"01 a6 {HEAD} 03 80 04 657372635f31 05 18c8 {SIG_HEX}", "not in canonical CBOR form"),
-        (f"01 a3 {HEAD} {SIG_HEX}", "means has neither grants nor an own share"),
-        (f"01 a4 {HEAD} 03 81 01 {SIG_HEX}", r"means.grants\[0\] must be a CBOR map, not int"),
+        (f"02 a6 {HEAD} 03 80 04 657372635f31 05 18c8 {SIG_HEX}", "not in canonical CBOR form"),
+        (f"02 a3 {HEAD} {SIG_HEX}", "means has neither grants nor an own share"),
+        (f"02 a4 {HEAD} 03 81 01 {SIG_HEX}", r"means.grants\[0\] must be a CBOR map, not int"),
         (
-            f"01 a4 {HEAD} 03 81 {G1_HEX.replace('1902bc', '00')} {SIG_HEX}",
+            f"02 a4 {HEAD} 03 81 {G1_HEX.replace('1902bc', '00')} {SIG_HEX}",
             r"means.grant.amount is 0, must be 1\.\.",
         ),
         (
-            f"01 a4 {HEAD} 03 81 {G1_HEX.replace('a3', 'a4', 1)} 04 00 {SIG_HEX}",
+            f"02 a4 {HEAD} 03 81 {G1_HEX.replace('a3', 'a4', 1)} 04 00 {SIG_HEX}",
             r"means.grants\[0\] has an unknown key 4",
         ),
-        (f"01 a4 {HEAD} 03 81 81 81 81 01 {SIG_HEX}", "not valid CBOR"),
-        (f"01 a4 {HEAD} 03 89 " + G1_HEX * 9 + f" {SIG_HEX}", "9 items, at most 8"),
-        (f"01 a4 {HEAD} 03 81 {G1_HEX} 06 5820{'44' * 32}", "signature must be 64 bytes, got 32"),
-        (f"01 a3 {HEAD} 03 81 {G1_HEX}", "means is missing signature"),
+        (f"02 a4 {HEAD} 03 81 81 81 81 01 {SIG_HEX}", "not valid CBOR"),
+        (f"02 a4 {HEAD} 03 89 " + G1_HEX * 9 + f" {SIG_HEX}", "9 items, at most 8"),
+        (f"02 a4 {HEAD} 03 81 {G1_HEX} 06 5820{'44' * 32}", "signature must be 64 bytes, got 32"),
+        (f"02 a3 {HEAD} 03 81 {G1_HEX}", "means is missing signature"),
     ]
     init_errors = [
         (MEANS | {"grants": [G1, G1]}, "same value twice"),

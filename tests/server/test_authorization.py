@@ -54,6 +54,7 @@ def _bad_signature(api: Api, s: PaymentScene) -> Final:
             challenge=challenge,
             amount=100,
             currency="KRW",
+            purpose=s.merchant.primary_category,
             grants=[(s.grant_id, s.usage_auth(), 100)],
         )
         return s.merchant.client.authorize_payment(
@@ -128,6 +129,7 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[Api, PaymentScene], Final], str
     "over_remaining_cap": ({"amount_cap": 1000}, _plain(1001), None),
     "over_per_use_cap": ({"per_use_cap": 100, "max_uses": 3}, _plain(200), None),
     "purpose_not_allowed": ({"purposes": ["5411"]}, _plain(100), None),
+    "purpose_not_registered": ({}, _plain(100, purpose="5411"), None),
     "region_not_allowed": ({"regions": ["KR-26"]}, _plain(100), None),
     "merchant_not_allowed": ({"merchants": ["m_elsewhere"]}, _plain(100), None),
     "source_not_active": ({}, _source_not_active, None),
@@ -295,9 +297,22 @@ def test_bill_bound_grant_pays_its_bill(api: Api) -> None:
 
 
 def test_purpose_override_is_checked(api: Api) -> None:
-    scene = api.scene(purposes=["5411"], max_uses=2)
+    scene = api.scene(purposes=["5411"], max_uses=2, merchant={"categories": ["5812", "5411"]})
     assert scene.pay(100)["decline_code"] == "purpose_not_allowed"
     assert scene.pay(100, purpose="5411")["status"] == "approved"
+
+
+def test_a_purpose_the_merchant_did_not_register_is_declined(api: Api) -> None:
+    """A 5999 merchant claims 5812 to reach a grant limited to restaurants: declined, and
+    nothing changes."""
+    scene = api.scene(purposes=["5812"], merchant={"categories": ["5999"]})
+    before = api.snapshot()
+    answer = scene.pay(100, purpose="5812")
+    assert (answer["status"], answer["decline_code"]) == ("declined", "purpose_not_registered")
+    assert answer["message"] == (
+        f"merchant {scene.merchant.merchant_id} is registered for 5999, not for purpose 5812"
+    )
+    assert api.snapshot() == before
 
 
 @pytest.mark.parametrize(
@@ -347,3 +362,29 @@ def test_only_merchants_take_payments(api: Api) -> None:
     with pytest.raises(ApiError) as listing:
         scene.owner.client.list_payments()
     assert listing.value.status == 403
+
+
+@pytest.mark.parametrize(
+    ("version", "where"),
+    [(None, "the merchant and target terminals"), (1, "the merchant and target terminals"),
+     (3, "the payment server")],
+)  # fmt: skip
+def test_means_of_another_presentation_version_say_which_side_to_upgrade(
+    api: Api, version: int | None, where: str
+) -> None:
+    """A merchant on nfcpay before version 2 sends no ``means.version`` (its target signed no
+    purpose): refused in a sentence that says what to upgrade, and nothing changes."""
+    scene = api.scene()
+    challenge, means = scene.signed_means(100)
+    means = {k: v for k, v in means.items() if k != "version"}
+    if version is not None:
+        means["version"] = version
+    before = api.snapshot()
+    with pytest.raises(ApiError) as caught:
+        scene.merchant.client.authorize_payment(
+            amount=100, currency="KRW", challenge=challenge, means=means
+        )
+    assert (caught.value.status, caught.value.code) == (422, "unsupported_version")
+    assert caught.value.field == "means.version"
+    assert caught.value.message.endswith(f"upgrade nfcpay on {where}")
+    assert api.snapshot() == before

@@ -26,7 +26,9 @@ from nfcpay.testing.server import signed_means
 NOW = 1_750_000_000_000_000  # 2025-06-15, in microseconds
 HOUR = 3_600_000_000
 PRESENTER, OWNER, GRANT, SOURCE = "t_target", "t_owner", "g_grant", "src_card"
-MERCHANT = {"merchant_id": "m_shop", "category": "5812", "region": "KR-11"}
+MERCHANT = {"merchant_id": "m_shop", "region": "KR-11"}
+#: The merchant's registered categories, primary first (the default purpose is 5812).
+CATEGORIES = ("5812", "5411", "7995")
 CIPHER = crypto.FieldCipher(bytes(32))
 AUTH_CODE = bytes(range(32))
 CHALLENGE = bytes(16)
@@ -45,6 +47,7 @@ def attempt(amount: int = 1_000, *, signed_by: Any = KEY, **request: Any) -> Att
         challenge=CHALLENGE,
         amount=amount,
         currency=request.get("currency", "KRW"),
+        purpose=request.get("purpose") or "5812",
         grants=grants,
         own_source_id=request.pop("own_source_id", None),
         own_amount=request.pop("own_amount", None),
@@ -71,7 +74,8 @@ def posted(amount: int = 1_000, **request: Any) -> Attempt:
 
 def _request(amount: int, means: Any, request: dict[str, Any]) -> Attempt:
     body = {"amount": amount, "currency": "KRW", "challenge": crypto.b64e(CHALLENGE), **request}
-    return Attempt(PaymentIn.model_validate({**body, "means": means}), "m_shop", MERCHANT, NOW)
+    parsed = PaymentIn.model_validate({**body, "means": means})
+    return Attempt(parsed, "m_shop", MERCHANT, NOW, CATEGORIES)
 
 
 def usage_auth(grant_id: str = GRANT, presenting: str = PRESENTER) -> bytes:
@@ -207,7 +211,35 @@ def test_remainder_split_leaves_the_rest_to_the_own_source(amount: int, shares: 
     assert (failure is None) == (own >= 0)
 
 
-# --- bill, signature, challenge ---------------------------------------------------------------
+# --- purpose, bill, signature, challenge ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("purpose", "categories", "code"),
+    [
+        (None, ("5812",), None),
+        (None, ("5999", "5812"), None),
+        ("5812", ("5999", "5812"), None),
+        # The attack: a 5999 merchant claims 5812 to reach grants limited to restaurants.
+        ("5812", ("5999",), DeclineCode.PURPOSE_NOT_REGISTERED),
+        ("5812 ", ("5812",), DeclineCode.PURPOSE_NOT_REGISTERED),
+    ],
+)
+def test_purpose_rule(purpose: str | None, categories: tuple[str, ...], code: Any) -> None:
+    request = replace(posted(purpose=purpose), categories=categories)
+    failure = rules.purpose_rule(request)
+    assert code_of(failure) == code
+    if failure is not None:
+        assert failure.message == (
+            f"merchant m_shop is registered for {', '.join(categories)}, not for purpose {purpose}"
+        )
+        assert failure.grant_id is None and failure.source_id is None
+
+
+def test_the_purpose_is_the_requests_else_the_primary_category() -> None:
+    assert posted().purpose == "5812"
+    assert replace(posted(), categories=("5999", "5812")).purpose == "5999"
+    assert posted(purpose="7995").purpose == "7995"
 
 
 @pytest.mark.parametrize(
@@ -232,6 +264,16 @@ def _tampered(request: Attempt) -> Attempt:
     return replace(request, body=request.body.model_copy(update={"amount": 999}))
 
 
+def _claimed(request: Attempt) -> Attempt:
+    """The merchant names another of its categories than the target signed."""
+    return replace(request, body=request.body.model_copy(update={"purpose": "5411"}))
+
+
+def _unclaimed(request: Attempt) -> Attempt:
+    """The merchant drops the purpose the target signed (the primary one applies)."""
+    return replace(request, body=request.body.model_copy(update={"purpose": None}))
+
+
 @pytest.mark.parametrize(
     ("case", "make", "key", "code"),
     [
@@ -243,6 +285,11 @@ def _tampered(request: Attempt) -> Attempt:
          DeclineCode.BAD_SIGNATURE),
         ("another merchant", lambda: replace(attempt(), merchant_id="m_other"), KEY,
          DeclineCode.BAD_SIGNATURE),
+        ("signed for the primary category, sent for another", lambda: _claimed(attempt()), KEY,
+         DeclineCode.BAD_SIGNATURE),
+        ("signed for another category, sent for none", lambda: _unclaimed(attempt(purpose="7995")),
+         KEY, DeclineCode.BAD_SIGNATURE),
+        ("signed and sent for another category", lambda: attempt(purpose="7995"), KEY, None),
     ],
 )  # fmt: skip
 def test_signature_rule(case: str, make: Any, key: Any, code: DeclineCode | None) -> None:

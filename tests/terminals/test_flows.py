@@ -28,6 +28,8 @@ from tests.terminals.conftest import Scene
 
 
 def challenge_for(scene: Scene, amount: int, **extra: Any) -> ChallengeRecord:
+    """The merchant's challenge, for its primary category unless ``extra`` says otherwise."""
+    extra.setdefault("purpose", "5812")
     return ChallengeRecord(
         merchant_id=str(scene.merchant.identity().merchant_id),
         currency="KRW",
@@ -70,7 +72,7 @@ def test_signed_means_verify_against_what_the_server_checks(scene: Scene) -> Non
     means = target.sign_means(scene.target, identity, challenge, shares)
     assert [(g.grant_id, g.amount) for g in means.grants] == [(grant_id, 3_000)]
     request = PaymentIn.model_validate(merchant.payment_request(challenge, means))
-    checked = rules.presentation(request, challenge.merchant_id)
+    checked = rules.presentation(request, challenge.merchant_id, "5812")
     assert (checked.amount, checked.presenting_terminal) == (3_000, identity.terminal_id)
     public = crypto.public_key_bytes(scene.target.private_key())
     assert crypto.verify_signature(public, means.signature, checked.message())

@@ -34,6 +34,7 @@ def test_presentation_signature_round_trip_and_binding() -> None:
         merchant_id="m_1",
         amount=1000,
         currency="KRW",
+        purpose="5812",
         presenting_terminal="t_1",
         grants=(crypto.GrantShare("g_1", 1000),),
         own_source_id=None,
@@ -46,6 +47,8 @@ def test_presentation_signature_round_trip_and_binding() -> None:
     assert crypto.verify_signature(public, signature, message)
     changed = dataclasses.replace(presented, amount=1001).message()
     assert not crypto.verify_signature(public, signature, changed)
+    claimed = dataclasses.replace(presented, purpose="5999").message()
+    assert not crypto.verify_signature(public, signature, claimed)
     assert not crypto.verify_signature(b"short", signature, message)
 
 

@@ -2,8 +2,10 @@
 NFC records the target and merchant hold (:mod:`nfcpay.records.presentation`) and from the
 merchant's API request (:func:`nfcpay.server.services.rules.presentation`).
 
-The fixed vectors were signed before the presentation became one value: their bytes and
-signatures must never change, or the signatures of terminals already in use stop verifying.
+The fixed vectors are layout version 2 (:data:`nfcpay.crypto.PRESENTATION_VERSION`), the
+first to sign the purpose: their bytes and signatures must never change, or the signatures
+of terminals already in use stop verifying. A change of layout is a new version, which
+terminals and the server of the old one refuse with "upgrade nfcpay".
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import json
 from typing import Any
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -24,7 +27,7 @@ from nfcpay.server.runtime import TerminalKey
 from nfcpay.server.schemas import PaymentIn
 from nfcpay.server.services import rules
 from nfcpay.terminals.merchant import payment_request
-from tests.records.strategies import amounts, challenges, currencies, ids, means
+from tests.records.strategies import amounts, challenges, currencies, ids, means, tokens
 
 #: The key the vectors were signed with (Ed25519 signatures are deterministic).
 KEY = crypto.private_key_from_bytes(bytes(range(32)))
@@ -40,10 +43,13 @@ def _payment(
     merchant: str = MERCHANT,
     terminal: str = TARGET,
     currency: str = "KRW",
+    purpose: str = "5812",
     **means: Any,
 ) -> tuple[ChallengeRecord, MeansRecord]:
     """The merchant's challenge and the target's unsigned means paying it."""
-    challenge = ChallengeRecord(merchant_id=merchant, currency=currency, amount=amount, nonce=nonce)
+    challenge = ChallengeRecord(
+        merchant_id=merchant, currency=currency, amount=amount, nonce=nonce, purpose=purpose
+    )
     shares = [PresentedGrant(grant_id=g, amount=a, usage_auth=bytes(32)) for g, a in grants]
     unsigned = MeansRecord(
         presenting_terminal=terminal,
@@ -60,12 +66,12 @@ VECTORS: list[tuple[str, ChallengeRecord, MeansRecord, str, str]] = [
     (
         "one grant",
         *_payment(12_000, bytes(range(16)), [("g_3fz7q2m4k9xw6a5b", 12_000)]),
-        "00166e66637061792f70726573656e746174696f6e2f763100000010000102030405060708090a0b0c0d0e"
-        "0f000000126d5f723264356b3878337137773462396e36000000053132303030000000034b525700000012"
-        "745f6b3778326d347139773362356e386336000000013100000012675f33667a3771326d346b3978773661"
-        "3562000000053132303030000000000000000130",
-        "cca8b64f60903369642802534d887239a5c41fd37767901ab64bf115b40767498f13cfa89aed035286766a"
-        "428e3b53a56b497eff22283c81edfad88ab185ca0d",
+        "00166e66637061792f70726573656e746174696f6e2f763200000010000102030405060708090a0b0c0d0e"
+        "0f000000126d5f723264356b3878337137773462396e36000000053132303030000000034b525700000004"
+        "3538313200000012745f6b3778326d347139773362356e386336000000013100000012675f33667a377132"
+        "6d346b3978773661356200000005313230303000000000000000013000000000000000056578616374",
+        "cb913e3e62c4b5b904f2f5f661a3f22b1339ba8bdd7c75c6fe7ed60a3433b97dcb282b95aa2829fe9c1e1a"
+        "854ea58439c2b0b13ffb8479fc06cec015fe444e03",
     ),
     (
         "group bill, remainder",
@@ -78,14 +84,14 @@ VECTORS: list[tuple[str, ChallengeRecord, MeansRecord, str, str]] = [
             bill_id="b_dinner",
             split_mode=SplitMode.REMAINDER,
         ),
-        "00166e66637061792f70726573656e746174696f6e2f763100000020000102030405060708090a0b0c0d0e"
+        "00166e66637061792f70726573656e746174696f6e2f763200000020000102030405060708090a0b0c0d0e"
         "0f101112131415161718191a1b1c1d1e1f000000126d5f723264356b3878337137773462396e3600000006"
-        "313030303030000000034b525700000012745f6b3778326d347139773362356e3863360000000132000000"
-        "12675f33667a3771326d346b3978773661356200000005323030303000000008675f613162326333000000"
-        "0533303030300000000a7372635f77346c6c337400000005353030303000000008625f64696e6e65720000"
-        "000972656d61696e646572",
-        "07bf80b048196c3b4b4e604ff50f453f3f6100d0d053709b65c95e62dee8f8e1976ebf7a518c492834b7ef"
-        "de262edf63cac03579eb0cb58adab0d6aab03da60a",
+        "313030303030000000034b5257000000043538313200000012745f6b3778326d347139773362356e386336"
+        "000000013200000012675f33667a3771326d346b3978773661356200000005323030303000000008675f61"
+        "31623263330000000533303030300000000a7372635f77346c6c337400000005353030303000000008625f"
+        "64696e6e65720000000972656d61696e646572",
+        "e28a45610e3607733bd623a7b96fa145a3390e5c877559b1883f17e5f133378d1dfd4472ce03185c8d0e96"
+        "69682583517acc4f2cf503a8a8eb78469d56fc540c",
     ),
     (
         "own share only, bill, exact",
@@ -96,15 +102,17 @@ VECTORS: list[tuple[str, ChallengeRecord, MeansRecord, str, str]] = [
             merchant="m_shop",
             terminal="t_target",
             currency="EUR",
+            purpose="5411",
             own_source_id="src_card",
             own_amount=1_000,
             bill_id="b_lunch",
         ),
-        "00166e66637061792f70726573656e746174696f6e2f763100000010000102030405060708090a0b0c0d0e"
-        "0f000000066d5f73686f7000000004313030300000000345555200000008745f7461726765740000000130"
-        "000000087372635f63617264000000043130303000000007625f6c756e6368000000056578616374",
-        "1fc50bbe3aa57ff76c164fdc1337bc4dbe47327712fd953fbe5b516e4089556b271818e19f64c3163d0458"
-        "957c3e2ba793d2586a84946aea84ace8e7c0966e08",
+        "00166e66637061792f70726573656e746174696f6e2f763200000010000102030405060708090a0b0c0d0e"
+        "0f000000066d5f73686f70000000043130303000000003455552000000043534313100000008745f746172"
+        "6765740000000130000000087372635f63617264000000043130303000000007625f6c756e636800000005"
+        "6578616374",
+        "570e20f0569ac066c5693f9db1e70442148e2e2e14412ebae7db54c5cb7c0a2124a320022582e39944d99b"
+        "78b2f798c4ed530c365552af330f128436b46d7202",
     ),
 ]
 
@@ -124,17 +132,30 @@ def test_the_vectors_keep_their_bytes_and_signatures() -> None:
 
 def test_the_server_accepts_the_vectors_signatures() -> None:
     registered = TerminalKey(crypto.public_key_bytes(KEY), "target", None)
-    row = {"merchant_id": "m_any", "category": "5812", "region": "KR-11"}
+    row = {"merchant_id": "m_any", "region": "KR-11"}
     for what, challenge, unsigned, message, signature in VECTORS:
         means = dataclasses.replace(unsigned, signature=bytes.fromhex(signature))
         body = as_the_server_reads_it(challenge, means)
-        assert rules.presentation(body, challenge.merchant_id).message().hex() == message, what
-        attempt = rules.Attempt(body, challenge.merchant_id, row, 0)
+        purpose = str(challenge.purpose)
+        presented = rules.presentation(body, challenge.merchant_id, purpose)
+        assert presented.message().hex() == message, what
+        attempt = rules.Attempt(body, challenge.merchant_id, row, 0, (purpose,))
         assert rules.signature_rule(attempt, registered) is None, what
+        # The merchant claims another of its categories after the target signed: no match.
+        claimed = body.model_copy(update={"purpose": "7995"})
+        attempt = rules.Attempt(claimed, challenge.merchant_id, row, 0, (purpose, "7995"))
+        assert rules.signature_rule(attempt, registered) is not None, what
+
+
+def test_a_challenge_without_a_purpose_cannot_be_presented() -> None:
+    """A merchant on nfcpay before version 2 names no purpose: nothing is signed for it."""
+    _, challenge, unsigned, _, _ = VECTORS[0]
+    with pytest.raises(ValueError, match="without a purpose"):
+        presentation(dataclasses.replace(challenge, purpose=None), unsigned)
 
 
 @given(
-    challenge=challenges,
+    challenge=challenges.filter(lambda challenge: challenge.purpose is not None),
     drawn=means(),
     bill_id=st.none() | ids("b"),
     split_mode=st.sampled_from(SplitMode),
@@ -148,7 +169,8 @@ def test_records_and_the_request_give_the_same_presentation(
         drawn, currency=challenge.currency, bill_id=bill_id, split_mode=split_mode
     )
     body = as_the_server_reads_it(challenge, sent)
-    assert rules.presentation(body, challenge.merchant_id) == presentation(challenge, sent)
+    server = rules.presentation(body, challenge.merchant_id, str(body.purpose))
+    assert server == presentation(challenge, sent)
 
 
 def _shares() -> st.SearchStrategy[tuple[crypto.GrantShare, ...]]:
@@ -162,6 +184,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "merchant_id": ids("m"),
     "amount": amounts(),
     "currency": currencies,
+    "purpose": tokens,
     "presenting_terminal": ids("t"),
     "grants": _shares(),
     "own_source_id": st.none() | ids("src"),

@@ -35,7 +35,7 @@ from nfcpay.errors import InvalidRequest
 from nfcpay.server import ledger
 from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import GrantShareIn, PaymentIn
-from nfcpay.server.services import idempotency, notifications, payments
+from nfcpay.server.services import idempotency, merchants, notifications, payments
 from nfcpay.server.services.grants import GRANT_COLUMNS
 from nfcpay.server.services.rules import (
     LOCK_AFTER_MISMATCHES,
@@ -50,6 +50,7 @@ from nfcpay.server.services.rules import (
     challenge_rule,
     grant_rule,
     own_source_rule,
+    purpose_rule,
     shortfall,
     signature_rule,
     source_rule,
@@ -112,9 +113,12 @@ def authorize(
     merchant = rt.merchant(tx, merchant_id)
     if merchant is None:
         raise RuntimeError(f"merchant {merchant_id} of a registered terminal is missing")
-    check = _Check(tx, rt, Attempt(body, merchant_id, merchant, now))
+    categories = tuple(merchants.categories(tx, merchant_id))
+    check = _Check(tx, rt, Attempt(body, merchant_id, merchant, now, categories))
     own_amount, failure = split_rule(check.attempt)
     check.add(failure)
+    if not check.failures:
+        check.add(purpose_rule(check.attempt))
     if not check.failures:
         _check_bill(check)
     if not check.failures:
@@ -150,6 +154,23 @@ def _check_shape(body: PaymentIn) -> None:
     if len(set(ids)) != len(ids):
         raise InvalidRequest("a grant may appear only once in the means", field="means.grants")
     challenge_bytes(body.challenge)
+    _check_version(body.means.version)
+
+
+def _check_version(version: int | None) -> None:
+    """The means must be signed in this server's presentation layout; nothing else can be
+    checked, and the sender is told which side runs the older nfcpay."""
+    ours = crypto.PRESENTATION_VERSION
+    if version == ours:
+        return
+    theirs = version or 1  # merchants before version 2 send no version
+    where = "the merchant and target terminals" if theirs < ours else "the payment server"
+    raise InvalidRequest(
+        f"the means are signed in presentation version {theirs}, this server checks version "
+        f"{ours} (which signs the purpose): upgrade nfcpay on {where}",
+        code="unsupported_version",
+        field="means.version",
+    )
 
 
 def _check_bill(check: _Check) -> None:

@@ -19,9 +19,11 @@ _COLUMNS = (
 )
 
 
-def require_merchant(caller: Caller) -> str:
+def require_merchant(caller: Caller, doing: str = "take payments") -> str:
+    """The caller's merchant id; Forbidden for any other terminal ("only merchant terminals
+    {doing}")."""
     if caller.merchant_id is None:
-        raise Forbidden("only merchant terminals take payments")
+        raise Forbidden(f"only merchant terminals {doing}")
     return caller.merchant_id
 
 

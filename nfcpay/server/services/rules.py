@@ -72,13 +72,17 @@ class Attempt:
 
     body: PaymentIn
     merchant_id: str
-    #: The merchant's row: ``merchant_id``, ``category``, ``region``.
+    #: The merchant's row: ``merchant_id``, ``region``.
     merchant: Row
     now: int
+    #: The merchant's registered categories, primary first.
+    categories: tuple[str, ...]
 
     @property
     def purpose(self) -> str:
-        return self.body.purpose or self.merchant["category"]
+        """What the payment is for: the request's purpose, else the merchant's primary
+        category."""
+        return self.body.purpose or self.categories[0]
 
     @property
     def presenting(self) -> str:
@@ -128,6 +132,18 @@ def split_rule(attempt: Attempt) -> tuple[int, Failure | None]:
     return own, None if why is None else Failure(DeclineCode.SHARES_DO_NOT_ADD_UP, why)
 
 
+def purpose_rule(attempt: Attempt) -> Failure | None:
+    """The purpose is one of the merchant's categories: a merchant cannot claim a purpose
+    (and so reach grants limited to it) that it did not register."""
+    if attempt.purpose in attempt.categories:
+        return None
+    return Failure(
+        DeclineCode.PURPOSE_NOT_REGISTERED,
+        f"merchant {attempt.merchant_id} is registered for {', '.join(attempt.categories)}, "
+        f"not for purpose {attempt.purpose}",
+    )
+
+
 def bill_rule(attempt: Attempt, paid_by: str | None) -> Failure | None:
     """A bill is paid at most once (``paid_by``: the payment that paid it), and only with its
     members' grants."""
@@ -141,9 +157,10 @@ def bill_rule(attempt: Attempt, paid_by: str | None) -> Failure | None:
     return None
 
 
-def presentation(body: PaymentIn, merchant_id: str) -> crypto.Presentation:
+def presentation(body: PaymentIn, merchant_id: str, purpose: str) -> crypto.Presentation:
     """What the presenting terminal signed, as merchant ``merchant_id``'s request ``body``
-    tells it: the target built the same value from the NFC records
+    for ``purpose`` (the request's, else the merchant's primary category) tells it: the
+    target built the same value from the NFC records
     (:func:`nfcpay.records.presentation.presentation`). Raises ValueError if the challenge
     is not base64url."""
     means = body.means
@@ -152,6 +169,7 @@ def presentation(body: PaymentIn, merchant_id: str) -> crypto.Presentation:
         merchant_id=merchant_id,
         amount=body.amount,
         currency=body.currency,
+        purpose=purpose,
         presenting_terminal=means.presenting_terminal,
         grants=tuple(crypto.GrantShare(s.grant_id, s.amount) for s in means.grants),
         own_source_id=means.own_source_id,
@@ -167,12 +185,12 @@ def signature_rule(attempt: Attempt, key: TerminalKey | None) -> Failure | None:
         signature = crypto.b64d(attempt.body.means.signature)
     except ValueError:
         signature = b""
-    message = presentation(attempt.body, attempt.merchant_id).message()
+    message = presentation(attempt.body, attempt.merchant_id, attempt.purpose).message()
     if key is None or not crypto.verify_signature(key.public_key, signature, message):
         return Failure(
             DeclineCode.BAD_SIGNATURE,
             "the presenting terminal's signature over this challenge, merchant, amount, "
-            "shares and bill is missing or wrong",
+            "purpose, shares and bill is missing or wrong",
         )
     return None
 

@@ -8,6 +8,7 @@ from nfcpay import crypto
 from nfcpay.errors import Conflict, InvalidRequest, NotFound
 from nfcpay.server.runtime import Caller
 from nfcpay.server.schemas import TerminalIn
+from nfcpay.server.services import merchants
 from nfcpay.server.store import Row, Tx
 
 
@@ -25,7 +26,7 @@ def register(tx: Tx, now_us: int, body: TerminalIn, public_key: bytes) -> dict[s
         tx.execute(
             "INSERT INTO merchants (merchant_id, name, category, region, settlement_account, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (merchant_id, m.name, m.category, m.region, m.settlement_account, now_us),
+            (merchant_id, m.name, m.all_categories[0], m.region, m.settlement_account, now_us),
         )
     terminal_id = crypto.new_id("t")
     inserted = tx.execute(
@@ -35,6 +36,8 @@ def register(tx: Tx, now_us: int, body: TerminalIn, public_key: bytes) -> dict[s
     )
     if inserted.rowcount != 1:  # the same key registered at the same moment by another request
         raise Conflict("this public key is already registered", code="terminal_exists")
+    if body.merchant is not None and merchant_id is not None:
+        merchants.record(tx, now_us, merchant_id, terminal_id, body.merchant.all_categories)
     return get(tx, terminal_id)
 
 
@@ -47,14 +50,14 @@ def get(tx: Tx, terminal_id: str) -> dict[str, Any]:
     )
     if row is None:
         raise NotFound(f"no terminal {terminal_id}")
-    return view(row)
+    return view(tx, row)
 
 
 def me(tx: Tx, caller: Caller) -> dict[str, Any]:
     return get(tx, caller.terminal_id)
 
 
-def view(row: Row) -> dict[str, Any]:
+def view(tx: Tx, row: Row) -> dict[str, Any]:
     out: dict[str, Any] = {
         "terminal_id": row["terminal_id"],
         "role": row["role"],
@@ -66,6 +69,7 @@ def view(row: Row) -> dict[str, Any]:
         out["merchant"] = {
             "name": row["name"],
             "category": row["category"],
+            "categories": merchants.categories(tx, row["merchant_id"]),
             "region": row["region"],
         }
     return out

@@ -183,7 +183,30 @@ _V5 = [
         AND p.created_at = challenges.created_at) = 1""",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+#: v6 (purposes): a merchant has one or more categories (``ordinal`` 0 is its primary one,
+#: the default purpose, also kept in ``merchants.category``); a payment's purpose must be one
+#: of them. Existing merchants keep their one category. Every change of the set is logged
+#: with who made it, when, and the set before and after (JSON lists).
+_V6 = [
+    """CREATE TABLE merchant_categories (
+        merchant_id TEXT NOT NULL REFERENCES merchants (merchant_id),
+        ordinal INTEGER NOT NULL CHECK (ordinal >= 0),
+        category TEXT NOT NULL,
+        PRIMARY KEY (merchant_id, category),
+        UNIQUE (merchant_id, ordinal))""",
+    """INSERT INTO merchant_categories (merchant_id, ordinal, category)
+        SELECT merchant_id, 0, category FROM merchants""",
+    """CREATE TABLE merchant_category_changes (
+        seq {serial},
+        merchant_id TEXT NOT NULL REFERENCES merchants (merchant_id),
+        terminal_id TEXT NOT NULL REFERENCES terminals (terminal_id),
+        old_categories TEXT NOT NULL,
+        new_categories TEXT NOT NULL,
+        changed_at BIGINT NOT NULL)""",
+    "CREATE INDEX merchant_category_changes_merchant ON merchant_category_changes (merchant_id)",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
 
 _ADVISORY_LOCK_KEY = 0x6E6663706179  # "nfcpay": serializes migrations across server processes
 

@@ -28,9 +28,11 @@ Snapshot = dict[str, list[tuple[Any, ...]]]
 
 
 def full_snapshot(tx: Any) -> Snapshot:
-    """:func:`state_snapshot` plus terminals, merchants, grant bindings and notifications."""
+    """:func:`state_snapshot` plus terminals, merchants (and their categories and changes),
+    grant bindings and notifications."""
     snap = state_snapshot(tx)
-    for table in ("terminals", "merchants", "grant_terminals", "notifications"):
+    tables = ("terminals", "merchants", "merchant_categories", "merchant_category_changes")
+    for table in (*tables, "grant_terminals", "notifications"):
         snap[table] = sorted(tuple(row) for row in tx.all(f"SELECT * FROM {table}"))
     return snap
 

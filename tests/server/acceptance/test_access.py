@@ -294,6 +294,21 @@ OWNERSHIP_CASES: dict[str, tuple[Callable[[World], Call], int, str]] = {
         "forbidden",
     ),
     "user_lists_payments": (_signed_call(_a, "GET", lambda w: "/v1/payments"), 403, "forbidden"),
+    "user_reads_merchant_categories": (
+        _signed_call(_a, "GET", lambda w: "/v1/merchants/me/categories"),
+        403,
+        "forbidden",
+    ),
+    "target_changes_merchant_categories": (
+        _signed_call(
+            lambda w: w.target,
+            "PUT",
+            lambda w: "/v1/merchants/me/categories",
+            {"categories": ["1"]},
+        ),
+        403,
+        "forbidden",
+    ),
     "merchant_adds_source": (
         _signed_call(
             lambda w: w.m2,

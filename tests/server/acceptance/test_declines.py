@@ -81,6 +81,7 @@ def _signed_by_other_key(h: Harness, s: PaymentScene) -> Request:
         challenge=challenge,
         amount=AMOUNT,
         currency="KRW",
+        purpose=s.merchant.primary_category,
         grants=[(s.grant_id, s.usage_auth(), AMOUNT)],
     )
     return lambda: _post(s.merchant, means, challenge)
@@ -235,7 +236,13 @@ CASES: dict[str, Case] = {
     ),
     "purpose_not_allowed": Case("purpose_not_allowed", _pay(), scene={"purposes": ["5411"]}),
     "purpose_not_allowed-override": Case(
-        "purpose_not_allowed", _pay(purpose="7995"), scene={"purposes": ["5812"]}
+        "purpose_not_allowed",
+        _pay(purpose="7995"),
+        scene={"purposes": ["5812"], "merchant": {"categories": ["5812", "7995"]}},
+    ),
+    # The merchant (registered for 5812) claims the purpose the grant allows.
+    "purpose_not_registered": Case(
+        "purpose_not_registered", _pay(purpose="5411"), scene={"purposes": ["5411"]}
     ),
     "region_not_allowed": Case("region_not_allowed", _pay(), scene={"regions": ["US-CA"]}),
     "merchant_not_allowed": Case(
