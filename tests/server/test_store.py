@@ -43,7 +43,7 @@ def test_check_constraints_refuse_impossible_money(
 def test_merchants_registered_before_several_categories_keep_their_one(
     tmp_path: Path, db_url: str | None
 ) -> None:
-    """Migration 5 gives every existing merchant its one category as its only (primary)
+    """Migration 6 gives every existing merchant its one category as its only (primary)
     one, so its payments keep their default purpose."""
     db = open_database(db_url or f"sqlite:///{tmp_path / 'old.sqlite3'}")
     try:
