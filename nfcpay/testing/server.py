@@ -334,6 +334,11 @@ class Terminal:
     def merchant_id(self) -> str | None:
         return self.info.get("merchant_id")
 
+    @property
+    def key_fingerprint(self) -> bytes:
+        """The fingerprint its hello record carries (what a tap claims)."""
+        return crypto.key_fingerprint(crypto.public_key_bytes(self.private_key))
+
 
 def register_terminal(
     url: str,

@@ -168,7 +168,12 @@ _V3 = ["CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)"]
 #: migration's transaction (writers wait for it: about a second per million notifications).
 _V4 = ["CREATE INDEX notifications_grant ON notifications (grant_id, kind)"]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+#: v5 (confirm who tapped): a grant issued to whoever tapped waits for its owner's
+#: confirmation until ``confirm_by`` (server time, microseconds); NULL once confirmed, and
+#: for every grant bound ahead. Existing grants stay NULL: nothing changes for them.
+_V5 = ["ALTER TABLE grants ADD COLUMN confirm_by BIGINT"]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 
 _ADVISORY_LOCK_KEY = 0x6E6663706179  # "nfcpay": serializes migrations across server processes
 
