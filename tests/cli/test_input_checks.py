@@ -173,6 +173,7 @@ def test_every_request_field_a_person_types_names_its_option() -> None:
         "means.own_amount",
         "means.signature",
         "split_mode",
+        "tap_fingerprint",  # what the tapping terminal's hello claimed
     }
     bodies = [
         schemas.TerminalIn,
