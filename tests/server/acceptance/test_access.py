@@ -219,6 +219,18 @@ OWNERSHIP_CASES: dict[str, tuple[Callable[[World], Call], int, str]] = {
         403,
         "forbidden",
     ),
+    "confirm_other_owners_grant": (
+        _signed_call(_a, "POST", lambda w: f"/v1/grants/{w.b_grant}/confirm", {}),
+        404,
+        "grant_not_found",
+    ),
+    "target_confirms_grant_it_may_use": (
+        _signed_call(
+            lambda w: w.target, "POST", lambda w: f"/v1/grants/{w.a.grant_id}/confirm", {}
+        ),
+        403,
+        "forbidden",
+    ),
     "merchant_reads_grant": (
         _signed_call(lambda w: w.a.merchant, "GET", lambda w: f"/v1/grants/{w.a.grant_id}"),
         404,
