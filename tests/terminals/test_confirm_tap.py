@@ -192,3 +192,16 @@ def test_a_hello_claiming_another_terminals_fingerprint_is_refused(
     assert "not its registered key's" in told.message
     with scene.client(scene.user) as client:
         assert client.list_grants() == []
+
+
+def test_a_server_that_cannot_hold_a_grant_for_confirmation_is_named_to_upgrade() -> None:
+    """An older server refuses the unknown ``tap_fingerprint`` field (422): the owner is
+    told to upgrade it, not shown a validation error about a field they never typed."""
+    from nfcpay.terminals.user import _older_server
+
+    old = ApiError("tap_fingerprint: Extra inputs are not permitted", status=422,
+                   code="validation_error", field="tap_fingerprint")  # fmt: skip
+    told = _older_server(old)
+    assert told.code == "upgrade_server" and "upgrade nfcpay on the server" in told.message
+    other = ApiError("rights.amount_cap: too big", status=422, field="rights.amount_cap")
+    assert _older_server(other) is other
