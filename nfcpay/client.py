@@ -198,8 +198,13 @@ class PaymentClient:
         regions: Sequence[str] | None = None,
         merchants: Sequence[str] | None = None,
         bill_id: str | None = None,
+        tap_fingerprint: bytes | None = None,
     ) -> Json:
-        """Returns ``{"grant": {...}, "auth_code": "<b64url>"}``; the auth code comes only once."""
+        """Returns ``{"grant": {...}, "auth_code": "<b64url>"}``; the auth code comes only once.
+
+        ``tap_fingerprint``: issued to the one terminal that tapped, whose hello claimed this
+        key fingerprint. The grant then waits for :meth:`confirm_grant`, and the answer adds
+        ``"tapped": {"terminal_id", "label", "key_fingerprint"}`` as the server knows them."""
         rights = _drop_none(
             {
                 "amount_cap": amount_cap,
@@ -219,6 +224,7 @@ class PaymentClient:
                 "currency": currency,
                 "rights": rights,
                 "bill_id": bill_id,
+                "tap_fingerprint": tap_fingerprint.hex() if tap_fingerprint else None,
             }
         )
         return self._call("POST", "/v1/grants", body)
@@ -231,6 +237,10 @@ class PaymentClient:
 
     def revoke_grant(self, grant_id: str) -> Json:
         return self._call("POST", f"/v1/grants/{grant_id}/revoke", {}, idempotent=True)
+
+    def confirm_grant(self, grant_id: str) -> Json:
+        """The owner confirms the terminal a grant was handed to in a tap."""
+        return self._call("POST", f"/v1/grants/{grant_id}/confirm", {}, idempotent=True)
 
     # --- payments ------------------------------------------------------------------------
 

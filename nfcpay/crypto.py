@@ -128,6 +128,31 @@ def key_fingerprint(public_raw: bytes) -> bytes:
     return hashlib.sha256(public_raw).digest()[:8]
 
 
+#: How many bytes of a key fingerprint people compare (:func:`format_fingerprint`).
+SHOWN_FINGERPRINT_BYTES = 6
+
+
+def format_fingerprint(fingerprint: bytes) -> str:
+    """A key fingerprint as people compare it across two screens: its first
+    :data:`SHOWN_FINGERPRINT_BYTES` bytes in groups of four hex digits, ``9F3A-5C7E-1B2D``.
+
+    48 bits: a relay that wants to pass for someone's terminal must register a key whose
+    fingerprint begins like that terminal's, about 2**47 key pairs on average.
+
+    >>> format_fingerprint(bytes.fromhex("9f3a5c7e1b2d4f60"))
+    '9F3A-5C7E-1B2D'
+    """
+    if len(fingerprint) < SHOWN_FINGERPRINT_BYTES:
+        raise ValueError(f"a key fingerprint has at least {SHOWN_FINGERPRINT_BYTES} bytes")
+    digits = fingerprint[:SHOWN_FINGERPRINT_BYTES].hex().upper()
+    return "-".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+
+
+def fingerprints_match(claimed: bytes, registered: bytes) -> bool:
+    """Whether a fingerprint a terminal claims is its registered key's (constant time)."""
+    return hmac.compare_digest(claimed, registered)
+
+
 def verify_signature(public_raw: bytes, signature: bytes, message: bytes) -> bool:
     """True if ``signature`` is a valid Ed25519 signature of ``message`` by ``public_raw``."""
     try:

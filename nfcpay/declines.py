@@ -39,8 +39,10 @@ class DeclineCode(StrEnum):
     USAGE_AUTH_MISMATCH = "usage_auth_mismatch"
     #: the grant is locked after repeated wrong usage-auth values
     GRANT_LOCKED = "grant_locked"
-    #: the grant's owner revoked it
+    #: the grant's owner revoked it, or did not confirm it in time after the tap
     GRANT_REVOKED = "grant_revoked"
+    #: the grant was handed over in a tap and its owner has not confirmed who tapped yet
+    GRANT_NOT_CONFIRMED = "grant_not_confirmed"
     #: the grant's validity has not begun yet
     GRANT_NOT_YET_VALID = "grant_not_yet_valid"
     #: the grant's validity has ended

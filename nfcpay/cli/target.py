@@ -44,16 +44,32 @@ def _grant_summary(view: dict[str, Any]) -> str:
 @click.pass_obj
 def receive(obj: CliContext, timeout: float, listen: bool | None) -> None:
     """Tap the user's terminal and keep the grant it hands over (with --carrier tag: read
-    it from the sticker the user wrote it to, and wipe the sticker)."""
+    it from the sticker the user wrote it to, and wipe the sticker).
+
+    This terminal's key fingerprint is shown while waiting: the owner compares it with the
+    one on their screen before confirming the grant, which pays nothing until then."""
+    from nfcpay.crypto import format_fingerprint
+    from nfcpay.terminals.exchange import own_fingerprint
     from nfcpay.terminals.target import receive_grant, receive_grant_from_tag
     from nfcpay.terminals.wallet import wallet_view
 
     home, _ = home_of(obj, "target")
+    fingerprint = format_fingerprint(own_fingerprint(home))
+    obj.status(
+        f"This terminal's key fingerprint: {click.style(fingerprint, bold=True)} — the owner "
+        "compares it with the one on their screen before confirming."
+    )
     take = receive_grant_from_tag if obj.carrier == "tag" else receive_grant
     with reader_of(obj, listen, tag_ok=True) as reader, LiveStatus(obj) as live:
         held = take(home, reader, timeout=timeout, status=live)
     view = wallet_view(held)
-    obj.emit({"ok": True, "grant": view}, lambda: click.echo(f"Received.\n{_grant_summary(view)}"))
+    obj.emit(
+        {"ok": True, "grant": view, "key_fingerprint": fingerprint},
+        lambda: click.echo(
+            f"Received.\n{_grant_summary(view)}\nThis terminal's key fingerprint is "
+            f"{fingerprint}; a grant given in a tap pays once the owner has confirmed it."
+        ),
+    )
 
 
 @target.command()
@@ -81,6 +97,10 @@ def wallet(obj: CliContext, offline: bool) -> None:
     obj.emit(held.to_json(), lambda: _show_wallet(held.to_json()))
 
 
+#: Held-grant statuses that read better as words.
+_STATUS_TEXT = {"unconfirmed": "waiting for the owner's confirmation"}
+
+
 def _show_wallet(data: dict[str, Any]) -> None:
     rows = [
         [
@@ -88,7 +108,7 @@ def _show_wallet(data: dict[str, Any]) -> None:
             g["issuing_terminal"],
             money_text(g["remaining_amount"], g["currency"]),
             f"{g['remaining_uses']}/{g['max_uses']}",
-            g["status"],
+            _STATUS_TEXT.get(g["status"], g["status"]),
             g["as_of"],
         ]
         for g in data["grants"]

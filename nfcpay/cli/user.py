@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from nfcpay.cli.output import CliContext, table
+from nfcpay.cli.output import EXIT_DECLINED, CliContext, table
 from nfcpay.cli.params import (
     AMOUNT,
     CARD_NUMBER,
@@ -32,6 +32,9 @@ from nfcpay.cli.terminal import (
     reader_of,
     tap_options,
 )
+
+if TYPE_CHECKING:
+    from nfcpay.terminals.user import Confirmation, Given
 
 
 @click.group()
@@ -198,14 +201,65 @@ def describe_grant(grant: dict[str, Any]) -> str:
     )
 
 
+#: Seconds the owner has to confirm who tapped (the server allows 120 from the tap).
+CONFIRM_TIMEOUT_S = 60.0
+
+
+def ask_owner(given: Given) -> Confirmation:
+    """Show the owner who tapped and ask whether that is the person they meant to give to."""
+    from nfcpay.cli.ask import yes_within
+    from nfcpay.terminals.user import Confirmation
+
+    tapped = given.tapped
+    if tapped is None:
+        raise ValueError("only a grant handed to whoever tapped is confirmed")
+    click.echo(
+        f"\nTerminal {click.style(tapped.label, bold=True)} ({tapped.terminal_id}) tapped, "
+        f"key fingerprint {click.style(tapped.shown_fingerprint, bold=True)}.\n"
+        "Compare it with the fingerprint on the target's screen: labels are chosen by their "
+        "owners, the fingerprint is what proves which terminal tapped.",
+        err=True,
+    )
+    answer = yes_within(
+        f"Confirm grant {given.grant['grant_id']} for this terminal?", CONFIRM_TIMEOUT_S
+    )
+    if answer is None:
+        return Confirmation.TIMED_OUT
+    return Confirmation.CONFIRMED if answer else Confirmation.DECLINED
+
+
+def _given_text(given: Given) -> str:
+    """What became of a hand-over, for people."""
+    grant_id, tapped = given.grant["grant_id"], given.tapped
+    holder = f"{tapped.label} ({tapped.terminal_id})" if tapped else given.target_terminal
+    if given.confirmation == "declined":
+        return f"Not confirmed: grant {grant_id} is revoked; {holder} cannot pay with it."
+    if given.confirmation == "timed_out":
+        return f"No answer in time: grant {grant_id} is revoked; {holder} cannot pay with it."
+    confirmed = ", confirmed" if given.confirmation == "confirmed" else ""
+    return f"Handed over to {holder}{confirmed}.\n{describe_grant(given.grant)}"
+
+
 @user.command()
 @rights_options
-@click.option("--to", type=TERMINAL_ID, help="The target terminal id (default: whoever taps).")
+@click.option(
+    "--to",
+    type=TERMINAL_ID,
+    help="Bind the grant ahead to this target terminal id (default: whoever taps, confirmed "
+    "by you after the tap).",
+)
 @click.option(
     "--grant",
     "grant_id",
     type=GRANT_ID,
     help="Hand over this grant, issued earlier with `issue`.",
+)
+@click.option(
+    "--yes",
+    "assume_yes",
+    is_flag=True,
+    help="Confirm whoever tapped without asking (scripts; a person should compare the "
+    "fingerprints instead).",
 )
 @tap_options
 @click.pass_obj
@@ -214,6 +268,7 @@ def give(
     /,
     to: str | None,
     grant_id: str | None,
+    assume_yes: bool,
     timeout: float,
     listen: bool | None,
     source_id: str | None,
@@ -221,30 +276,31 @@ def give(
 ) -> None:
     """Wait for the target's tap; issue a grant bound to it and hand it over in that tap.
 
+    After the tap this shows the label and key fingerprint of the terminal that tapped;
+    compare the fingerprint with the one on the target's screen (`target receive` shows
+    it) and confirm. Until you do, the grant pays nothing; no, or no answer within 60 s,
+    revokes it (exit 3). Labels are chosen by their owners: only the fingerprint tells a
+    relay from your friend. `--to` binds the grant ahead instead (nothing to confirm).
+
     Two readers that can only poll (two ACR122Us) meet through an NFC sticker instead:
     `--carrier tag --to TARGET` writes the grant, bound ahead, to the next tag held to the
     reader; the target reads it with `target receive --carrier tag`.
     """
+    from nfcpay.terminals.user import always_confirm, confirm_given, give_by_tag
     from nfcpay.terminals.user import give as give_grant
-    from nfcpay.terminals.user import give_by_tag
 
     home, identity = home_of(obj, "user")
     what = grant_id or _rights(identity.currency, params)
     hand_over = give_by_tag if obj.carrier == "tag" else give_grant
-    with (
-        client_of(obj, home) as client,
-        reader_of(obj, listen, tag_ok=True) as reader,
-        LiveStatus(obj) as live,
-    ):
-        given = hand_over(
-            home, client, reader, what, source_id=source_id, to=to, timeout=timeout, status=live
-        )
-    obj.emit(
-        given.to_json(),
-        lambda: click.echo(
-            f"Handed over to {given.target_terminal}.\n{describe_grant(given.grant)}"
-        ),
-    )
+    with client_of(obj, home) as client:
+        with reader_of(obj, listen, tag_ok=True) as reader, LiveStatus(obj) as live:
+            given = hand_over(
+                home, client, reader, what, source_id=source_id, to=to, timeout=timeout, status=live
+            )
+        given = confirm_given(home, client, given, always_confirm if assume_yes else ask_owner)
+    obj.emit(given.to_json(), lambda: click.echo(_given_text(given)))
+    if not given.ok:
+        click.get_current_context().exit(EXIT_DECLINED)
 
 
 @user.command()

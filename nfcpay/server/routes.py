@@ -133,6 +133,10 @@ def build_router(rt: Runtime) -> APIRouter:
     async def revoke_grant(grant_id: str, caller: Signed) -> Json:
         return await rt.unit_async(caller, lambda tx: grants.revoke(tx, rt, caller, grant_id))
 
+    @router.post("/grants/{grant_id}/confirm", tags=["grants"])
+    async def confirm_grant(grant_id: str, caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: grants.confirm(tx, rt, caller, grant_id))
+
     @router.post("/payments", tags=["payments"])
     async def authorize_payment(
         body: PaymentIn, caller: Signed, key: IdempotencyKey = None

@@ -144,11 +144,18 @@ class RightsIn(_Body):
     merchants: Annotated[list[Id], Field(min_length=1, max_length=50)] | None = None
 
 
+#: A key fingerprint as a hello record carries it: 8 bytes, lowercase hex.
+Fingerprint = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{16}$")]
+
+
 class GrantIn(_WithCurrency):
     source_id: Id
     allowed_terminals: Annotated[list[Id], Field(min_length=1, max_length=20)]
     rights: RightsIn
     bill_id: Id | None = None
+    #: Issued to whoever tapped: the key fingerprint that terminal's hello claimed. The grant
+    #: then waits for its owner's confirmation (``POST /v1/grants/{id}/confirm``).
+    tap_fingerprint: Fingerprint | None = None
 
 
 class GrantShareIn(_Body):

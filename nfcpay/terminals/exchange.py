@@ -89,12 +89,16 @@ def refuse(channel: Channel, code: str, message: str, ref: str | None = None) ->
         send(channel, AckRecord(accepted=False, code=code, message=message[:200], ref=ref))
 
 
+def own_fingerprint(home: TerminalHome) -> bytes:
+    """This terminal's key fingerprint, as its hello carries it."""
+    return crypto.key_fingerprint(crypto.public_key_bytes(home.private_key()))
+
+
 def hello_from(home: TerminalHome, identity: Identity) -> HelloRecord:
-    public = crypto.public_key_bytes(home.private_key())
     return HelloRecord(
         terminal_id=identity.terminal_id,
         role=Role(identity.role),
-        key_fingerprint=crypto.key_fingerprint(public),
+        key_fingerprint=own_fingerprint(home),
         nonce=secrets.token_bytes(16),
     )
 

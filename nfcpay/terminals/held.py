@@ -41,6 +41,8 @@ class GrantStatus(StrEnum):
     ``nfcpay/server/services/grants.py``), or ``exhausted`` counted down here."""
 
     ACTIVE = "active"
+    #: Handed over in a tap; its owner has not confirmed this terminal yet.
+    UNCONFIRMED = "unconfirmed"
     EXHAUSTED = "exhausted"
     EXPIRED = "expired"
     REVOKED = "revoked"
@@ -189,10 +191,11 @@ def capacity(held: HeldGrant) -> int:
 
 
 def usable(held: HeldGrant, challenge: ChallengeRecord) -> bool:
-    """Whether a held grant may pay at this merchant, as far as this terminal knows."""
+    """Whether a held grant may pay at this merchant, as far as this terminal knows (one
+    that waited for its owner's confirmation may have it by now: the server decides)."""
     record, known = held.record, held.last_known
     return (
-        known.status is GrantStatus.ACTIVE
+        known.status in {GrantStatus.ACTIVE, GrantStatus.UNCONFIRMED}
         and known.remaining_uses > 0
         and known.remaining_amount > 0
         and record.currency == challenge.currency

@@ -5,6 +5,15 @@ itself with a hello, the server issues a grant bound to that terminal (or an exi
 is used), and the grant with its usage-auth goes back in the same tap. The auth code never
 leaves this terminal; only the usage-auth derived for the one allowed terminal does.
 
+Whoever taps only *says* who it is, and a relay with a registered terminal of its own could
+tap in the target's place. So a grant issued to whoever tapped is issued *unconfirmed*: the
+server checks that the fingerprint the hello claims is that terminal's registered key's and
+answers with the terminal's registered label and fingerprint; once the tap is over (a tap
+never waits for a person), :func:`confirm_given` shows them to the owner, who compares the
+fingerprint with the one on the target's screen. Yes confirms the grant; anything else
+revokes it. Labels are chosen by their owners: the fingerprint is what tells two terminals
+apart. A grant bound ahead (``to``, or ``issue`` then ``give --grant``) needs no confirmation.
+
 Grants issued here are kept in the home's ``grants/`` collection with their auth code
 (``{"grant": <server view>, "auth_code": <b64url>}``) so that ``give --grant ID`` can hand
 over a grant issued ahead of time.
@@ -12,14 +21,16 @@ over a grant issued ahead of time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
-from nfcpay.errors import ConfigError, Declined, NfcPayError, TransportError
+from nfcpay.errors import ApiError, ConfigError, Declined, NfcPayError, TransportError
 from nfcpay.records import AckRecord, GrantRecord, HelloRecord, Role, encode_message
 from nfcpay.terminals import exchange
 from nfcpay.terminals.exchange import Status, quiet
@@ -43,15 +54,79 @@ class Rights:
     merchants: tuple[str, ...] = ()
 
 
+class Confirmation(StrEnum):
+    """Whether the owner confirmed the terminal a grant was handed to."""
+
+    #: Bound ahead to a terminal the owner named: nothing to confirm.
+    NOT_NEEDED = "not_needed"
+    #: Handed to whoever tapped; the owner has not answered yet (the grant pays nothing).
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    #: The owner said no: the grant is revoked.
+    DECLINED = "declined"
+    #: No answer in time: the grant is revoked.
+    TIMED_OUT = "timed_out"
+
+
+@dataclass(frozen=True)
+class Tapped:
+    """The terminal that tapped, as the server has it registered: what the owner compares."""
+
+    terminal_id: str
+    label: str
+    key_fingerprint: bytes
+
+    @classmethod
+    def from_json(cls, data: Json) -> Tapped:
+        """From the server's ``tapped`` answer (the fingerprint in hex)."""
+        return cls(data["terminal_id"], data["label"], bytes.fromhex(data["key_fingerprint"]))
+
+    @property
+    def shown_fingerprint(self) -> str:
+        return crypto.format_fingerprint(self.key_fingerprint)
+
+    def to_json(self) -> Json:
+        return {
+            "terminal_id": self.terminal_id,
+            "label": self.label,
+            "key_fingerprint": self.shown_fingerprint,
+        }
+
+
 @dataclass(frozen=True)
 class Given:
-    """A grant handed over: the server's view of it and the terminal that now holds it."""
+    """A grant handed over: the server's view of it and the terminal that now holds it, and
+    for a grant handed to whoever tapped, that terminal and the owner's answer."""
 
     grant: Json
     target_terminal: str
+    tapped: Tapped | None = None
+    confirmation: Confirmation = Confirmation.NOT_NEEDED
+
+    @property
+    def ok(self) -> bool:
+        return self.confirmation in {Confirmation.NOT_NEEDED, Confirmation.CONFIRMED}
 
     def to_json(self) -> Json:
-        return {"ok": True, "grant": self.grant, "target_terminal": self.target_terminal}
+        out: Json = {
+            "ok": self.ok,
+            "grant": self.grant,
+            "target_terminal": self.target_terminal,
+            "confirmation": self.confirmation.value,
+        }
+        if self.tapped is not None:
+            out["tapped"] = self.tapped.to_json()
+        return out
+
+
+#: Asked once the tap is over: the owner's answer on :attr:`Given.tapped` (CONFIRMED,
+#: DECLINED or TIMED_OUT).
+Ask = Callable[[Given], Confirmation]
+
+
+def always_confirm(_: Given) -> Confirmation:
+    """An :data:`Ask` for scripts that confirm without asking (``--yes``)."""
+    return Confirmation.CONFIRMED
 
 
 def default_source(client: PaymentClient, currency: str) -> str:
@@ -72,25 +147,51 @@ def issue(
     to: str,
     rights: Rights,
     source_id: str | None = None,
+    tap_fingerprint: bytes | None = None,
 ) -> Json:
-    """Have the server issue a grant for terminal ``to``; keep it and its auth code here."""
+    """Have the server issue a grant for terminal ``to``; keep it and its auth code here.
+
+    ``tap_fingerprint``: ``to`` only tapped (its hello claimed this key fingerprint), so the
+    grant waits for the owner's confirmation; the stored entry keeps ``tapped``."""
     identity = home.require_role("user")
     valid_until = datetime.now(UTC) + rights.expires_in if rights.expires_in else None
-    answer = client.issue_grant(
-        source_id or default_source(client, identity.currency),
-        [to],
-        amount_cap=rights.amount_cap,
-        currency=identity.currency,
-        max_uses=rights.max_uses,
-        per_use_cap=rights.per_use_cap,
-        valid_until=valid_until,
-        purposes=list(rights.purposes) or None,
-        regions=list(rights.regions) or None,
-        merchants=list(rights.merchants) or None,
-    )
+    try:
+        answer = client.issue_grant(
+            source_id or default_source(client, identity.currency),
+            [to],
+            amount_cap=rights.amount_cap,
+            currency=identity.currency,
+            max_uses=rights.max_uses,
+            per_use_cap=rights.per_use_cap,
+            valid_until=valid_until,
+            purposes=list(rights.purposes) or None,
+            regions=list(rights.regions) or None,
+            merchants=list(rights.merchants) or None,
+            tap_fingerprint=tap_fingerprint,
+        )
+    except ApiError as exc:
+        raise _older_server(exc) from exc
     grant: Json = answer["grant"]
-    home.put("grants", grant["grant_id"], {"grant": grant, "auth_code": answer["auth_code"]})
+    entry = {"grant": grant, "auth_code": answer["auth_code"]}
+    home.put("grants", grant["grant_id"], entry | _only(tapped=answer.get("tapped")))
     return grant
+
+
+def _older_server(exc: ApiError) -> ApiError:
+    """A server that does not know ``tap_fingerprint`` cannot hold a grant for confirmation."""
+    if exc.status != 422 or exc.field != "tap_fingerprint":
+        return exc
+    return ApiError(
+        "the payment server runs an older nfcpay that cannot hold a grant until you confirm "
+        "who tapped: upgrade nfcpay on the server, or bind the grant ahead with --to",
+        code="upgrade_server",
+        status=exc.status,
+        request_id=exc.request_id,
+    )
+
+
+def _only(**values: Any) -> Json:
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def give(
@@ -106,7 +207,10 @@ def give(
 ) -> Given:
     """Wait for the target's tap and hand it a grant: a new one with these :class:`Rights`,
     or the grant with this id issued earlier. With ``to`` a new grant is issued before the
-    tap, and any other terminal that taps is refused."""
+    tap, and any other terminal that taps is refused.
+
+    A new grant issued in the tap comes back :attr:`Confirmation.PENDING`: settle it with
+    :func:`confirm_given` (left alone, the server withdraws it after its window)."""
     identity = home.require_role("user")
     entry = None
     if isinstance(what, str) or to is not None:
@@ -119,7 +223,7 @@ def give(
         target = _check_hello(channel, hello, expected)
         if entry is None:
             status(f"Target {target} tapped; asking the server for a grant ...")
-            entry = _obtain_in_tap(channel, home, client, what, target, source_id)
+            entry = _obtain_in_tap(channel, home, client, what, hello, source_id)
         try:
             exchange.send(channel, grant_record(entry, identity, target))
             ack = exchange.receive(channel, AckRecord)
@@ -127,7 +231,35 @@ def give(
             raise _unconfirmed(exc, entry["grant"]["grant_id"], target) from exc
     if not ack.accepted:
         raise Declined(f"target {target} refused the grant: {ack.message}", code=str(ack.code))
-    return Given(entry["grant"], target)
+    return _handed_over(entry, target)
+
+
+def _handed_over(entry: Json, target: str) -> Given:
+    """What was given: a grant issued to whoever tapped and not confirmed yet is pending."""
+    if "tapped" not in entry or entry["grant"]["status"] != "unconfirmed":
+        return Given(entry["grant"], target)
+    return Given(entry["grant"], target, Tapped.from_json(entry["tapped"]), Confirmation.PENDING)
+
+
+def confirm_given(home: TerminalHome, client: PaymentClient, given: Given, ask: Ask) -> Given:
+    """Settle a grant handed to whoever tapped, with the link already down: ``ask`` the owner
+    about :attr:`Given.tapped`; a yes confirms the grant on the server, anything else (no, no
+    answer in time, Ctrl-C) revokes it. Any other :class:`Given` is returned as it is."""
+    if given.confirmation is not Confirmation.PENDING:
+        return given
+    grant_id = given.grant["grant_id"]
+    try:
+        answer = ask(given)
+    except BaseException:
+        with contextlib.suppress(NfcPayError):  # unconfirmed, it lapses on the server anyway
+            client.revoke_grant(grant_id)
+        raise
+    if answer is Confirmation.CONFIRMED:
+        grant = client.confirm_grant(grant_id)
+    else:
+        grant = client.revoke_grant(grant_id)
+    home.put("grants", grant_id, {**home.get("grants", grant_id), "grant": grant})
+    return replace(given, grant=grant, confirmation=answer)
 
 
 def give_by_tag(
@@ -180,13 +312,16 @@ def _obtain(
     what: Rights | str,
     target: str | None,
     source_id: str | None,
+    tap_fingerprint: bytes | None = None,
 ) -> Json:
     """The stored entry of grant ``what``, or of a new grant with rights ``what``."""
     if isinstance(what, str):
         return home.get("grants", what)
     if target is None:
         raise ValueError("a new grant needs its target terminal")
-    grant = issue(home, client, to=target, rights=what, source_id=source_id)
+    grant = issue(
+        home, client, to=target, rights=what, source_id=source_id, tap_fingerprint=tap_fingerprint
+    )
     return home.get("grants", grant["grant_id"])
 
 
@@ -207,11 +342,12 @@ def _obtain_in_tap(
     home: TerminalHome,
     client: PaymentClient,
     what: Rights | str,
-    target: str,
+    hello: HelloRecord,
     source_id: str | None,
 ) -> Json:
+    """A new grant for the terminal whose ``hello`` this is, pending the owner's confirmation."""
     try:
-        return _obtain(home, client, what, target, source_id)
+        return _obtain(home, client, what, hello.terminal_id, source_id, hello.key_fingerprint)
     except NfcPayError as exc:
         exchange.refuse(channel, "issue_failed", f"the owner's server refused: {exc.message}")
         raise

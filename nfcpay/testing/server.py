@@ -342,6 +342,11 @@ class Terminal:
         """A merchant's primary category (the purpose its payments default to)."""
         return str(self.info["merchant"]["categories"][0])
 
+    @property
+    def key_fingerprint(self) -> bytes:
+        """The fingerprint its hello record carries (what a tap claims)."""
+        return crypto.key_fingerprint(crypto.public_key_bytes(self.private_key))
+
 
 def register_terminal(
     url: str,

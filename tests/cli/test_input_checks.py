@@ -174,6 +174,7 @@ def test_every_request_field_a_person_types_names_its_option() -> None:
         "means.signature",
         "means.version",
         "split_mode",
+        "tap_fingerprint",  # what the tapping terminal's hello claimed
     }
     bodies = [
         schemas.TerminalIn,

@@ -103,25 +103,27 @@ class Cli:
         device: str | None = None,
         server: str | None = None,
         answers: str | None = None,
+        silent_person: bool = False,
     ) -> subprocess.Popen[str]:
         """Start a terminal; with ``answers`` it runs for a person (no --json), who types
-        ``answers`` at its prompts."""
+        ``answers`` at its prompts; with ``silent_person`` for one who never answers."""
+        person = answers is not None or silent_person
         command = [sys.executable, "-m", "nfcpay", "--home", str(self.home(name))]
         command += ["--server", server or self.server_url]
-        if answers is None:
+        if not person:
             command.append("--json")
         if device:
             command += ["--device", device]
         process = subprocess.Popen(
             [*command, *args],
-            stdin=subprocess.DEVNULL if answers is None else subprocess.PIPE,
+            stdin=subprocess.PIPE if person else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**self.env, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
         )
         self._processes.append(process)
-        if process.stdin is not None:
+        if process.stdin is not None and not silent_person:
             process.stdin.write(answers or "")
             process.stdin.close()
             process.stdin = None  # all typed: communicate() must not touch it again

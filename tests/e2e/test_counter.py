@@ -34,7 +34,18 @@ def test_readme_walkthrough(cli: Cli, server: ServerProcess, readers: str) -> No
     cli.init("shop", "merchant")
 
     give, receive = cli.tap(
-        ("user", "user", "give", "--amount", "30,000", "--uses", "2", "--per-use", "20,000"),
+        (
+            "user",
+            "user",
+            "give",
+            "--amount",
+            "30,000",
+            "--uses",
+            "2",
+            "--per-use",
+            "20,000",
+            "--yes",
+        ),
         ("target", "target", "receive"),
     )
     assert (give.status, receive.status) == (0, 0), (give, receive)
@@ -127,7 +138,7 @@ def ready_pair(cli: Cli) -> str:
     cli.init("target", "target")
     cli.init("shop", "merchant")
     give, receive = cli.tap(
-        ("user", "user", "give", "--amount", "50000", "--uses", "3"),
+        ("user", "user", "give", "--amount", "50000", "--uses", "3", "--yes"),
         ("target", "target", "receive"),
     )
     assert (give.status, receive.status) == (0, 0), (give, receive)

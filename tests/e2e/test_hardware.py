@@ -24,7 +24,7 @@ def test_give_and_pay_on_real_readers(cli: Cli) -> None:
         cli.init(name, role)
     cli.run("user", "user", "add-card", "--number", "4111111111111111", "--expiry", "12/39",
             "--limit", "100000")  # fmt: skip
-    give = cli.start("user", "user", "give", "--amount", "10000", device=waiting)
+    give = cli.start("user", "user", "give", "--amount", "10000", "--yes", device=waiting)
     receive = finish(cli.start("target", "target", "receive", device=tapping))
     assert (finish(give).status, receive.status) == (0, 0)
     charge = cli.start("shop", "merchant", "charge", "--amount", "5000", device=waiting)

@@ -57,7 +57,7 @@ def test_give_and_receive_on_every_pairing(cli: Cli) -> None:
     for pair in PAIRS:
         give, receive = tap_once(
             cli,
-            ("user", "user", "give", "--amount", "1,000"),
+            ("user", "user", "give", "--amount", "1,000", "--yes"),
             ("target", "target", "receive"),
             pair,
         )
@@ -73,7 +73,7 @@ def test_charge_and_pay_on_every_pairing(cli: Cli, server: ServerProcess) -> Non
     cli.init("target", "target")
     cli.init("shop", "merchant")
     give, receive = cli.tap(
-        ("user", "user", "give", "--amount", "50,000", "--uses", "20"),
+        ("user", "user", "give", "--amount", "50,000", "--uses", "20", "--yes"),
         ("target", "target", "receive"),
     )
     assert (give.status, receive.status) == (0, 0)
@@ -206,7 +206,8 @@ def test_an_acr122u_pays_through_the_type3_mailbox_of_a_listening_reader(
     cli.use_virtual_readers(waiting, "acr122u")
     tt3 = ("--carrier", "tt3")
     give, receive = cli.tap(
-        ("user", "user", "give", "--amount", "9,000", *tt3), ("target", "target", "receive", *tt3)
+        ("user", "user", "give", "--amount", "9,000", "--yes", *tt3),
+        ("target", "target", "receive", *tt3),
     )
     assert (give.status, receive.status) == (0, 0), (give, receive)
     charge, pay = cli.tap(

@@ -226,7 +226,7 @@ def give_case(counter: Counter, spec: str) -> None:
     target = counter.home("target", "target")
     target_id = target.identity().terminal_id
     user_id = user.identity().terminal_id
-    give_args = ("give", "--amount", "30,000", "--uses", "2")
+    give_args = ("give", "--amount", "30,000", "--uses", "2", "--yes")
     before = counter.snapshot()
 
     give, receive = counter.tap(("user", "user", *give_args), ("target", "target", "receive"))
@@ -252,7 +252,7 @@ def give_case(counter: Counter, spec: str) -> None:
         assert given_grant(give) == issued[0]["grant_id"], give.data
     for _ in range(RETRIES):
         grant_id = given_grant(give)
-        args = ("give", "--grant", grant_id) if grant_id else give_args
+        args = ("give", "--grant", grant_id, "--yes") if grant_id else give_args
         give, receive = counter.clean_tap(("user", "user", *args), ("target", "target", "receive"))
         if give.status == receive.status == 0:
             break

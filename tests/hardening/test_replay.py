@@ -188,6 +188,7 @@ def test_made_up_usage_auth_under_a_forged_id_tells_nobody(harness: Harness) -> 
 REPLAYED_ELSEWHERE = {
     ("POST", "/v1/payments"),
     ("POST", "/v1/grants/{grant_id}/revoke"),
+    ("POST", "/v1/grants/{grant_id}/confirm"),
     ("POST", "/v1/payments/{payment_id}/refunds"),
 }
 

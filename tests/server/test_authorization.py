@@ -75,6 +75,11 @@ def _grant_revoked(api: Api, s: PaymentScene) -> Final:
     return lambda: s.pay(100)
 
 
+def _grant_not_confirmed(api: Api, s: PaymentScene) -> Final:
+    tapped = s.another_grant(amount_cap=50_000, tap_fingerprint=s.target.key_fingerprint)
+    return lambda: tapped.pay(100)
+
+
 def _grant_expired(api: Api, s: PaymentScene) -> Final:
     api.clock.advance(120)
     return lambda: s.pay(100)
@@ -123,6 +128,7 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[Api, PaymentScene], Final], str
     "bad_signature": ({}, _bad_signature, "forged_presentation"),
     "challenge_reused": ({"max_uses": 2}, _challenge_reused, None),
     "grant_revoked": ({}, _grant_revoked, None),
+    "grant_not_confirmed": ({}, _grant_not_confirmed, None),
     "grant_expired": ({"valid_until": _soon(60)}, _grant_expired, "grant_expired"),
     "grant_not_yet_valid": ({"valid_from": _soon(100)}, _plain(100), None),
     "no_uses_left": ({}, _no_uses_left, None),

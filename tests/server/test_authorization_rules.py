@@ -101,6 +101,7 @@ def grant_row(**changes: Any) -> dict[str, Any]:
         "remaining_amount": 50_000,
         "remaining_uses": 3,
         "status": "active",
+        "confirm_by": None,
         "auth_code_enc": CIPHER.encrypt(crypto.b64e(AUTH_CODE), GRANT),
         "allowed": 1,
     }
@@ -326,6 +327,17 @@ GRANTS: list[tuple[str, dict[str, Any], int, dict[str, Any], DeclineCode | None,
      "grant g_grant is locked"),
     ("revoked", {"status": "revoked"}, 1_000, {}, DeclineCode.GRANT_REVOKED,
      "grant g_grant was revoked by its owner"),
+    ("unconfirmed", {"confirm_by": NOW + 1}, 1_000, {}, DeclineCode.GRANT_NOT_CONFIRMED,
+     "grant g_grant waits for its owner to confirm the terminal that tapped "
+     "(until 2025-06-15T15:06:40.000Z)"),
+    ("unconfirmed past its window", {"confirm_by": NOW}, 1_000, {}, DeclineCode.GRANT_REVOKED,
+     "grant g_grant is withdrawn: its owner did not confirm the terminal that tapped by "
+     "2025-06-15T15:06:40.000Z"),
+    ("revoked before confirming", {"status": "revoked", "confirm_by": NOW + 1}, 1_000, {},
+     DeclineCode.GRANT_REVOKED, "grant g_grant was revoked by its owner"),
+    ("unconfirmed and used up", {"confirm_by": NOW + 1, "remaining_uses": 0}, 1_000, {},
+     DeclineCode.GRANT_NOT_CONFIRMED, "grant g_grant waits for its owner to confirm the "
+     "terminal that tapped (until 2025-06-15T15:06:40.000Z)"),
     ("not yet valid", {"valid_from": NOW + 1}, 1_000, {}, DeclineCode.GRANT_NOT_YET_VALID,
      "grant g_grant is valid from 2025-06-15T15:06:40.000Z"),
     ("valid from now", {"valid_from": NOW}, 1_000, {}, None, ""),

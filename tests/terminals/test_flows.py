@@ -20,7 +20,7 @@ from nfcpay.terminals import merchant, target
 from nfcpay.terminals.account import connect
 from nfcpay.terminals.held import HeldGrants, Share, choose_shares
 from nfcpay.terminals.receipts import Receipt, Receipts, ReceiptStatus
-from nfcpay.terminals.user import Rights, give
+from nfcpay.terminals.user import Rights, always_confirm, confirm_given, give
 from nfcpay.terminals.wallet import wallet
 from nfcpay.transport.reader import open_reader
 from tests.e2e.conftest import free_udp_port
@@ -149,6 +149,9 @@ def test_give_then_pay_over_loopback(scene: Scene) -> None:
 
     given, held = both(user_gives, target_receives)
     assert given.grant["grant_id"] == held.grant_id
+    with scene.client(scene.user) as client:
+        given = confirm_given(scene.user, client, given, always_confirm)
+    assert given.confirmation == "confirmed"
 
     def shop_charges() -> Any:
         with scene.client(scene.merchant) as client, open_reader(device) as reader:

@@ -119,10 +119,13 @@ def challenge(**extra: Any) -> ChallengeRecord:
 
 
 @pytest.mark.parametrize("status", list(GrantStatus))
-def test_only_an_active_grant_is_usable(status: GrantStatus) -> None:
+def test_only_an_active_or_unconfirmed_grant_is_usable(status: GrantStatus) -> None:
+    """An unconfirmed grant may have been confirmed since the wallet last asked: it is
+    offered, and the server declines it if it still waits."""
     held = HeldGrant.received(dataclasses.replace(SAMPLE, valid_until=None))
     held = dataclasses.replace(held, last_known=dataclasses.replace(held.last_known, status=status))
-    assert usable(held, challenge(purpose="5812")) is (status is GrantStatus.ACTIVE)
+    expected = status in {GrantStatus.ACTIVE, GrantStatus.UNCONFIRMED}
+    assert usable(held, challenge(purpose="5812")) is expected
 
 
 def test_usable_follows_the_grants_rights() -> None:

@@ -94,17 +94,25 @@ class Story:
     def give(self, name: str, cap: int, uses: int) -> str:
         started = time.monotonic()
         giver, taker = self.stage.tap(
-            ("user", "user", "give", "--amount", str(cap), "--uses", str(uses)),
+            ("user", "user", "give", "--amount", str(cap), "--uses", str(uses), "--yes"),
             ("target", "target", "receive"),
         )
         grant = taker.data.get("grant", {})
-        ok = giver.status == 0 and taker.status == 0 and grant.get("amount_cap") == cap
+        seen = giver.data.get("tapped", {}).get("key_fingerprint")
+        ok = (
+            giver.status == 0
+            and taker.status == 0
+            and grant.get("amount_cap") == cap
+            and seen == taker.data.get("key_fingerprint")
+        )
         self.record(
             name,
             f"Bob taps Alice's phone: she gives him grant {grant.get('grant_id')} worth "
-            f"{krw(cap)} for {uses} use{'s' if uses > 1 else ''}, bound to his terminal.",
+            f"{krw(cap)} for {uses} use{'s' if uses > 1 else ''}, and confirms it for the key "
+            f"fingerprint his screen shows ({seen}).",
             ok,
-            f"grant with cap {cap} received by the target (exit 0 on both sides)",
+            f"grant with cap {cap} received by the target and confirmed for the fingerprint "
+            "it shows (exit 0 on both sides)",
             started,
             {
                 "user": {"status": giver.status, **giver.data},

@@ -6,6 +6,14 @@ id) so it can recompute usage-auth values.
 Stored status is ``active``, ``revoked`` or ``locked``; ``exhausted`` (no uses or amount left)
 and ``expired`` (past ``valid_until``) are derived when a grant is shown, so they can never
 disagree with the remaining figures.
+
+A grant issued to whoever tapped (``tap_fingerprint``) is handed over in that tap, but the
+tapping terminal only announced itself: a relay with a terminal of its own could have tapped
+instead of the person the owner sees. So it is issued *unconfirmed* (``confirm_by`` set) and
+pays nothing until its owner, having compared the tapping terminal's key fingerprint with
+the one on the target's screen, confirms it (:func:`confirm`) within
+:data:`CONFIRM_WINDOW_S`; one left unconfirmed past that counts as revoked. The claimed
+fingerprint must be the registered key's, so a relay cannot show someone else's.
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ from nfcpay.server.store import Row, Tx
 
 #: How many times issuance draws a fresh virtual card number after a collision.
 _NUMBER_ATTEMPTS = 8
+#: How long a grant issued in a tap waits for its owner's confirmation (server time).
+CONFIRM_WINDOW_S = 120
 
 GRANT_COLUMNS = (
     "grant_id, virtual_card_number, source_id, issuing_terminal, currency, amount_cap, "
     "max_uses, per_use_cap, valid_from, valid_until, purposes, regions, merchants, bill_id, "
-    "remaining_amount, remaining_uses, status, created_at"
+    "remaining_amount, remaining_uses, status, confirm_by, created_at"
 )
 
 
@@ -39,6 +49,8 @@ def issue(tx: Tx, rt: Runtime, caller: Caller, body: GrantIn) -> dict[str, Any]:
     _check_rights(body.rights, now)
     allowed = list(dict.fromkeys(body.allowed_terminals))
     _check_terminals(tx, allowed)
+    tapped = _check_tapped(tx, allowed, body.tap_fingerprint)
+    confirm_by = now + CONFIRM_WINDOW_S * 1_000_000 if tapped else None
     grant_id = crypto.new_id("g")
     auth_code = crypto.new_auth_code()
     rights = body.rights
@@ -46,7 +58,8 @@ def issue(tx: Tx, rt: Runtime, caller: Caller, body: GrantIn) -> dict[str, Any]:
         "INSERT INTO grants (grant_id, virtual_card_number, source_id, issuing_terminal, "
         "currency, auth_code_enc, amount_cap, max_uses, per_use_cap, valid_from, valid_until, "
         "purposes, regions, merchants, bill_id, remaining_amount, remaining_uses, status, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
+        "confirm_by, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?)",
         (
             grant_id,
             _unused_virtual_number(tx),
@@ -65,6 +78,7 @@ def issue(tx: Tx, rt: Runtime, caller: Caller, body: GrantIn) -> dict[str, Any]:
             body.bill_id,
             rights.amount_cap,
             rights.max_uses,
+            confirm_by,
             now,
         ),
     )
@@ -72,7 +86,34 @@ def issue(tx: Tx, rt: Runtime, caller: Caller, body: GrantIn) -> dict[str, Any]:
         "INSERT INTO grant_terminals (grant_id, terminal_id) VALUES (?, ?)",
         [(grant_id, terminal) for terminal in allowed],
     )
-    return {"grant": _get(tx, rt, caller, grant_id), "auth_code": crypto.b64e(auth_code)}
+    answer = {"grant": _get(tx, rt, caller, grant_id), "auth_code": crypto.b64e(auth_code)}
+    return answer | ({"tapped": tapped} if tapped else {})
+
+
+def _check_tapped(tx: Tx, allowed: list[str], claimed: str | None) -> dict[str, str] | None:
+    """For a grant issued to whoever tapped: that terminal as the owner must compare it
+    (registered label and key fingerprint), once its hello's ``claimed`` fingerprint proved
+    to be its registered key's."""
+    if claimed is None:
+        return None
+    if len(allowed) != 1:
+        raise InvalidRequest(
+            "a grant issued in a tap is for the one terminal that tapped",
+            field="allowed_terminals",
+        )
+    row = tx.one(
+        "SELECT terminal_id, label, public_key FROM terminals WHERE terminal_id = ?", (allowed[0],)
+    )
+    if row is None:  # _check_terminals found it; kept for the type checker
+        raise NotFound(f"no terminal {allowed[0]}", code="terminal_not_found")
+    registered = crypto.key_fingerprint(bytes(row["public_key"]))
+    if not crypto.fingerprints_match(bytes.fromhex(claimed), registered):
+        raise Conflict(
+            f"the key fingerprint terminal {row['terminal_id']} showed in the tap is not its "
+            "registered key's: the device that tapped is not that terminal; no grant was issued",
+            code="key_fingerprint_mismatch",
+        )
+    return {"terminal_id": row["terminal_id"], "label": row["label"], "key_fingerprint": claimed}
 
 
 def _check_source(source: Row, body: GrantIn, now: int) -> None:
@@ -183,6 +224,28 @@ def revoke(tx: Tx, rt: Runtime, caller: Caller, grant_id: str) -> dict[str, Any]
     return _get(tx, rt, caller, grant_id)
 
 
+def confirm(tx: Tx, rt: Runtime, caller: Caller, grant_id: str) -> dict[str, Any]:
+    """The owner confirms the terminal that tapped: the grant pays from now on. Confirming
+    a grant that needs no confirmation (bound ahead, or confirmed already) changes nothing."""
+    row = _load_visible(tx, caller, grant_id, lock=True)
+    if row["issuing_terminal"] != caller.terminal_id:
+        raise Forbidden("only the issuing terminal can confirm a grant")
+    if row["status"] != "active":
+        raise Conflict(
+            f"grant {grant_id} is {row['status']}: it cannot be confirmed",
+            code=f"grant_{row['status']}",
+        )
+    if row["confirm_by"] is not None and rt.now_us() >= row["confirm_by"]:
+        raise Conflict(
+            f"grant {grant_id} was not confirmed within {CONFIRM_WINDOW_S} s of the tap and is "
+            "withdrawn: give a new one",
+            code="confirmation_lapsed",
+        )
+    if row["confirm_by"] is not None:
+        tx.execute("UPDATE grants SET confirm_by = NULL WHERE grant_id = ?", (grant_id,))
+    return _get(tx, rt, caller, grant_id)
+
+
 def allowed_terminals(tx: Tx, grant_id: str) -> list[str]:
     rows = tx.all(
         "SELECT terminal_id FROM grant_terminals WHERE grant_id = ? ORDER BY terminal_id",
@@ -194,6 +257,8 @@ def allowed_terminals(tx: Tx, grant_id: str) -> list[str]:
 def shown_status(row: Row, now_us: int) -> str:
     if row["status"] != "active":
         return str(row["status"])
+    if row["confirm_by"] is not None:
+        return "revoked" if now_us >= row["confirm_by"] else "unconfirmed"
     if row["valid_until"] is not None and now_us >= row["valid_until"]:
         return "expired"
     if row["remaining_uses"] == 0 or row["remaining_amount"] == 0:
@@ -223,6 +288,7 @@ def _view(tx: Tx, row: Row, caller: Caller, now_us: int) -> dict[str, Any]:
         "remaining_amount": row["remaining_amount"],
         "remaining_uses": row["remaining_uses"],
         "status": shown_status(row, now_us),
+        "confirm_by": iso(row["confirm_by"]),
         "created_at": iso(row["created_at"]),
     }
     if row["issuing_terminal"] == caller.terminal_id:

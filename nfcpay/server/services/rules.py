@@ -251,6 +251,9 @@ def rights_rule(attempt: Attempt, share: GrantShareIn, row: Row) -> Failure | No
         return Failure(DeclineCode.GRANT_LOCKED, f"grant {gid} is locked", gid)
     if row["status"] == "revoked":
         return Failure(DeclineCode.GRANT_REVOKED, f"grant {gid} was revoked by its owner", gid)
+    unconfirmed = confirmation_rule(row, now)
+    if unconfirmed is not None:
+        return unconfirmed
     if row["valid_from"] is not None and now < row["valid_from"]:
         return Failure(
             DeclineCode.GRANT_NOT_YET_VALID,
@@ -282,6 +285,27 @@ def rights_rule(attempt: Attempt, share: GrantShareIn, row: Row) -> Failure | No
             gid,
         )
     return scope_rule(attempt, row)
+
+
+def confirmation_rule(row: Row, now: int) -> Failure | None:
+    """A grant handed over to whoever tapped pays only once its owner confirmed who that
+    was (``confirm_by`` cleared); left unconfirmed past ``confirm_by``, it is withdrawn."""
+    gid, confirm_by = row["grant_id"], row["confirm_by"]
+    if confirm_by is None:
+        return None
+    if now >= confirm_by:
+        return Failure(
+            DeclineCode.GRANT_REVOKED,
+            f"grant {gid} is withdrawn: its owner did not confirm the terminal that tapped "
+            f"by {iso(confirm_by)}",
+            gid,
+        )
+    return Failure(
+        DeclineCode.GRANT_NOT_CONFIRMED,
+        f"grant {gid} waits for its owner to confirm the terminal that tapped "
+        f"(until {iso(confirm_by)})",
+        gid,
+    )
 
 
 def scope_rule(attempt: Attempt, row: Row) -> Failure | None:

@@ -206,7 +206,12 @@ _V6 = [
     "CREATE INDEX merchant_category_changes_merchant ON merchant_category_changes (merchant_id)",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
+#: v7 (confirm who tapped): a grant issued to whoever tapped waits for its owner's
+#: confirmation until ``confirm_by`` (server time, microseconds); NULL once confirmed, and
+#: for every grant bound ahead. Existing grants stay NULL: nothing changes for them.
+_V7 = ["ALTER TABLE grants ADD COLUMN confirm_by BIGINT"]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
 
 _ADVISORY_LOCK_KEY = 0x6E6663706179  # "nfcpay": serializes migrations across server processes
 

@@ -226,6 +226,18 @@ OWNERSHIP_CASES: dict[str, tuple[Callable[[World], Call], int, str]] = {
         403,
         "forbidden",
     ),
+    "confirm_other_owners_grant": (
+        _signed_call(_a, "POST", lambda w: f"/v1/grants/{w.b_grant}/confirm", {}),
+        404,
+        "grant_not_found",
+    ),
+    "target_confirms_grant_it_may_use": (
+        _signed_call(
+            lambda w: w.target, "POST", lambda w: f"/v1/grants/{w.a.grant_id}/confirm", {}
+        ),
+        403,
+        "forbidden",
+    ),
     "merchant_reads_grant": (
         _signed_call(lambda w: w.a.merchant, "GET", lambda w: f"/v1/grants/{w.a.grant_id}"),
         404,
@@ -368,14 +380,14 @@ def test_other_terminals_objects_are_out_of_reach(
     assert answer["error"] == code, answer
 
 
-@pytest.mark.parametrize("kind", ["payment", "revoke", "refund"])
+@pytest.mark.parametrize("kind", ["payment", "revoke", "confirm", "refund"])
 def test_replayed_request_is_refused(harness: Harness, world: World, kind: str) -> None:
     """The same signed request twice: the first works, the copy changes nothing."""
     scene = harness.scene(max_uses=3)
     if kind == "payment":
         path, body, who = "/v1/payments", _payment_body_for(scene), scene.merchant
-    elif kind == "revoke":
-        path, body, who = f"/v1/grants/{scene.grant_id}/revoke", b"{}", scene.owner
+    elif kind in ("revoke", "confirm"):
+        path, body, who = f"/v1/grants/{scene.grant_id}/{kind}", b"{}", scene.owner
     else:
         paid = scene.pay(100)
         path, body, who = f"/v1/payments/{paid['payment_id']}/refunds", b"{}", scene.merchant
@@ -384,7 +396,7 @@ def test_replayed_request_is_refused(harness: Harness, world: World, kind: str) 
     call = Call("POST", path, body, headers)
     first = _send(harness, call)
     assert first.status_code in (200, 201), first.text
-    assert first.json().get("status") in (None, "approved", "revoked"), first.text
+    assert first.json().get("status") in (None, "approved", "revoked", "active"), first.text
     answer = _refused(harness, call, 401)
     assert "replay" in answer["message"]
     # With a fresh idempotency key the copy is still the same nonce: refused all the same.

@@ -68,6 +68,12 @@ def _stranger_presents(h: Harness, s: PaymentScene) -> Request:
     return lambda: s.pay(AMOUNT, presenter=stranger)
 
 
+def _handed_over_in_a_tap(h: Harness, s: PaymentScene) -> Request:
+    # Issued to whoever tapped: it waits for the owner to confirm who that was.
+    tapped = s.another_grant(amount_cap=AMOUNT, tap_fingerprint=s.target.key_fingerprint)
+    return lambda: tapped.pay(AMOUNT)
+
+
 def _wrong_usage_auth(h: Harness, s: PaymentScene) -> Request:
     return lambda: s.pay(AMOUNT, grants=[(s.grant_id, secrets.token_bytes(32), AMOUNT)])
 
@@ -213,6 +219,7 @@ CASES: dict[str, Case] = {
         setup=_pay_with_reused_challenge,
     ),
     "grant_revoked": Case("grant_revoked", _pay(), setup=_revoke),
+    "grant_not_confirmed": Case("grant_not_confirmed", _handed_over_in_a_tap),
     "grant_expired": Case(
         "grant_expired",
         _pay(),
