@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 
-from nfcpay import crypto
 from nfcpay.testing.server import InProcessServer, build_signed_means, state_snapshot
 from tests.group.scene import Group
 
@@ -18,7 +17,7 @@ def _group(app: InProcessServer, members: int = 3) -> Group:
 
 def test_exact_bill_charges_every_share_and_the_collector(app: InProcessServer) -> None:
     group = _group(app)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(100_000)
     for member, share in zip(group.members, (30_000, 25_000, 20_000), strict=True):
         group.issue(member, share, bill)
     answer = group.pay(100_000, bill, own_amount=25_000)
@@ -34,7 +33,7 @@ def test_exact_bill_charges_every_share_and_the_collector(app: InProcessServer) 
 
 def test_remainder_mode_charges_the_collector_what_is_left(app: InProcessServer) -> None:
     group = _group(app)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(100_000, mode="remainder")
     for member in group.members:
         group.issue(member, 33_333, bill)
     answer = group.pay(100_000, bill, split_mode="remainder", own_amount=100_000 - 99_999)
@@ -45,7 +44,7 @@ def test_remainder_mode_charges_the_collector_what_is_left(app: InProcessServer)
 
 def test_exact_mode_names_the_difference(app: InProcessServer) -> None:
     group = _group(app, members=2)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(25_000)
     for member in group.members:
         group.issue(member, 10_000, bill)
     answer = group.pay(25_000, bill, own_amount=4_000)
@@ -55,7 +54,7 @@ def test_exact_mode_names_the_difference(app: InProcessServer) -> None:
 
 def test_remainder_mode_declines_a_negative_remainder(app: InProcessServer) -> None:
     group = _group(app, members=2)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(15_000, mode="remainder")
     for member in group.members:
         group.issue(member, 10_000, bill)
     answer = group.pay(15_000, bill, split_mode="remainder")
@@ -65,7 +64,7 @@ def test_remainder_mode_declines_a_negative_remainder(app: InProcessServer) -> N
 
 def test_a_bill_cannot_be_paid_twice(app: InProcessServer) -> None:
     group = _group(app, members=1)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(15_000)
     group.issue(group.members[0], 10_000, bill)
     assert group.pay(15_000, bill, own_amount=5_000)["status"] == "approved"
     before = app.query(state_snapshot)
@@ -77,7 +76,7 @@ def test_a_bill_cannot_be_paid_twice(app: InProcessServer) -> None:
 def test_one_failing_share_declines_all_and_the_others_stay_usable(app: InProcessServer) -> None:
     group = _group(app, members=2)
     poor = group.add_member(wallet=5_000)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(35_000)
     for member in group.members:
         group.issue(member, 10_000, bill)
     before = app.query(state_snapshot)
@@ -101,7 +100,7 @@ def test_one_failing_share_declines_all_and_the_others_stay_usable(app: InProces
 def test_own_share_failure_names_the_source(app: InProcessServer) -> None:
     group = Group.create(app.url, http=app.http, own_balance=1_000)
     group.add_member()
-    bill = crypto.new_id("b")
+    bill = group.open_bill(15_000)
     group.issue(group.members[0], 10_000, bill)
     answer = group.pay(15_000, bill, own_amount=5_000)
     assert answer["failing"] == [
@@ -115,7 +114,7 @@ def test_own_share_failure_names_the_source(app: InProcessServer) -> None:
 
 def test_member_notifications_show_share_merchant_and_bill(app: InProcessServer) -> None:
     group = _group(app, members=2)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(24_000)
     for member in group.members:
         group.issue(member, 12_000, bill)
     assert group.pay(24_000, bill)["status"] == "approved"
@@ -131,9 +130,9 @@ def test_member_notifications_show_share_merchant_and_bill(app: InProcessServer)
 def test_grant_outside_its_bill_is_declined_and_the_member_told(app: InProcessServer) -> None:
     group = _group(app, members=1)
     member = group.members[0]
-    bill = crypto.new_id("b")
+    bill = group.open_bill(10_000)
     group.issue(member, 10_000, bill)
-    for other_bill in (None, crypto.new_id("b")):
+    for other_bill in (None, group.open_bill(10_000)):
         answer = group.pay(10_000, other_bill)
         assert answer["failing"][0]["decline_code"] == "bill_mismatch"
     notes = [n for n in member.terminal.client.notifications() if n["kind"] == "bill_mismatch"]
@@ -146,7 +145,7 @@ def test_grant_presented_by_another_terminal_is_declined_and_notified(
 ) -> None:
     group = _group(app, members=1)
     member = group.members[0]
-    bill = crypto.new_id("b")
+    bill = group.open_bill(10_000)
     group.issue(member, 10_000, bill)
     stranger = Group.create(app.url, http=app.http).collector
     usage_auth = member.usage_auth(group.collector)  # a copy of the collector's payload
@@ -162,7 +161,7 @@ def test_the_signature_binds_the_bill(app: InProcessServer) -> None:
     group = _group(app, members=1)
     member = group.members[0]
     group.issue(member, 10_000, None)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(10_000)
     # Signed for no bill, sent for a bill: the signature does not match.
     challenge = secrets.token_bytes(16)
     means = build_signed_means(

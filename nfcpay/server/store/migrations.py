@@ -168,7 +168,30 @@ _V3 = ["CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)"]
 #: migration's transaction (writers wait for it: about a second per million notifications).
 _V4 = ["CREATE INDEX notifications_grant ON notifications (grant_id, kind)"]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+#: v5 (hardening: bills are server objects): a group bill is opened with the server by its
+#: collector, which alone may present a payment for it. Bills paid before v5 are carried over
+#: as paid by the terminal that presented the payment (their split mode was not stored).
+#: Members are not a table: they are the grants naming the bill (found by ``grants_bill``).
+_V5 = [
+    """CREATE TABLE bills (
+        bill_id TEXT PRIMARY KEY,
+        collector_terminal TEXT NOT NULL REFERENCES terminals (terminal_id),
+        currency TEXT NOT NULL,
+        total BIGINT NOT NULL CHECK (total > 0),
+        mode TEXT NOT NULL CHECK (mode IN ('exact', 'remainder')),
+        status TEXT NOT NULL CHECK (status IN ('open', 'paid')),
+        payment_id TEXT UNIQUE REFERENCES payments (payment_id),
+        created_at BIGINT NOT NULL,
+        CHECK ((status = 'paid') = (payment_id IS NOT NULL)))""",
+    "CREATE INDEX bills_collector ON bills (collector_terminal, created_at)",
+    "CREATE INDEX grants_bill ON grants (bill_id)",
+    """INSERT INTO bills (bill_id, collector_terminal, currency, total, mode, status,
+        payment_id, created_at)
+        SELECT bill_id, presenting_terminal, currency, amount, 'exact', 'paid', payment_id,
+        created_at FROM payments WHERE bill_id IS NOT NULL""",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 
 _ADVISORY_LOCK_KEY = 0x6E6663706179  # "nfcpay": serializes migrations across server processes
 
