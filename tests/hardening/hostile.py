@@ -319,6 +319,7 @@ class World:
     scene: PaymentScene
     patch_source_id: str
     payment_id: str
+    bill_id: str
 
     @classmethod
     def build(cls, url: str) -> World:
@@ -327,13 +328,15 @@ class World:
         )
         spare = scene.owner.client.add_wallet(10, scene.currency)["source_id"]
         payment = scene.pay(1, idempotency_key=secrets.token_hex(8))
-        return cls(url, scene, spare, payment["payment_id"])
+        bill = scene.target.client.open_bill(total=10**6, currency=scene.currency)
+        return cls(url, scene, spare, payment["payment_id"], bill["bill_id"])
 
     def path_params(self) -> dict[str, str]:
         return {
             "source_id": self.patch_source_id,
             "grant_id": self.scene.grant_id,
             "payment_id": self.payment_id,
+            "bill_id": self.bill_id,
         }
 
     def body(self, method: str, path: str) -> tuple[Any, Ed25519PrivateKey | None]:
@@ -375,6 +378,12 @@ class World:
                     "regions": ["KR-11"],
                     "merchants": [scene.merchant.merchant_id],
                 },
+                "bill_id": self.bill_id,
+            },
+            ("post", "/v1/bills"): lambda: {
+                "total": 10**6,
+                "currency": scene.currency,
+                "mode": "remainder",
             },
             ("post", "/v1/payments"): lambda: scene.payment_body(1),
             ("post", "/v1/payments/{payment_id}/refunds"): lambda: {"amount": 1},
@@ -382,6 +391,8 @@ class World:
 
     def signer(self, path: str) -> Terminal:
         scene = self.scene
+        if path.startswith("/v1/bills"):
+            return scene.target
         return scene.merchant if path.startswith("/v1/payments") else scene.owner
 
 

@@ -215,6 +215,7 @@ def replay_calls(harness: Harness) -> dict[tuple[str, str], tuple[Terminal | Non
             owner, f"/v1/funding-sources/{source}", {"status": "dormant"}, None,
         ),
         ("POST", "/v1/grants"): (owner, "/v1/grants", grant, None),
+        ("POST", "/v1/bills"): (scene.target, "/v1/bills", {"total": 100, "currency": "KRW"}, None),
     }  # fmt: skip
 
 
@@ -239,6 +240,7 @@ def test_every_state_changing_route_has_a_replay_case(harness: Harness) -> None:
         ("POST", "/v1/funding-sources"),
         ("PATCH", "/v1/funding-sources/{source_id}"),
         ("POST", "/v1/grants"),
+        ("POST", "/v1/bills"),
     ],
     ids=lambda route: f"{route[0]} {route[1]}",
 )
