@@ -30,6 +30,9 @@ from nfcpay.errors import ApiError, MoneyError
 def group() -> None:
     """Group payment: collect members' shares over NFC, then pay the whole bill at once.
 
+    A new bill is opened with the payment server, which picks its id and takes a payment
+    for it only from the collector's terminal.
+
     \b
     collector:  nfcpay group collect --total 100,000 --members 3
     members:    nfcpay group join [--max 40,000]          (each taps the collector)
