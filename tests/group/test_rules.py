@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
+
+from nfcpay import crypto
+from nfcpay.errors import ApiError
 from nfcpay.testing.server import InProcessServer, build_signed_means, state_snapshot
 from tests.group.scene import Group
 
@@ -177,3 +181,26 @@ def test_the_signature_binds_the_bill(app: InProcessServer) -> None:
             amount=10_000, currency="KRW", challenge=challenge, means=means, **extra
         )
         assert answer["decline_code"] == "bad_signature", answer
+
+
+def test_a_member_grant_names_only_an_open_bill(app: InProcessServer) -> None:
+    """A grant naming a bill no collector opened, a paid bill, or a bill in another currency
+    is refused at issue, with a sentence, and nothing is written."""
+    group = _group(app, members=1)
+    member = group.members[0]
+    bill = group.open_bill(10_000)
+    group.issue(member, 10_000, bill)
+    assert group.pay(10_000, bill)["status"] == "approved"
+    usd = group.collector.client.open_bill(total=10, currency="USD")["bill_id"]
+    before = app.query(state_snapshot)
+    cases = [
+        (crypto.new_id("b"), 422, "bill_not_found", "upgrade nfcpay"),
+        (bill, 409, "bill_already_paid", f"bill {bill} is already paid"),
+        (usd, 422, "currency_mismatch", f"bill {usd} is in USD, the grant in KRW"),
+    ]
+    for named, status, code, said in cases:
+        with pytest.raises(ApiError) as refused:
+            group.issue(member, 10_000, named)
+        assert (refused.value.status, refused.value.code) == (status, code)
+        assert said in refused.value.message
+    assert app.query(state_snapshot) == before
