@@ -163,22 +163,28 @@ def _check_shape(body: PaymentIn) -> None:
 
 
 def _check_bill(check: _Check) -> Failure | None:
-    """The presenting terminal's bill is unpaid and paid on its terms. Its row stays locked
-    until commit (PostgreSQL; on SQLite the transaction holds the write lock), and the unique
-    index on payments.bill_id backs "paid at most once" up.
+    """The presenting terminal's bill is unpaid and paid on its terms. Its payers are
+    serialized (PostgreSQL: an advisory lock on the bill id and the bill's row lock; SQLite:
+    the transaction's write lock), and the unique index on payments.bill_id backs "paid at
+    most once" up.
 
     Returns (without adding it) why the bill is not the presenting terminal's: the grants are
-    still checked, so a member whose grant was copied is told as for any other payment."""
-    bill_id = check.attempt.body.bill_id
+    still checked, so a member whose grant was copied is told as for any other payment. Such
+    a payment takes no lock on the bill: a bill's collector never changes, so whose it is
+    needs none, and a stranger cannot make its collector wait."""
+    tx, bill_id = check.tx, check.attempt.body.bill_id
     if bill_id is None:
         return None
-    if check.tx.dialect == "postgresql":
-        check.tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (bill_id,))
-    bill = bills.load_for_payment(check.tx, bill_id)
+    bill = bills.load(tx, bill_id)
     foreign = bill_owner_rule(check.attempt, bill)
-    if foreign is None and bill is not None:
+    if foreign is not None:
+        return foreign
+    if tx.dialect == "postgresql":
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (bill_id,))
+        bill = bills.load(tx, bill_id, lock=True)  # read again now that payers wait in turn
+    if bill is not None:
         check.add(bill_rule(check.attempt, bill))
-    return foreign
+    return None
 
 
 def _check_presentation(check: _Check) -> None:

@@ -69,9 +69,10 @@ def require_open(tx: Tx, bill_id: str, currency: str) -> None:
         )
 
 
-def load_for_payment(tx: Tx, bill_id: str) -> Row | None:
-    """The bill a payment names, locked until the payment commits (None: no such bill)."""
-    return tx.one(f"SELECT {BILL_COLUMNS} FROM bills WHERE bill_id = ?{tx.for_update}", (bill_id,))
+def load(tx: Tx, bill_id: str, *, lock: bool = False) -> Row | None:
+    """The bill a payment names (None: no such bill); with ``lock``, locked until commit."""
+    clause = tx.for_update if lock else ""
+    return tx.one(f"SELECT {BILL_COLUMNS} FROM bills WHERE bill_id = ?{clause}", (bill_id,))
 
 
 def mark_paid(tx: Tx, bill_id: str, payment_id: str) -> None:
