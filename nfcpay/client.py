@@ -242,6 +242,18 @@ class PaymentClient:
         """The owner confirms the terminal a grant was handed to in a tap."""
         return self._call("POST", f"/v1/grants/{grant_id}/confirm", {}, idempotent=True)
 
+    # --- bills ---------------------------------------------------------------------------
+
+    def open_bill(self, *, total: int, currency: str, mode: str = "exact") -> Json:
+        """Open a group bill this (target) terminal collects; the answer's ``bill_id`` is the
+        server's. Not retried after a timeout: a second try would open a second bill."""
+        body = {"total": total, "currency": currency, "mode": mode}
+        return self._call("POST", "/v1/bills", body)
+
+    def get_bill(self, bill_id: str) -> Json:
+        """One of this terminal's bills with its members (the grants naming it)."""
+        return self._call("GET", f"/v1/bills/{bill_id}")
+
     # --- payments ------------------------------------------------------------------------
 
     def authorize_payment(

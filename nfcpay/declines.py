@@ -25,6 +25,8 @@ class DeclineCode(StrEnum):
     PURPOSE_NOT_REGISTERED = "purpose_not_registered"
     #: the bill the payment names was already paid by an earlier payment
     BILL_ALREADY_PAID = "bill_already_paid"
+    #: the payment's currency, split mode or (exact mode) amount is not the bill's as opened
+    BILL_TERMS_MISMATCH = "bill_terms_mismatch"
     #: a grant is bound to another bill, or none of the grants presented belongs to the bill
     BILL_MISMATCH = "bill_mismatch"
     #: the presenting terminal's signature over the request is missing or wrong
@@ -69,3 +71,5 @@ class DeclineCode(StrEnum):
     LIMIT_EXCEEDED = "limit_exceeded"
     #: a wallet's or bank account's balance does not cover the shares it backs
     INSUFFICIENT_BALANCE = "insufficient_balance"
+    #: the bill the payment names was not opened with the server by the presenting terminal
+    BILL_NOT_YOURS = "bill_not_yours"

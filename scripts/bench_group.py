@@ -153,7 +153,7 @@ def authorization_times(url: str, requests: int) -> tuple[list[float], list[floa
     single, group = [], []
     for _ in range(requests):
         single.append(pay([grant(members[0], 10_000, None)], 10_000, None, None))
-        bill = crypto.new_id("b")
+        bill = collector.open_bill(total=100_000, currency="KRW")["bill_id"]
         shares = [grant(member, 20_000, bill) for member in members]
         group.append(pay(shares, 100_000, 20_000, bill))
     return single, group

@@ -30,6 +30,9 @@ from nfcpay.errors import ApiError, MoneyError
 def group() -> None:
     """Group payment: collect members' shares over NFC, then pay the whole bill at once.
 
+    A new bill is opened with the payment server, which picks its id and takes a payment
+    for it only from the collector's terminal.
+
     \b
     collector:  nfcpay group collect --total 100,000 --members 3
     members:    nfcpay group join [--max 40,000]          (each taps the collector)
@@ -103,6 +106,9 @@ def collect(
 ) -> None:
     """Start (or continue) a bill and wait for each member's tap until all have joined.
 
+    A new bill is opened with the payment server first (it needs the server): the server
+    picks the bill's id and takes a payment for it only from this terminal.
+
     With --carrier tag, each run is one visit of the bill's sticker: it takes the share a
     member wrote on it and leaves the request for the next share (or wipes it when the bill
     is complete). Run it again with --bill for each visit.
@@ -131,7 +137,8 @@ def collect(
             parsed,
             members,
         )
-        bill = bills.new_bill(home, identity, split, mode=mode, expires_in=expires)
+        with client_of(obj, home) as client:
+            bill = bills.open_bill(home, identity, client, split, mode=mode, expires_in=expires)
         obj.status(
             f"Bill {bill['bill_id']}: {money_text(bill['total'], bill['currency'])}, your share "
             f"{money_text(bill['collector_share'], bill['currency'])} ({mode} mode)."

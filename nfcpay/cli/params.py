@@ -314,6 +314,7 @@ SERVER_FIELDS: dict[str, tuple[str, CheckedType]] = {
     "amount": ("--amount", POSITIVE_AMOUNT),
     "purpose": ("--purpose", PURPOSE),
     "bill_id": ("--bill", BILL_ID),
+    "total": ("--total", POSITIVE_AMOUNT),
     "means.own_source_id": ("--own-source", SOURCE_ID),
     "after": ("--after", NOTIFICATION_ID),
     "Idempotency-Key": ("--idempotency-key", IDEMPOTENCY_KEY),

@@ -19,6 +19,7 @@ from nfcpay.server.auth import verify_request
 from nfcpay.server.fastpath import pay
 from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import (
+    BillIn,
     CategoriesIn,
     FundingSourceIn,
     GrantIn,
@@ -29,6 +30,7 @@ from nfcpay.server.schemas import (
     refuse_nul,
 )
 from nfcpay.server.services import (
+    bills,
     grants,
     idempotency,
     merchants,
@@ -136,6 +138,14 @@ def build_router(rt: Runtime) -> APIRouter:
     @router.post("/grants/{grant_id}/confirm", tags=["grants"])
     async def confirm_grant(grant_id: str, caller: Signed) -> Json:
         return await rt.unit_async(caller, lambda tx: grants.confirm(tx, rt, caller, grant_id))
+
+    @router.post("/bills", status_code=201, tags=["bills"])
+    async def open_bill(body: BillIn, caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: bills.open_bill(tx, rt, caller, body))
+
+    @router.get("/bills/{bill_id}", tags=["bills"])
+    async def get_bill(bill_id: str, caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: bills.get(tx, caller, bill_id))
 
     @router.post("/payments", tags=["payments"])
     async def authorize_payment(

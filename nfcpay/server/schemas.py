@@ -158,6 +158,13 @@ class GrantIn(_WithCurrency):
     tap_fingerprint: Fingerprint | None = None
 
 
+class BillIn(_WithCurrency):
+    """A group bill its collector opens: the total to split and how (see ``PaymentIn``)."""
+
+    total: Amount
+    mode: Literal["exact", "remainder"] = "exact"
+
+
 class GrantShareIn(_Body):
     grant_id: Id
     usage_auth: Annotated[str, StringConstraints(strict=True, max_length=64)]

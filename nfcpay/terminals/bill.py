@@ -1,6 +1,8 @@
 """The collector's bill: its split, who has joined with which grant, and whether it is paid.
 
-Kept in the collector's home as ``bills/<bill id>.json``::
+The server mints the bill's id when the collector opens it (:func:`open_bill`) and from then
+on takes a payment for the bill only from the collector's terminal. Kept in the collector's
+home as ``bills/<bill id>.json``::
 
     {"bill_id", "currency", "total", "mode": "exact"|"remainder", "collector_terminal",
      "collector_share", "created_at", "expires_at", "status": "collecting"|"ready"|"paid",
@@ -19,8 +21,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nfcpay import crypto
-from nfcpay.errors import ConfigError, Declined
+from nfcpay.client import PaymentClient
+from nfcpay.errors import ConfigError, Declined, ServerUnavailable
 from nfcpay.money import format_minor
 from nfcpay.records import ChallengeRecord, GrantRecord, SplitRequestRecord
 from nfcpay.split import Split
@@ -36,15 +38,46 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def new_bill(
-    home: TerminalHome, identity: Identity, split: Split, *, mode: str, expires_in: timedelta
+def open_bill(
+    home: TerminalHome,
+    identity: Identity,
+    client: PaymentClient,
+    split: Split,
+    *,
+    mode: str,
+    expires_in: timedelta,
 ) -> Json:
-    """Create and store a bill for ``split`` collected by this (target) terminal."""
-    if mode not in MODES:
-        raise ConfigError(f"unknown split mode {mode!r}: use exact or remainder")
+    """Open a bill for ``split`` with the payment server (which picks its id and from then
+    on takes a payment for it only from this terminal) and keep it here."""
+    _check_mode(mode)
+    try:
+        opened = client.open_bill(total=split.total, currency=identity.currency, mode=mode)
+    except ServerUnavailable as exc:
+        raise ServerUnavailable(
+            f"a bill is opened with the payment server, and it is out of reach: {exc.message}",
+            code=exc.code,
+            status=exc.status,
+        ) from exc
+    return new_bill(
+        home, identity, split, bill_id=opened["bill_id"], mode=mode, expires_in=expires_in
+    )
+
+
+def new_bill(
+    home: TerminalHome,
+    identity: Identity,
+    split: Split,
+    *,
+    bill_id: str,
+    mode: str,
+    expires_in: timedelta,
+) -> Json:
+    """Store bill ``bill_id`` (opened with the server) for ``split``, collected by this
+    (target) terminal."""
+    _check_mode(mode)
     now = _now()
     bill: Json = {
-        "bill_id": crypto.new_id("b"),
+        "bill_id": bill_id,
         "currency": identity.currency,
         "total": split.total,
         "mode": mode,
@@ -70,6 +103,11 @@ def new_bill(
     refresh_status(bill)
     save(home, bill)
     return bill
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"unknown split mode {mode!r}: use exact or remainder")
 
 
 def load(home: TerminalHome, bill_id: str) -> Json:

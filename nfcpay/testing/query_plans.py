@@ -340,8 +340,10 @@ def hot_path_scene(server: InProcessServer) -> tuple[PaymentScene, tuple[str, by
 
 
 def pay_a_bill(scene: PaymentScene, amount: int) -> dict[str, Any]:
-    """A group bill paid with a member's grant bound to it (the owner plays the member)."""
-    bill_id = f"b_{secrets.token_hex(6)}"
+    """A group bill the target opens and pays with a member's grant bound to it (the owner
+    plays the member)."""
+    bill = scene.target.client.open_bill(total=amount, currency=scene.currency)
+    bill_id = bill["bill_id"]
     return scene.another_grant(amount_cap=amount, bill_id=bill_id).pay(amount, bill_id=bill_id)
 
 

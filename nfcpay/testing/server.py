@@ -389,6 +389,7 @@ STATE_TABLES = (
     "payment_shares",
     "refunds",
     "challenges",
+    "bills",
 )
 
 
@@ -422,6 +423,12 @@ class PaymentScene:
     @property
     def grant_id(self) -> str:
         return str(self.grant["grant_id"])
+
+    @property
+    def bill_id(self) -> str | None:
+        """The bill the scene's grant is a share of (``payment_scene(bill=...)``), if any."""
+        bill_id = self.grant["bill_id"]
+        return None if bill_id is None else str(bill_id)
 
     def another_grant(self, **rights: Any) -> PaymentScene:
         """This scene with a further grant (``rights`` as for issue_grant) on the same source
@@ -609,12 +616,15 @@ def payment_scene(
     source: Mapping[str, Any] | None = None,
     merchant: Mapping[str, str] | None = None,
     currency: str = "KRW",
+    bill: Mapping[str, Any] | None = None,
     **rights: Any,
 ) -> PaymentScene:
     """Register owner (user), target and merchant terminals, give the owner a funding source
     (default: a card with limit 100,000) and issue a grant for the target.
 
     ``source`` picks the source: ``{"kind": "wallet", "balance": 500}`` or card fields.
+    ``bill`` (``{"total": 1_000}``, optionally ``"mode"``): the target opens a group bill
+    first and the grant is a member's share of it (:attr:`PaymentScene.bill_id`).
     ``rights`` go to :meth:`PaymentClient.issue_grant` (default ``amount_cap=50_000``).
     """
     owner = register_terminal(url, "user", http=http, transport=transport)
@@ -630,6 +640,8 @@ def payment_scene(
     else:
         src = owner.client.add_bank(spec.get("balance", 100_000), currency)
     rights.setdefault("amount_cap", 50_000)
+    if bill is not None:
+        rights["bill_id"] = target.client.open_bill(currency=currency, **bill)["bill_id"]
     issued = owner.client.issue_grant(
         src["source_id"], [target.terminal_id], currency=currency, **rights
     )

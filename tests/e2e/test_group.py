@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from nfcpay.terminals.account import connect
+from nfcpay.terminals.home import TerminalHome
 from nfcpay.testing.server import ServerProcess
 from tests.e2e.conftest import Cli, finish, free_udp_port
 
@@ -155,3 +157,24 @@ def test_demo_group_story() -> None:
     assert run.returncode == 0 and data["ok"], data
     names = [step["name"] for step in data["steps"]]
     assert names[-3:] == ["group_declined", "group_replace", "group_approved"]
+
+
+def test_a_new_bill_is_opened_with_the_server_and_needs_it(cli: Cli) -> None:
+    """The server picks the bill's id and knows its collector; without the server, no bill
+    is started at all."""
+    col = cli.init("col", "target")
+    collect = ("group", "collect", "--total", "90,000", "--members", "2", "--timeout", "1")
+    device = f"loopback:{free_udp_port()}"
+    down = finish(cli.start("col", *collect, device=device, server="http://127.0.0.1:9"))
+    assert down.status == 5 and down.data["error"] == "connect_failed", down
+    assert down.data["message"].startswith(
+        "a bill is opened with the payment server, and it is out of reach: "
+    ), down
+    assert list(TerminalHome(cli.home("col")).items("bills")) == []
+    opened = finish(cli.start("col", *collect, device=device))
+    assert opened.status == 3, opened  # nobody tapped within the second
+    bill_id = opened.data["bill"]["bill_id"]
+    with connect(TerminalHome(cli.home("col"))) as client:
+        on_server = client.get_bill(bill_id)
+    assert (on_server["collector_terminal"], on_server["total"]) == (col, 90_000)
+    assert (on_server["status"], on_server["members"]) == ("open", [])

@@ -146,6 +146,10 @@ class World:
     def shop(self) -> PaymentClient:
         return self.scene.merchant.client
 
+    @property
+    def target(self) -> PaymentClient:
+        return self.scene.target.client
+
     def grant(
         self,
         *,
@@ -218,6 +222,8 @@ REFUSALS: list[tuple[str, str, Request]] = [
     ("rights.regions", "validation_error", lambda w: w.grant(regions=["x" * 33])),
     ("rights.merchants", "validation_error", lambda w: w.grant(merchants=["m"])),
     ("bill_id", "validation_error", lambda w: w.grant(bill_id="b")),
+    ("bill_id", "bill_not_found", lambda w: w.grant(bill_id=crypto.new_id("b"))),
+    ("total", "validation_error", lambda w: w.target.open_bill(total=0, currency="KRW")),
     ("amount", "validation_error", lambda w: w.shop.refund(w.payment_id, 0)),
     ("amount", "over_refundable", lambda w: w.shop.refund(w.payment_id, 10**9)),
     ("purpose", "validation_error", lambda w: w.scene.pay(100, purpose="")),

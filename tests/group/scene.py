@@ -62,6 +62,11 @@ class Group:
         self.members.append(member)
         return member
 
+    def open_bill(self, total: int, *, mode: str = "exact") -> str:
+        """The collector opens a bill with the server, as ``group collect`` does: its id."""
+        opened = self.collector.client.open_bill(total=total, currency=CURRENCY, mode=mode)
+        return str(opened["bill_id"])
+
     def issue(
         self,
         member: Member,

@@ -76,7 +76,7 @@ def test_one_failing_share_declines_the_whole_bill(server: ServerProcess, name: 
         faulty = group.add_member(wallet=SHARE - 1)
     else:
         faulty = group.add_member()
-    bill = crypto.new_id("b")
+    bill = group.open_bill(3 * SHARE + 5_000)
     for member in fine:
         group.issue(member, SHARE, bill)
     overrides = fault.inject(group, faulty, bill)

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nfcpay import crypto
 from nfcpay.testing.server import InProcessServer, state_snapshot
 from tests.group.scene import Group
 
@@ -59,14 +58,14 @@ def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessSe
 def test_random_bills_match_the_model(shared_app: InProcessServer, plan: Plan) -> None:
     app = shared_app
     group = Group.create(app.url, http=app.http)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(sum(plan.shares) + plan.own, mode=plan.mode)
     failing: set[str] = set()
     usage_auths: dict[str, bytes] = {}
     for share, fault in zip(plan.shares, plan.faults, strict=True):
         member = group.add_member(wallet=share - 1 if fault == "low_funds" else 10**6)
         cap = share - 1 if fault == "over_cap" else share
         group.issue(
-            member, share, crypto.new_id("b") if fault == "other_bill" else bill, amount_cap=cap
+            member, share, group.open_bill(share) if fault == "other_bill" else bill, amount_cap=cap
         )
         if fault == "revoked":
             member.terminal.client.revoke_grant(member.grant_id)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nfcpay import crypto
 from nfcpay.testing.server import ServerProcess, register_terminal
 from tests.group.scene import Group
 
@@ -23,7 +22,7 @@ def test_one_member_grant_raced_into_several_bills(any_db_server: ServerProcess)
     group = Group.create(any_db_server.url)
     member = group.add_member()
     group.issue(member, 10_000, None)  # not bill-bound: any bill of the collector could use it
-    bills = [crypto.new_id("b") for _ in range(RACERS)]
+    bills = [group.open_bill(16_000) for _ in range(RACERS)]
     # Each bill also has its own member's grant: a bill is paid with its members' grants.
     bound = [group.issue(group.add_member(), 1_000, bill) for bill in bills]
     answers = _race(
@@ -45,18 +44,17 @@ def test_one_member_grant_raced_into_several_bills(any_db_server: ServerProcess)
 def test_a_bill_grant_raced_into_its_bill_and_another(any_db_server: ServerProcess) -> None:
     group = Group.create(any_db_server.url)
     member = group.add_member()
-    bill = crypto.new_id("b")
+    bill, other = group.open_bill(10_000), group.open_bill(10_000)
     group.issue(member, 10_000, bill)
-    answers = _race(
-        *[lambda b=b: group.pay(10_000, b) for b in [bill, crypto.new_id("b")] * (RACERS // 2)]
-    )
+    answers = _race(*[lambda b=b: group.pay(10_000, b) for b in [bill, other] * (RACERS // 2)])
     assert sum(a["status"] == "approved" for a in answers) == 1, answers
     assert group.charged()[member.source["source_id"]] == 10_000
 
 
 def test_one_bill_raced_by_several_payments(any_db_server: ServerProcess) -> None:
     group = Group.create(any_db_server.url)
-    bill = crypto.new_id("b")
+    # Remainder mode: each racer charges another amount, the collector's source the rest.
+    bill = group.open_bill(1_500, mode="remainder")
     merchants = [register_terminal(any_db_server.url, "merchant") for _ in range(2)]
     members = [group.issue(group.add_member(), 500, bill) for _ in range(RACERS)]
     answers = _race(
@@ -66,6 +64,7 @@ def test_one_bill_raced_by_several_payments(any_db_server: ServerProcess) -> Non
                 bill,
                 members=[members[i]],
                 own_amount=1_000 + i,
+                split_mode="remainder",
                 merchant=merchants[i % 2],
             )
             for i in range(RACERS)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
+
 from nfcpay import crypto
+from nfcpay.errors import ApiError
 from nfcpay.testing.server import InProcessServer, build_signed_means, state_snapshot
 from tests.group.scene import Group
 
@@ -18,7 +21,7 @@ def _group(app: InProcessServer, members: int = 3) -> Group:
 
 def test_exact_bill_charges_every_share_and_the_collector(app: InProcessServer) -> None:
     group = _group(app)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(100_000)
     for member, share in zip(group.members, (30_000, 25_000, 20_000), strict=True):
         group.issue(member, share, bill)
     answer = group.pay(100_000, bill, own_amount=25_000)
@@ -34,7 +37,7 @@ def test_exact_bill_charges_every_share_and_the_collector(app: InProcessServer) 
 
 def test_remainder_mode_charges_the_collector_what_is_left(app: InProcessServer) -> None:
     group = _group(app)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(100_000, mode="remainder")
     for member in group.members:
         group.issue(member, 33_333, bill)
     answer = group.pay(100_000, bill, split_mode="remainder", own_amount=100_000 - 99_999)
@@ -45,7 +48,7 @@ def test_remainder_mode_charges_the_collector_what_is_left(app: InProcessServer)
 
 def test_exact_mode_names_the_difference(app: InProcessServer) -> None:
     group = _group(app, members=2)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(25_000)
     for member in group.members:
         group.issue(member, 10_000, bill)
     answer = group.pay(25_000, bill, own_amount=4_000)
@@ -55,7 +58,7 @@ def test_exact_mode_names_the_difference(app: InProcessServer) -> None:
 
 def test_remainder_mode_declines_a_negative_remainder(app: InProcessServer) -> None:
     group = _group(app, members=2)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(15_000, mode="remainder")
     for member in group.members:
         group.issue(member, 10_000, bill)
     answer = group.pay(15_000, bill, split_mode="remainder")
@@ -65,7 +68,7 @@ def test_remainder_mode_declines_a_negative_remainder(app: InProcessServer) -> N
 
 def test_a_bill_cannot_be_paid_twice(app: InProcessServer) -> None:
     group = _group(app, members=1)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(15_000)
     group.issue(group.members[0], 10_000, bill)
     assert group.pay(15_000, bill, own_amount=5_000)["status"] == "approved"
     before = app.query(state_snapshot)
@@ -77,7 +80,7 @@ def test_a_bill_cannot_be_paid_twice(app: InProcessServer) -> None:
 def test_one_failing_share_declines_all_and_the_others_stay_usable(app: InProcessServer) -> None:
     group = _group(app, members=2)
     poor = group.add_member(wallet=5_000)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(35_000)
     for member in group.members:
         group.issue(member, 10_000, bill)
     before = app.query(state_snapshot)
@@ -101,7 +104,7 @@ def test_one_failing_share_declines_all_and_the_others_stay_usable(app: InProces
 def test_own_share_failure_names_the_source(app: InProcessServer) -> None:
     group = Group.create(app.url, http=app.http, own_balance=1_000)
     group.add_member()
-    bill = crypto.new_id("b")
+    bill = group.open_bill(15_000)
     group.issue(group.members[0], 10_000, bill)
     answer = group.pay(15_000, bill, own_amount=5_000)
     assert answer["failing"] == [
@@ -115,7 +118,7 @@ def test_own_share_failure_names_the_source(app: InProcessServer) -> None:
 
 def test_member_notifications_show_share_merchant_and_bill(app: InProcessServer) -> None:
     group = _group(app, members=2)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(24_000)
     for member in group.members:
         group.issue(member, 12_000, bill)
     assert group.pay(24_000, bill)["status"] == "approved"
@@ -131,9 +134,9 @@ def test_member_notifications_show_share_merchant_and_bill(app: InProcessServer)
 def test_grant_outside_its_bill_is_declined_and_the_member_told(app: InProcessServer) -> None:
     group = _group(app, members=1)
     member = group.members[0]
-    bill = crypto.new_id("b")
+    bill = group.open_bill(10_000)
     group.issue(member, 10_000, bill)
-    for other_bill in (None, crypto.new_id("b")):
+    for other_bill in (None, group.open_bill(10_000)):
         answer = group.pay(10_000, other_bill)
         assert answer["failing"][0]["decline_code"] == "bill_mismatch"
     notes = [n for n in member.terminal.client.notifications() if n["kind"] == "bill_mismatch"]
@@ -146,7 +149,7 @@ def test_grant_presented_by_another_terminal_is_declined_and_notified(
 ) -> None:
     group = _group(app, members=1)
     member = group.members[0]
-    bill = crypto.new_id("b")
+    bill = group.open_bill(10_000)
     group.issue(member, 10_000, bill)
     stranger = Group.create(app.url, http=app.http).collector
     usage_auth = member.usage_auth(group.collector)  # a copy of the collector's payload
@@ -162,7 +165,7 @@ def test_the_signature_binds_the_bill(app: InProcessServer) -> None:
     group = _group(app, members=1)
     member = group.members[0]
     group.issue(member, 10_000, None)
-    bill = crypto.new_id("b")
+    bill = group.open_bill(10_000)
     # Signed for no bill, sent for a bill: the signature does not match.
     challenge = secrets.token_bytes(16)
     means = build_signed_means(
@@ -178,3 +181,26 @@ def test_the_signature_binds_the_bill(app: InProcessServer) -> None:
             amount=10_000, currency="KRW", challenge=challenge, means=means, **extra
         )
         assert answer["decline_code"] == "bad_signature", answer
+
+
+def test_a_member_grant_names_only_an_open_bill(app: InProcessServer) -> None:
+    """A grant naming a bill no collector opened, a paid bill, or a bill in another currency
+    is refused at issue, with a sentence, and nothing is written."""
+    group = _group(app, members=1)
+    member = group.members[0]
+    bill = group.open_bill(10_000)
+    group.issue(member, 10_000, bill)
+    assert group.pay(10_000, bill)["status"] == "approved"
+    usd = group.collector.client.open_bill(total=10, currency="USD")["bill_id"]
+    before = app.query(state_snapshot)
+    cases = [
+        (crypto.new_id("b"), 422, "bill_not_found", "upgrade nfcpay"),
+        (bill, 409, "bill_already_paid", f"bill {bill} is already paid"),
+        (usd, 422, "currency_mismatch", f"bill {usd} is in USD, the grant in KRW"),
+    ]
+    for named, status, code, said in cases:
+        with pytest.raises(ApiError) as refused:
+            group.issue(member, 10_000, named)
+        assert (refused.value.status, refused.value.code) == (status, code)
+        assert said in refused.value.message
+    assert app.query(state_snapshot) == before

@@ -321,6 +321,7 @@ class World:
     payment_id: str
     #: The merchant's challenge the payment's means answered (base64url).
     challenge: str
+    bill_id: str
 
     @classmethod
     def build(cls, url: str) -> World:
@@ -330,7 +331,10 @@ class World:
         spare = scene.owner.client.add_wallet(10, scene.currency)["source_id"]
         challenge = secrets.token_bytes(16)
         payment = scene.pay(1, idempotency_key=secrets.token_hex(8), challenge=challenge)
-        return cls(url, scene, spare, payment["payment_id"], crypto.b64e(challenge))
+        bill = scene.target.client.open_bill(total=10**6, currency=scene.currency)
+        return cls(
+            url, scene, spare, payment["payment_id"], crypto.b64e(challenge), bill["bill_id"]
+        )
 
     def path_params(self) -> dict[str, str]:
         return {
@@ -339,6 +343,7 @@ class World:
             "payment_id": self.payment_id,
             "merchant_id": str(self.scene.merchant.merchant_id),
             "challenge": self.challenge,
+            "bill_id": self.bill_id,
         }
 
     def body(self, method: str, path: str) -> tuple[Any, Ed25519PrivateKey | None]:
@@ -380,6 +385,12 @@ class World:
                     "regions": ["KR-11"],
                     "merchants": [scene.merchant.merchant_id],
                 },
+                "bill_id": self.bill_id,
+            },
+            ("post", "/v1/bills"): lambda: {
+                "total": 10**6,
+                "currency": scene.currency,
+                "mode": "remainder",
             },
             ("post", "/v1/payments"): lambda: scene.payment_body(1),
             ("post", "/v1/payments/{payment_id}/refunds"): lambda: {"amount": 1},
@@ -387,7 +398,7 @@ class World:
 
     def signer(self, path: str) -> Terminal:
         scene = self.scene
-        if path.startswith("/v1/presentations"):
+        if path.startswith(("/v1/presentations", "/v1/bills")):
             return scene.target
         return scene.merchant if path.startswith("/v1/payments") else scene.owner
 

@@ -144,7 +144,7 @@ def test_fast_path_hands_deep_bodies_to_fastapi(tmp_path: Path) -> None:
         plain = create_app(server.runtime.settings, runtime=server.runtime)
         plain.router.routes.remove(_fast_route(plain))
         scene = payment_scene(server.url, http=server.http)
-        world = World(server.url, scene, scene.source["source_id"], "p_none")
+        world = World(server.url, scene, scene.source["source_id"], "p_none", "b_none")
         answers: list[list[tuple[int, Any]]] = [[], []]
         with httpx.Client(transport=InProcessTransport(plain), base_url=server.url) as without:
             for answered, client in zip(answers, (server.http, without), strict=True):

@@ -365,13 +365,16 @@ def target_issuer(target: TerminalHome, grant_id: str) -> str:
 
 
 def new_bill(collector: TerminalHome, shares: list[int], total: int) -> dict[str, Any]:
-    return bills.new_bill(
-        collector,
-        collector.identity(),
-        plan_explicit(total, shares),
-        mode="exact",
-        expires_in=timedelta(minutes=15),
-    )
+    """A bill the collector opened with the server, as ``group collect --total`` does."""
+    with connect(collector) as client:
+        return bills.open_bill(
+            collector,
+            collector.identity(),
+            client,
+            plan_explicit(total, shares),
+            mode="exact",
+            expires_in=timedelta(minutes=15),
+        )
 
 
 def member(counter: Counter, name: str, card: str) -> TerminalHome:

@@ -220,6 +220,7 @@ def replay_calls(harness: Harness) -> dict[tuple[str, str], tuple[Terminal | Non
         ("PUT", "/v1/merchants/me/categories"): (
             scene.merchant, "/v1/merchants/me/categories", {"categories": ["5812", "5999"]}, None,
         ),
+        ("POST", "/v1/bills"): (scene.target, "/v1/bills", {"total": 100, "currency": "KRW"}, None),
     }  # fmt: skip
 
 
@@ -245,6 +246,7 @@ def test_every_state_changing_route_has_a_replay_case(harness: Harness) -> None:
         ("PATCH", "/v1/funding-sources/{source_id}"),
         ("POST", "/v1/grants"),
         ("PUT", "/v1/merchants/me/categories"),
+        ("POST", "/v1/bills"),
     ],
     ids=lambda route: f"{route[0]} {route[1]}",
 )

@@ -112,8 +112,20 @@ def _unknown_source(api: Api, s: PaymentScene) -> Final:
 
 
 def _bill_already_paid(api: Api, s: PaymentScene) -> Final:
-    assert s.pay(100, bill_id="b_dinner")["status"] == "approved"
-    return lambda: s.pay(100, bill_id="b_dinner")
+    assert s.pay(100, bill_id=s.bill_id)["status"] == "approved"
+    return lambda: s.pay(100, bill_id=s.bill_id)
+
+
+def _bill_not_yours(api: Api, s: PaymentScene) -> Final:
+    """Another terminal pays the scene target's bill first, with a grant naming it."""
+    stranger = api.terminal("target")
+    theirs = s.owner.client.issue_grant(
+        s.source["source_id"], [stranger.terminal_id], amount_cap=1, currency="KRW",
+        bill_id=s.bill_id,
+    )  # fmt: skip
+    gid, code = theirs["grant"]["grant_id"], crypto.b64d(theirs["auth_code"])
+    usage_auth = crypto.usage_auth(code, gid, s.owner.terminal_id, stranger.terminal_id)
+    return lambda: s.pay(1, grants=[(gid, usage_auth, 1)], presenter=stranger, bill_id=s.bill_id)
 
 
 def _plain(amount: int, **request: Any) -> Callable[[Api, PaymentScene], Final]:
@@ -157,8 +169,14 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[Api, PaymentScene], Final], str
     ),
     "grant_locked": ({}, _grant_locked, None),
     "unknown_source": ({}, _unknown_source, None),
-    "bill_mismatch": ({"bill_id": "b_dinner"}, _plain(100), "bill_mismatch"),
-    "bill_already_paid": ({"bill_id": "b_dinner", "max_uses": 2}, _bill_already_paid, None),
+    "bill_mismatch": ({"bill": {"total": 100}}, _plain(100), "bill_mismatch"),
+    "bill_already_paid": ({"bill": {"total": 100}, "max_uses": 2}, _bill_already_paid, None),
+    "bill_not_yours": ({"bill": {"total": 100}}, _bill_not_yours, None),
+    "bill_terms_mismatch": (
+        {"bill": {"total": 100}},
+        lambda api, s: lambda: s.pay(99, bill_id=s.bill_id),
+        None,
+    ),
 }
 
 
@@ -188,8 +206,8 @@ def test_each_decline_has_its_code_and_changes_nothing(api: Api, code: str) -> N
 
 
 def test_approval_charges_everything_once(api: Api) -> None:
-    scene = api.scene(amount_cap=10_000, max_uses=3, bill_id="b_lunch")
-    answer = scene.pay(4_000, bill_id="b_lunch")
+    scene = api.scene(amount_cap=10_000, max_uses=3, bill={"total": 4_000})
+    answer = scene.pay(4_000, bill_id=scene.bill_id)
     assert answer["status"] == "approved"
     assert answer["shares"] == [{"grant_id": scene.grant_id, "amount": 4_000}]
     assert answer["approval_code"]
@@ -199,7 +217,9 @@ def test_approval_charges_everything_once(api: Api) -> None:
     assert (card["outstanding"], card["available"]) == (4_000, 96_000)
     payment = scene.merchant.client.get_payment(answer["payment_id"])
     assert payment["amount"] == 4_000
-    assert payment["bill_id"] == "b_lunch"
+    assert payment["bill_id"] == scene.bill_id
+    bill = scene.target.client.get_bill(str(scene.bill_id))
+    assert (bill["status"], bill["payment_id"]) == ("paid", answer["payment_id"])
     kinds = [n["kind"] for n in scene.owner.client.notifications()]
     assert kinds == ["grant_used"]
     assert api.audit() == []
@@ -297,9 +317,10 @@ def test_exact_mode_names_the_difference(api: Api) -> None:
 
 
 def test_bill_bound_grant_pays_its_bill(api: Api) -> None:
-    scene = api.scene(bill_id="b_dinner")
-    assert scene.pay(100, bill_id="b_other")["decline_code"] == "bill_mismatch"
-    assert scene.pay(100, bill_id="b_dinner")["status"] == "approved"
+    scene = api.scene(bill={"total": 100})
+    other = scene.target.client.open_bill(total=100, currency="KRW")["bill_id"]
+    assert scene.pay(100, bill_id=other)["decline_code"] == "bill_mismatch"
+    assert scene.pay(100, bill_id=scene.bill_id)["status"] == "approved"
 
 
 def test_purpose_override_is_checked(api: Api) -> None:

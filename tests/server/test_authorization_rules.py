@@ -243,6 +243,36 @@ def test_the_purpose_is_the_requests_else_the_primary_category() -> None:
     assert posted(purpose="7995").purpose == "7995"
 
 
+def bill_row(**fields: Any) -> dict[str, Any]:
+    """A bill as the bills table holds it: opened by :data:`PRESENTER`, 1,000 KRW, unpaid."""
+    row = {"bill_id": "b_dinner", "collector_terminal": PRESENTER, "currency": "KRW"}
+    return {**row, "total": 1_000, "mode": "exact", "status": "open", "payment_id": None, **fields}
+
+
+@pytest.mark.parametrize(
+    ("bill", "code"),
+    [
+        (bill_row(), None),
+        (bill_row(status="paid", payment_id="p_earlier"), None),
+        (None, DeclineCode.BILL_NOT_YOURS),
+        (bill_row(collector_terminal="t_someone_else"), DeclineCode.BILL_NOT_YOURS),
+        (
+            bill_row(collector_terminal="t_someone_else", status="paid", payment_id="p_x"),
+            DeclineCode.BILL_NOT_YOURS,
+        ),
+    ],
+)
+def test_bill_owner_rule(bill: dict[str, Any] | None, code: DeclineCode | None) -> None:
+    """Someone else's bill is declined alike whether it exists, is paid or not."""
+    failure = rules.bill_owner_rule(posted(1_000, bill_id="b_dinner"), bill)
+    assert code_of(failure) == code
+    if failure is not None:
+        assert failure.message.startswith(
+            "bill b_dinner was not opened by the presenting terminal t_target: "
+        )
+        assert "upgrade nfcpay" in failure.message
+
+
 @pytest.mark.parametrize(
     ("paid_by", "grants", "code"),
     [
@@ -254,11 +284,46 @@ def test_the_purpose_is_the_requests_else_the_primary_category() -> None:
 )
 def test_bill_rule(paid_by: str | None, grants: bool, code: DeclineCode | None) -> None:
     request = posted(1_000, bill_id="b_dinner", **({} if grants else {"grants": []}))
-    failure = rules.bill_rule(request, paid_by)
+    bill = bill_row(status="open" if paid_by is None else "paid", payment_id=paid_by)
+    failure = rules.bill_rule(request, bill)
     assert code_of(failure) == code
     if code is DeclineCode.BILL_ALREADY_PAID:
         assert failure is not None
         assert failure.message == "bill b_dinner was already paid by payment p_earlier"
+
+
+@pytest.mark.parametrize(
+    ("amount", "request_fields", "bill", "wrong"),
+    [
+        (1_000, {}, {}, None),
+        (999, {}, {}, "the payment is 999 KRW, the bill's total 1,000 KRW"),
+        (1_000, {"currency": "USD"}, {}, "the payment is in USD, the bill in KRW"),
+        (
+            1_000,
+            {"split_mode": "remainder"},
+            {},
+            "the payment splits in remainder mode, the bill in exact",
+        ),
+        (
+            1_000,
+            {},
+            {"mode": "remainder"},
+            "the payment splits in exact mode, the bill in remainder",
+        ),
+        # Remainder mode: the collector's own share takes up whatever the merchant charges.
+        (1_500, {"split_mode": "remainder"}, {"mode": "remainder"}, None),
+    ],
+)
+def test_bill_terms_rule(
+    amount: int, request_fields: dict[str, Any], bill: dict[str, Any], wrong: str | None
+) -> None:
+    request = posted(amount, bill_id="b_dinner", **request_fields)
+    failure = rules.bill_terms_rule(request, bill_row(**bill))
+    if wrong is None:
+        assert failure is None
+    else:
+        assert failure is not None and failure.code is DeclineCode.BILL_TERMS_MISMATCH
+        assert failure.message == f"bill b_dinner is not paid as it was opened: {wrong}"
 
 
 def _tampered(request: Attempt) -> Attempt:

@@ -99,6 +99,7 @@ def test_a_bill_whose_receipt_settles_as_charged_is_paid(home: TerminalHome) -> 
         home,
         home.identity(),
         plan_explicit(7_000, [7_000]),
+        bill_id="b_opened",
         mode="exact",
         expires_in=timedelta(hours=1),
     )

@@ -9,13 +9,16 @@ approval, the charge.
 Order of work inside the transaction:
 
 1. claim the merchant's idempotency key (a finished earlier request is replayed);
-2. check the split (shares add up), that a bill is not paid already (PostgreSQL: a
-   transaction-scoped advisory lock on the bill id serializes its payers), the presenting
-   terminal's signature over the merchant's challenge, and that the challenge is fresh;
+2. check the split (shares add up), that a bill is not paid already and paid on its terms
+   (PostgreSQL: a transaction-scoped advisory lock on the bill id serializes its payers, and
+   the bill's row is locked), the presenting terminal's signature over the merchant's
+   challenge, and that the challenge is fresh;
 3. lock the grants, then their funding sources, each in sorted id order (PostgreSQL
    ``FOR UPDATE``; SQLite holds the write lock already) and check every rule on every share;
-4. on any failure: release the key, write only the owner notifications, answer "declined";
-5. otherwise charge: grants, sources, payment, shares, ledger, challenge, notifications.
+4. a bill that is not the presenting terminal's is declined after all that (its members'
+   grant alarms still go out), without a write to the bill;
+5. on any failure: release the key, write only the owner notifications, answer "declined";
+6. otherwise charge: grants, sources, payment, shares, ledger, challenge, notifications.
 
 A declined request changes no balance, grant, ledger, challenge or idempotency row. The one
 deliberate exception is brute-force protection: the :data:`LOCK_AFTER_MISMATCHES`-th wrong
@@ -35,7 +38,7 @@ from nfcpay.errors import InvalidRequest
 from nfcpay.server import ledger
 from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import GrantShareIn, PaymentIn
-from nfcpay.server.services import idempotency, merchants, notifications, payments
+from nfcpay.server.services import bills, idempotency, merchants, notifications, payments
 from nfcpay.server.services.grants import GRANT_COLUMNS
 from nfcpay.server.services.rules import (
     LOCK_AFTER_MISMATCHES,
@@ -45,6 +48,7 @@ from nfcpay.server.services.rules import (
     Share,
     backed_shares_rule,
     bill_members_rule,
+    bill_owner_rule,
     bill_rule,
     challenge_bytes,
     challenge_rule,
@@ -119,14 +123,14 @@ def authorize(
     check.add(failure)
     if not check.failures:
         check.add(purpose_rule(check.attempt))
-    if not check.failures:
-        _check_bill(check)
+    foreign_bill = None if check.failures else _check_bill(check)
     if not check.failures:
         _check_presentation(check)
     if not check.failures:
         _check_grants(check)
         _check_own_source(check, own_amount)
         _check_funding(check)
+    check.add(foreign_bill)
     if check.failures:
         idempotency.release(tx, merchant_id, key)
         for write in check.on_decline:
@@ -173,15 +177,29 @@ def _check_version(version: int | None) -> None:
     )
 
 
-def _check_bill(check: _Check) -> None:
-    """A bill is paid at most once (the unique index on payments.bill_id backs this up)."""
-    bill_id = check.attempt.body.bill_id
+def _check_bill(check: _Check) -> Failure | None:
+    """The presenting terminal's bill is unpaid and paid on its terms. Its payers are
+    serialized (PostgreSQL: an advisory lock on the bill id and the bill's row lock; SQLite:
+    the transaction's write lock), and the unique index on payments.bill_id backs "paid at
+    most once" up.
+
+    Returns (without adding it) why the bill is not the presenting terminal's: the grants are
+    still checked, so a member whose grant was copied is told as for any other payment. Such
+    a payment takes no lock on the bill: a bill's collector never changes, so whose it is
+    needs none, and a stranger cannot make its collector wait."""
+    tx, bill_id = check.tx, check.attempt.body.bill_id
     if bill_id is None:
-        return
-    if check.tx.dialect == "postgresql":
-        check.tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (bill_id,))
-    paid = check.tx.scalar("SELECT payment_id FROM payments WHERE bill_id = ?", (bill_id,))
-    check.add(bill_rule(check.attempt, paid))
+        return None
+    bill = bills.load(tx, bill_id)
+    foreign = bill_owner_rule(check.attempt, bill)
+    if foreign is not None:
+        return foreign
+    if tx.dialect == "postgresql":
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (bill_id,))
+        bill = bills.load(tx, bill_id, lock=True)  # read again now that payers wait in turn
+    if bill is not None:
+        check.add(bill_rule(check.attempt, bill))
+    return None
 
 
 def _check_presentation(check: _Check) -> None:
@@ -387,6 +405,8 @@ def _write_charge(check: _Check) -> tuple[dict[str, Any], Any]:
         f"INSERT INTO payments ({', '.join(payment)}) VALUES ({', '.join('?' * len(payment))})",
         list(payment.values()),
     )
+    if body.bill_id is not None:
+        bills.mark_paid(tx, body.bill_id, payment_id)
     shares = [
         {"seq": i, "grant_id": s.grant_id, "source_id": s.source_id, "amount": s.amount}
         for i, s in enumerate(check.shares)

@@ -24,7 +24,7 @@ from nfcpay import crypto
 from nfcpay.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import GrantIn, RightsIn
-from nfcpay.server.services import notifications, sources
+from nfcpay.server.services import bills, notifications, sources
 from nfcpay.server.services.formats import dump_list, iso, load_list, to_us
 from nfcpay.server.store import Row, Tx
 
@@ -47,6 +47,8 @@ def issue(tx: Tx, rt: Runtime, caller: Caller, body: GrantIn) -> dict[str, Any]:
     source = sources.load_owned(tx, caller, body.source_id)
     _check_source(source, body, now)
     _check_rights(body.rights, now)
+    if body.bill_id is not None:
+        bills.require_open(tx, body.bill_id, body.currency)
     allowed = list(dict.fromkeys(body.allowed_terminals))
     _check_terminals(tx, allowed)
     tapped = _check_tapped(tx, allowed, body.tap_fingerprint)

@@ -18,7 +18,7 @@ from nfcpay.errors import InvalidRequest
 from nfcpay.money import format_minor
 from nfcpay.server.runtime import TerminalKey
 from nfcpay.server.schemas import GrantShareIn, PaymentIn
-from nfcpay.server.services import sources
+from nfcpay.server.services import bills, sources
 from nfcpay.server.services.formats import iso, load_list
 from nfcpay.server.store import Row
 
@@ -144,17 +144,53 @@ def purpose_rule(attempt: Attempt) -> Failure | None:
     )
 
 
-def bill_rule(attempt: Attempt, paid_by: str | None) -> Failure | None:
-    """A bill is paid at most once (``paid_by``: the payment that paid it), and only with its
-    members' grants."""
-    if paid_by is not None:
+def bill_owner_rule(attempt: Attempt, bill: Row | None) -> Failure | None:
+    """Only the terminal that opened a bill presents a payment for it (``bill``: its row, None
+    when no bill has the id). Declined alike whether that bill exists, is paid or not, so a
+    stranger learns nothing of it and the bill stays payable by its collector."""
+    if bill is None or bill["collector_terminal"] != attempt.presenting:
+        return Failure(
+            DeclineCode.BILL_NOT_YOURS,
+            f"bill {attempt.body.bill_id} was not opened by the presenting terminal "
+            f"{attempt.presenting}: {bills.OPENED_BY_COLLECTOR}",
+        )
+    return None
+
+
+def bill_rule(attempt: Attempt, bill: Row) -> Failure | None:
+    """The presenting terminal's own ``bill`` is paid at most once, on the terms it was
+    opened with, and with its members' grants."""
+    body = attempt.body
+    if bill["payment_id"] is not None:
         return Failure(
             DeclineCode.BILL_ALREADY_PAID,
-            f"bill {attempt.body.bill_id} was already paid by payment {paid_by}",
+            f"bill {body.bill_id} was already paid by payment {bill['payment_id']}",
         )
-    if not attempt.body.means.grants:
+    failure = bill_terms_rule(attempt, bill)
+    if failure is None and not body.means.grants:
         return _no_member_grant(attempt)
-    return None
+    return failure
+
+
+def bill_terms_rule(attempt: Attempt, bill: Row) -> Failure | None:
+    """The payment is in the bill's currency and split mode and, in exact mode, for its total
+    (in remainder mode the collector's own share takes up whatever the merchant charges)."""
+    body, money = attempt.body, attempt.money
+    wrong = []
+    if body.currency != bill["currency"]:
+        wrong.append(f"the payment is in {body.currency}, the bill in {bill['currency']}")
+    if body.split_mode != bill["mode"]:
+        wrong.append(f"the payment splits in {body.split_mode} mode, the bill in {bill['mode']}")
+    elif not wrong and bill["mode"] == "exact" and body.amount != bill["total"]:
+        wrong.append(
+            f"the payment is {money(body.amount)}, the bill's total {money(bill['total'])}"
+        )
+    if not wrong:
+        return None
+    return Failure(
+        DeclineCode.BILL_TERMS_MISMATCH,
+        f"bill {body.bill_id} is not paid as it was opened: " + "; ".join(wrong),
+    )
 
 
 def presentation(body: PaymentIn, merchant_id: str, purpose: str) -> crypto.Presentation:

@@ -211,7 +211,30 @@ _V6 = [
 #: for every grant bound ahead. Existing grants stay NULL: nothing changes for them.
 _V7 = ["ALTER TABLE grants ADD COLUMN confirm_by BIGINT"]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
+#: v8 (hardening: bills are server objects): a group bill is opened with the server by its
+#: collector, which alone may present a payment for it. Bills paid before v8 are carried over
+#: as paid by the terminal that presented the payment (their split mode was not stored).
+#: Members are not a table: they are the grants naming the bill (found by ``grants_bill``).
+_V8 = [
+    """CREATE TABLE bills (
+        bill_id TEXT PRIMARY KEY,
+        collector_terminal TEXT NOT NULL REFERENCES terminals (terminal_id),
+        currency TEXT NOT NULL,
+        total BIGINT NOT NULL CHECK (total > 0),
+        mode TEXT NOT NULL CHECK (mode IN ('exact', 'remainder')),
+        status TEXT NOT NULL CHECK (status IN ('open', 'paid')),
+        payment_id TEXT UNIQUE REFERENCES payments (payment_id),
+        created_at BIGINT NOT NULL,
+        CHECK ((status = 'paid') = (payment_id IS NOT NULL)))""",
+    "CREATE INDEX bills_collector ON bills (collector_terminal, created_at)",
+    "CREATE INDEX grants_bill ON grants (bill_id)",
+    """INSERT INTO bills (bill_id, collector_terminal, currency, total, mode, status,
+        payment_id, created_at)
+        SELECT bill_id, presenting_terminal, currency, amount, 'exact', 'paid', payment_id,
+        created_at FROM payments WHERE bill_id IS NOT NULL""",
+]
+
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8}
 
 _ADVISORY_LOCK_KEY = 0x6E6663706179  # "nfcpay": serializes migrations across server processes
 

@@ -37,6 +37,7 @@ class World:
     b_notification: str
     #: The merchant's challenge the paid means answered (base64url).
     challenge: str
+    bill_id: str  # a bill T collects, with a share of A's grant
 
     @property
     def target(self) -> Terminal:
@@ -58,9 +59,17 @@ def world(harness: Harness) -> World:
         b_source["source_id"], [a.target.terminal_id], amount_cap=1, currency="KRW"
     )["grant"]["grant_id"])  # fmt: skip
     (note,) = b.client.notifications()
+    bill_id = a.target.client.open_bill(total=1_000, currency="KRW")["bill_id"]
+    a.owner.client.issue_grant(
+        a.source["source_id"],
+        [a.target.terminal_id],
+        amount_cap=500,
+        currency="KRW",
+        bill_id=bill_id,
+    )
     return World(
         a, b, b_source, b_grant, harness.terminal("merchant"), paid["payment_id"],
-        note["notification_id"], crypto.b64e(challenge),
+        note["notification_id"], crypto.b64e(challenge), bill_id,
     )  # fmt: skip
 
 
@@ -321,6 +330,16 @@ OWNERSHIP_CASES: dict[str, tuple[Callable[[World], Call], int, str]] = {
         403,
         "forbidden",
     ),
+    "member_reads_collectors_bill": (
+        _signed_call(_a, "GET", lambda w: f"/v1/bills/{w.bill_id}"),
+        404,
+        "bill_not_found",
+    ),
+    "user_opens_bill": (
+        _signed_call(_a, "POST", lambda w: "/v1/bills", {"total": 100, "currency": "KRW"}),
+        403,
+        "forbidden",
+    ),
     "merchant_adds_source": (
         _signed_call(
             lambda w: w.m2,
@@ -484,6 +503,7 @@ def test_every_signed_operation_refuses_an_unsigned_request(harness: Harness, wo
         "payment_id": world.payment_id,
         "merchant_id": _m1(world),
         "challenge": world.challenge,
+        "bill_id": world.bill_id,
     }
     for operation in sorted(set(_operations(harness)) - UNSIGNED):
         method, template = operation.split()

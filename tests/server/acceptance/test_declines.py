@@ -124,7 +124,19 @@ def _own_share_from_foreign_source(h: Harness, s: PaymentScene) -> Request:
 
 
 def _pay_the_grants_bill(h: Harness, s: PaymentScene) -> Request:
-    return lambda: s.pay(AMOUNT, bill_id=s.grant["bill_id"])
+    return lambda: s.pay(AMOUNT, bill_id=s.bill_id)
+
+
+def _pay_an_own_bill_without_its_grant(h: Harness, s: PaymentScene) -> Request:
+    bill_id = s.target.client.open_bill(total=AMOUNT, currency="KRW")["bill_id"]
+    return lambda: s.pay(AMOUNT, bill_id=bill_id)
+
+
+def _squat_the_bill(h: Harness, s: PaymentScene) -> Request:
+    """Hardening hole 2: another terminal pair issues a grant naming the target's bill and
+    pays 1 KRW with it at a counter of its own, to make the real payment bill_already_paid."""
+    thief = h.scene(bill=None, amount_cap=1, bill_id=s.bill_id)
+    return lambda: thief.pay(1, bill_id=s.bill_id)
 
 
 def _short_shares(split_mode: str, share: int) -> Attempt:
@@ -287,18 +299,22 @@ CASES: dict[str, Case] = {
     "bill_mismatch": Case(
         "bill_mismatch",
         _pay(),
-        late_scene=lambda h: {"bill_id": crypto.new_id("b")},
+        scene={"bill": {"total": AMOUNT}},
         notified=("bill_mismatch",),  # issue 5: the member is told
     ),
-    # No grant of the bill: paying "it" would block the real bill (bill_already_paid).
-    "bill_mismatch-no_member_grant": Case("bill_mismatch", _pay(bill_id=crypto.new_id("b"))),
+    # The target's own bill, but no member's grant of it.
+    "bill_mismatch-no_member_grant": Case("bill_mismatch", _pay_an_own_bill_without_its_grant),
     # A member's grant of the bill, but the bill was paid already.
     "bill_already_paid": Case(
         "bill_already_paid",
         _pay_the_grants_bill,
-        late_scene=lambda h: {"bill_id": crypto.new_id("b"), "max_uses": 2},
+        scene={"bill": {"total": AMOUNT}, "max_uses": 2},
         setup=_pay_the_bill,
     ),
+    "bill_terms_mismatch": Case(
+        "bill_terms_mismatch", _pay_the_grants_bill, scene={"bill": {"total": AMOUNT + 1}}
+    ),
+    "bill_not_yours": Case("bill_not_yours", _squat_the_bill, scene={"bill": {"total": AMOUNT}}),
 }
 
 
