@@ -218,6 +218,7 @@ def test_a_bill_settled_from_the_servers_payment_is_paid_with_it(home: TerminalH
         home,
         home.identity(),
         plan_explicit(7_000, [7_000]),
+        bill_id="b_3fz7q2m4k9xw6a5b",
         mode="exact",
         expires_in=timedelta(hours=1),
     )
