@@ -1,4 +1,4 @@
-"""Shared fixtures. Integration fixtures that start real processes live in tests/support/."""
+"""Fixtures every test directory shares. Helpers that test modules import live in tests/support/."""
 
 from __future__ import annotations
 

@@ -18,8 +18,7 @@ import pytest
 from nfcpay.crypto import format_fingerprint
 from nfcpay.server.services.grants import CONFIRM_WINDOW_S
 from nfcpay.testing.server import ServerProcess, postgres_schema, start_server
-from tests.e2e.conftest import Cli, Done, finish
-from tests.e2e.test_counter import owner_with_card
+from tests.support.cli import Cli, Done, finish, owner_with_card
 
 pytestmark = pytest.mark.nfc_sim
 

@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 
 from nfcpay.testing.server import ServerProcess
-from tests.e2e.conftest import Cli, SlowProxy, finish, free_udp_port, wait_for
+from tests.support.cli import (
+    Cli,
+    SlowProxy,
+    finish,
+    free_udp_port,
+    owner_with_card,
+    ready_pair,
+    wait_for,
+)
 
 pytestmark = pytest.mark.nfc_sim
-
-CARD = ("--number", "4111 1111 1111 1111", "--expiry", "12/39", "--limit", "500,000")
-
-
-def owner_with_card(cli: Cli) -> None:
-    cli.init("user", "user")
-    done = cli.run("user", "user", "add-card", *CARD)
-    assert done.status == 0 and done.data["source"]["masked"] == "411111******1111"
 
 
 @pytest.mark.slow
@@ -130,19 +130,6 @@ def test_wrong_role_is_refused_before_any_tap(cli: Cli) -> None:
     done = cli.run("user", "merchant", "charge", "--amount", "1000")
     assert done.status == 6
     assert "is a user terminal" in done.data["message"]
-
-
-def ready_pair(cli: Cli) -> str:
-    """Owner, target holding a 50,000 KRW grant, and a merchant; returns the grant id."""
-    owner_with_card(cli)
-    cli.init("target", "target")
-    cli.init("shop", "merchant")
-    give, receive = cli.tap(
-        ("user", "user", "give", "--amount", "50000", "--uses", "3", "--yes"),
-        ("target", "target", "receive"),
-    )
-    assert (give.status, receive.status) == (0, 0), (give, receive)
-    return str(give.data["grant"]["grant_id"])
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 from nfcpay.terminals.account import connect
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.testing.server import ServerProcess
-from tests.e2e.conftest import Cli, finish, free_udp_port
+from tests.support.cli import Cli, finish, free_udp_port
 
 MEMBERS = ("ann", "bo", "cy")
 CARDS = ("4111111111111111", "5555555555554444", "4012888888881881")

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from tests.e2e.conftest import Cli, finish
+from tests.support.cli import Cli, finish
 
 pytestmark = pytest.mark.hardware
 

@@ -25,8 +25,15 @@ from nfcpay.terminals import exchange
 from nfcpay.testing.server import ServerProcess
 from nfcpay.transport import open_reader
 from nfcpay.transport.virtual.broker import BrokerError, connect
-from tests.e2e.conftest import Cli, Done, SlowProxy, free_udp_port, wait_for
-from tests.e2e.test_counter import owner_with_card, ready_pair
+from tests.support.cli import (
+    Cli,
+    Done,
+    SlowProxy,
+    free_udp_port,
+    owner_with_card,
+    ready_pair,
+    wait_for,
+)
 
 pytestmark = pytest.mark.nfc_sim
 

@@ -13,8 +13,7 @@ import itertools
 import pytest
 
 from nfcpay.testing.server import ServerProcess
-from tests.e2e.conftest import Cli, finish
-from tests.e2e.test_counter import owner_with_card
+from tests.support.cli import Cli, finish, owner_with_card
 
 pytestmark = [pytest.mark.nfc_sim, pytest.mark.slow]
 

@@ -21,7 +21,7 @@ from nfcpay.cli.params import SERVER_FIELDS, expiry_rule
 from nfcpay.client import PaymentClient
 from nfcpay.errors import ApiError
 from nfcpay.testing.server import PaymentScene, ServerProcess, payment_scene, register_terminal
-from tests.e2e.conftest import Cli, finish
+from tests.support.cli import Cli, finish
 
 GOOD_CARD = ("--number", "4111 1111 1111 1111", "--expiry", "12/39", "--limit", "500,000")
 TYPO_CARD = ("--number", "4111 1111 1111 1112", "--expiry", "12/39", "--limit", "500,000")

@@ -11,8 +11,7 @@ import pytest
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.transport.trace import load
 from nfcpay.transport.virtual.replay import replay
-from tests.e2e.conftest import Cli, finish
-from tests.e2e.test_counter import owner_with_card
+from tests.support.cli import Cli, finish, owner_with_card
 
 pytestmark = [pytest.mark.nfc_sim]
 

@@ -12,7 +12,7 @@ import pytest
 
 from nfcpay import crypto
 from nfcpay.testing.server import ServerProcess, register_terminal, state_snapshot
-from tests.group.scene import Group, Member
+from tests.support.group import Group, Member
 
 SHARE = 20_000
 

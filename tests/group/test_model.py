@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nfcpay.testing.server import InProcessServer, state_snapshot
-from tests.group.scene import Group
+from tests.support.group import Group
 
 FAULTS = ("none", "revoked", "over_cap", "low_funds", "other_bill", "wrong_auth")
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nfcpay.testing.server import ServerProcess, register_terminal
-from tests.group.scene import Group
+from tests.support.group import Group
 
 RACERS = 8
 

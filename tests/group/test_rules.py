@@ -9,7 +9,7 @@ import pytest
 from nfcpay import crypto
 from nfcpay.errors import ApiError
 from nfcpay.testing.server import InProcessServer, build_signed_means, state_snapshot
-from tests.group.scene import Group
+from tests.support.group import Group
 
 
 def _group(app: InProcessServer, members: int = 3) -> Group:

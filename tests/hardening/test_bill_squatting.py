@@ -17,8 +17,8 @@ import pytest
 
 from nfcpay.errors import ApiError
 from nfcpay.testing.server import ServerProcess, state_snapshot
-from tests.group.scene import Group
-from tests.hardening.hostile import DATABASES, server_on
+from tests.support.group import Group
+from tests.support.hostile import DATABASES, server_on
 
 TOTAL = 30_000
 SHARE = 10_000

@@ -42,7 +42,7 @@ from nfcpay.testing.server import (
     ServerProcess,
     payment_scene,
 )
-from tests.hardening.hostile import (
+from tests.support.hostile import (
     DATABASES,
     OUT_OF_RANGE_INSTANTS,
     LogWatch,

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening.payment_load import (
+from tests.support.payment_load import (
     Cluster,
     Load,
     drive,

@@ -29,8 +29,8 @@ import pytest
 
 from nfcpay.errors import ServerUnavailable
 from nfcpay.testing.server import payment_scene, start_server, state_snapshot
-from tests.hardening.payment_load import Request
-from tests.hardening.support import TcpProxy, health, no_retry
+from tests.support.network import TcpProxy, health, no_retry
+from tests.support.payment_load import Request
 
 #: The server's wait for the database before answering 503 (fail fast in these tests).
 DB_TIMEOUT = {"NFCPAY_SERVER_DB_TIMEOUT": "0.5"}

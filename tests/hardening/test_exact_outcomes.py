@@ -19,8 +19,7 @@ import pytest
 
 from nfcpay.testing.server import ServerProcess
 from nfcpay.transport.faults import ENV
-from tests.e2e.conftest import Cli, Done, finish, free_udp_port
-from tests.e2e.test_counter import ready_pair
+from tests.support.cli import Cli, Done, finish, free_udp_port, ready_pair
 
 pytestmark = [pytest.mark.slow, pytest.mark.nfc_sim]
 

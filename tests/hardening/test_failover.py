@@ -2,10 +2,10 @@
 on a primary with a synchronous standby, the primary killed mid-load, the standby promoted.
 
 The test builds both PostgreSQL nodes itself from the machine's binaries
-(:mod:`tests.hardening.pg_cluster`) and starts two real server processes with the multi-host
+(:mod:`tests.support.pg_cluster`) and starts two real server processes with the multi-host
 URL ``postgresql://…@primary,standby/postgres?target_session_attrs=read-write``. It plays
 the merchants (32 threads, 1,000 signed authorizations with fixed Idempotency-Keys, grants
-running out mid-run; :mod:`tests.hardening.payment_load`) and their round-robin load
+running out mid-run; :mod:`tests.support.payment_load`) and their round-robin load
 balancer. When a third of the answers are in, it SIGKILLs the whole primary (postmaster and
 backends at once) and promotes the standby with ``pg_ctl promote``, as an operator or a
 failover manager would; nfcpay never promotes. Merchants whose answer was lost (no answer,
@@ -15,7 +15,7 @@ failover manager would; nfcpay never promotes. Merchants whose answer was lost (
   requests sent after the promotion;
 * every approval a merchant was given is in the promoted database, and nothing else is
   (no key charged twice); the ledger audit is clean; grants and sources add up; approvals
-  replay unchanged (:func:`~tests.hardening.payment_load.verify`).
+  replay unchanged (:func:`~tests.support.payment_load.verify`).
 
 Its figures (time from the kill to the first answer to a request sent after it, requests
 retried, acknowledged payments lost) are stated in the output and the session summary.
@@ -33,8 +33,8 @@ import psycopg
 import pytest
 
 from nfcpay.server.store import open_database
-from tests.hardening import pg_cluster
-from tests.hardening.payment_load import (
+from tests.support import pg_cluster
+from tests.support.payment_load import (
     Cluster,
     Load,
     Request,

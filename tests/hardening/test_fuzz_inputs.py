@@ -23,7 +23,6 @@ from typing import Any
 
 import cbor2
 import click
-import ndef
 from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -32,8 +31,8 @@ from nfcpay.cli.params import AMOUNT, DURATION, MAX_DURATION, parse_duration, to
 from nfcpay.errors import DecodeError, MoneyError
 from nfcpay.money import CURRENCY_EXPONENTS, MAX_MINOR, Money
 from nfcpay.records import RECORD_CLASSES, VERSION, NfcpayRecord, decode_message, encode_message
-from nfcpay.records.base import record_type
 from nfcpay.records.samples import sample_records
+from tests.support.records import framed
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -55,11 +54,6 @@ cbor_values = st.recursive(
     ),
     max_leaves=8,
 )
-
-
-def framed(type_name: str, payload: bytes) -> bytes:
-    """``payload`` in a well-formed NDEF record of type ``nfcpay.org:<type_name>``."""
-    return b"".join(ndef.message_encoder([ndef.Record(record_type(type_name), "", payload)]))
 
 
 def decodes_or_refuses(octets: bytes) -> list[NfcpayRecord] | None:

@@ -45,7 +45,7 @@ from nfcpay.terminals.user import Rights, grant_record, issue
 from nfcpay.terminals.wallet import refresh
 from nfcpay.testing.server import DEFAULT_MERCHANT, ServerProcess, state_snapshot
 from nfcpay.transport.faults import ENV
-from tests.e2e.conftest import Cli, Done, finish, free_udp_port
+from tests.support.cli import Cli, Done, finish, free_udp_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.nfc_sim]
 T = TypeVar("T")

@@ -10,7 +10,7 @@ cannot state (an unknown currency, a Luhn-invalid card, per_use_cap > amount_cap
 not exist or belong to another terminal), with a documented 4xx. Bounded: few examples per
 operation, the notification long-poll's ``wait`` clamped, the run well under a minute.
 
-Hostile requests (issue 13), material from :mod:`tests.hardening.hostile`: for each
+Hostile requests (issue 13), material from :mod:`tests.support.hostile`: for each
 operation, the schema's cases (valid and invalid, by schemathesis) or a valid body naming
 real objects, with one hostile change — deep nesting, integers past 64 bits, NaN, instants
 at and past the UTC range, NUL, lone surrogates, huge strings, duplicate keys — in odd
@@ -42,7 +42,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from nfcpay import crypto
 from nfcpay.client import PaymentClient, signed_headers
 from nfcpay.testing.server import ServerProcess, Terminal, register_terminal
-from tests.hardening.hostile import (
+from tests.support.hostile import (
     CONTENT_TYPES,
     DATABASES,
     OF_KIND,

@@ -40,11 +40,11 @@ from nfcpay.testing.server import (
     start_server,
 )
 from nfcpay.transport.reader import open_reader
-from tests.e2e.conftest import free_udp_port
-from tests.hardening.test_fuzz_inputs import framed
-from tests.server.acceptance.conftest import Harness, changed_tables
-from tests.server.acceptance.test_access import sign
-from tests.terminals.test_flows import both
+from tests.support.cli import free_udp_port
+from tests.support.harness import Harness, changed_tables
+from tests.support.records import framed
+from tests.support.scenes import both
+from tests.support.signing import sign
 
 AMOUNT = 1_000
 RESTAURANT, MISC = "5812", "5999"

@@ -21,7 +21,7 @@ from nfcpay import crypto
 from nfcpay.client import signed_headers
 from nfcpay.errors import ServerUnavailable
 from nfcpay.testing.server import payment_scene, register_terminal, start_server
-from tests.hardening.support import no_retry
+from tests.support.network import no_retry
 
 LIMITS = {
     "NFCPAY_SERVER_RATE_LIMIT": "0.5",

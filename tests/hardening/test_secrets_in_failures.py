@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from nfcpay import crypto
 from nfcpay.errors import ApiError
 from nfcpay.testing.server import Terminal, payment_scene, start_server
-from tests.hardening.support import no_retry
+from tests.support.network import no_retry
 
 CARD = "5500005555555559"
 SECOND_CARD = "4012888888881881"

@@ -92,9 +92,9 @@ from nfcpay.testing.server import (
     Terminal,
     start_server,
 )
-from tests.hardening.test_fuzz_inputs import framed
-from tests.server.acceptance.conftest import Snapshot, changed_tables, full_snapshot
-from tests.server.acceptance.test_access import sign
+from tests.support.harness import Snapshot, changed_tables, full_snapshot
+from tests.support.records import framed
+from tests.support.signing import sign
 
 Json = dict[str, Any]
 Path_ = tuple[Any, ...]

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 from nfcpay.records import AckRecord
-
-from .vectors import RecordVectors
+from tests.support.vectors import RecordVectors
 
 
 class TestAckVectors(RecordVectors):

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 from nfcpay.records import ChallengeRecord
-
-from .vectors import RecordVectors
+from tests.support.vectors import RecordVectors
 
 NONCE = b"\x55" * 16
 BASE = {"merchant_id": "m_1", "currency": "KRW", "amount": 12_000, "nonce": NONCE}

@@ -4,8 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from nfcpay.records import GrantRecord, encode_message
 from nfcpay.records.samples import encoded_sizes, sample_records
-
-from .vectors import RecordVectors
+from tests.support.vectors import RecordVectors
 
 AUTH = b"\x11" * 32
 CARD = "990077000000000"

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 from nfcpay.records import HelloRecord, Role
-
-from .vectors import RecordVectors
+from tests.support.vectors import RecordVectors
 
 FP = bytes(range(8))
 FP_HEX = "0001020304050607"

@@ -4,8 +4,7 @@ import pytest
 
 from nfcpay.errors import EncodeError
 from nfcpay.records import MeansRecord, PresentedGrant, encode_message
-
-from .vectors import RecordVectors
+from tests.support.vectors import RecordVectors
 
 G1 = PresentedGrant(grant_id="g_1", amount=700, usage_auth=b"\x22" * 32)
 G2 = PresentedGrant(grant_id="g_2", amount=300, usage_auth=b"\x33" * 32)

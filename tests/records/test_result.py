@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 from nfcpay.records import ResultRecord
-
-from .vectors import RecordVectors
+from tests.support.vectors import RecordVectors
 
 APPROVED = {
     "approved": True,

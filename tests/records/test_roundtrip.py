@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nfcpay.records import RECORD_CLASSES, NfcpayRecord, decode_message, decode_one, encode_message
-
-from .strategies import RECORDS, any_record
+from tests.support.strategies import RECORDS, any_record
 
 
 def test_every_record_class_has_a_strategy() -> None:

@@ -3,8 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 from nfcpay.records import SplitRequestRecord
-
-from .vectors import RecordVectors
+from tests.support.vectors import RecordVectors
 
 PLUS_ONE = timezone(timedelta(hours=1))
 MINUS_ONE = timezone(timedelta(hours=-1))

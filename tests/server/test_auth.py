@@ -8,32 +8,10 @@ import secrets
 import time
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from nfcpay import crypto
-from nfcpay.client import signed_headers
-from nfcpay.testing.server import Terminal
-from tests.server.conftest import Api
-
-PATH = "/v1/funding-sources"
-BODY = json.dumps({"kind": "wallet", "balance": 1000, "currency": "KRW"}).encode()
-
-
-def headers_for(
-    terminal: Terminal,
-    *,
-    body: bytes = BODY,
-    path: str = PATH,
-    method: str = "POST",
-    timestamp: int | None = None,
-    nonce: str | None = None,
-    key: Ed25519PrivateKey | None = None,
-) -> dict[str, str]:
-    signer = key or terminal.private_key
-    signed = signed_headers(
-        terminal.terminal_id, signer, method, path, body, timestamp=timestamp, nonce=nonce
-    )
-    return {**signed, "Content-Type": "application/json"}
+from tests.support.harness import Api
+from tests.support.signing import BODY, PATH, headers_for
 
 
 def post(api: Api, headers: dict[str, str], body: bytes = BODY) -> tuple[int, dict[str, object]]:

@@ -13,7 +13,7 @@ from nfcpay import crypto
 from nfcpay.declines import DeclineCode
 from nfcpay.errors import ApiError
 from nfcpay.testing.server import PaymentScene, signed_means
-from tests.server.conftest import Api
+from tests.support.harness import Api
 
 Final = Callable[[], dict[str, Any]]
 

@@ -25,7 +25,7 @@ from nfcpay.server.settings import (
     is_loopback_address,
 )
 from nfcpay.testing.server import ServerProcess, register_terminal, start_server
-from tests.server.conftest import Clock
+from tests.support.harness import Clock
 
 
 def _clock_file(tmp_path: Path, text: str = "0") -> Path:

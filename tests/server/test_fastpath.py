@@ -18,8 +18,8 @@ from nfcpay import crypto
 from nfcpay.server.app import create_app
 from nfcpay.server.fastpath import PATH, PaymentFastPath
 from nfcpay.testing.server import InProcessTransport, PaymentScene, Terminal
-from tests.server.conftest import Api
-from tests.server.test_auth import headers_for
+from tests.support.harness import Api
+from tests.support.signing import headers_for
 
 Sent = tuple[int, dict[str, Any]]
 

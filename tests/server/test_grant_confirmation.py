@@ -16,7 +16,7 @@ from nfcpay import crypto
 from nfcpay.errors import ApiError
 from nfcpay.server.services.grants import CONFIRM_WINDOW_S
 from nfcpay.testing.server import PaymentScene, Terminal
-from tests.server.conftest import Api
+from tests.support.harness import Api
 
 
 def tapped_grant(scene: PaymentScene, by: Terminal | None = None) -> PaymentScene:

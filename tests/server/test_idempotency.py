@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from nfcpay.errors import ApiError
-from tests.server.conftest import Api
+from tests.support.harness import Api
 
 
 def test_same_key_same_body_replays_without_charging(api: Api) -> None:

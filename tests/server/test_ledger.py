@@ -4,7 +4,7 @@ import pytest
 
 from nfcpay.server import ledger
 from nfcpay.server.services.refunds import allocate
-from tests.server.conftest import Api
+from tests.support.harness import Api
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 from nfcpay.errors import ApiError
 from nfcpay.server.routes import MAX_WAIT_S
 from nfcpay.server.services import notifications
-from tests.server.conftest import Api
+from tests.support.harness import Api
 
 
 def test_after_pages_and_only_own(api: Api) -> None:

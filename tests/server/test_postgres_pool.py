@@ -19,7 +19,7 @@ from nfcpay.errors import ConfigError, DatabaseOutcomeUnknown, DatabaseUnavailab
 from nfcpay.server.store import Tx, open_database
 from nfcpay.server.store.postgres import PostgresDatabase
 from nfcpay.testing.query_plans import observed
-from tests.hardening.support import TcpProxy
+from tests.support.network import TcpProxy
 
 #: A timeout far longer than the bound the tests check: only a real wait-out fails them,
 #: never a slow machine.

@@ -12,7 +12,7 @@ from nfcpay import crypto
 from nfcpay.errors import ApiError
 from nfcpay.server.store.migrations import MIGRATIONS
 from nfcpay.testing.server import PaymentScene, Terminal
-from tests.server.conftest import Api
+from tests.support.harness import Api
 
 #: The keys of a payment as the merchant has always seen it (GET /v1/payments/{id}).
 PAYMENT_KEYS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nfcpay.errors import ApiError
-from tests.server.conftest import Api
+from tests.support.harness import Api
 
 
 def test_partial_then_full_refund(api: Api) -> None:

@@ -11,7 +11,7 @@ from nfcpay import crypto
 from nfcpay.errors import Conflict
 from nfcpay.server.schemas import TerminalIn
 from nfcpay.server.services import terminals
-from tests.server.conftest import Api
+from tests.support.harness import Api
 
 
 def test_the_same_key_registered_twice_at_once_is_a_clean_conflict(api: Api) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from nfcpay import crypto
 from nfcpay.errors import ApiError
-from tests.server.conftest import Api
+from tests.support.harness import Api
 
 CARD = "4111111111111111"
 

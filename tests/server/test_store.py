@@ -9,7 +9,7 @@ import pytest
 
 from nfcpay.server.store import migrate, migrations, open_database
 from nfcpay.server.store.migrations import MIGRATIONS, current_version
-from tests.server.conftest import Api
+from tests.support.harness import Api
 
 
 def test_migrations_are_versioned_and_idempotent(api: Api) -> None:

@@ -3,54 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from nfcpay.client import PaymentClient
-from nfcpay.terminals.account import connect, init_terminal
-from nfcpay.terminals.held import HeldGrant, HeldGrants
+from nfcpay.terminals.account import init_terminal
 from nfcpay.terminals.home import TerminalHome
-from nfcpay.terminals.user import Rights, grant_record, issue
 from nfcpay.testing.server import DEFAULT_MERCHANT, InProcessServer
-
-
-class SharedTransport(httpx.BaseTransport):
-    """The server's in-process transport, left open when one client closes."""
-
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:
-        """The server fixture closes the real transport."""
-
-
-@dataclass
-class Scene:
-    server: InProcessServer
-    user: TerminalHome
-    target: TerminalHome
-    merchant: TerminalHome
-
-    def client(self, home: TerminalHome, url: str | None = None) -> PaymentClient:
-        return connect(home, url, transport=SharedTransport(self.server.transport))
-
-    def give(self, rights: Rights) -> str:
-        """Issue a grant for the target and put it in the target's home (no NFC)."""
-        with self.client(self.user) as client:
-            grant = issue(self.user, client, to=self.target.identity().terminal_id, rights=rights)
-        record = grant_record(
-            self.user.get("grants", grant["grant_id"]),
-            self.user.identity(),
-            self.target.identity().terminal_id,
-        )
-        HeldGrants(self.target).put(HeldGrant.received(record))
-        return record.grant_id
+from tests.support.scenes import Scene, SharedTransport
 
 
 @pytest.fixture

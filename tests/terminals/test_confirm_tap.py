@@ -19,9 +19,8 @@ from nfcpay.terminals.account import init_terminal
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.user import Confirmation, Given, Rights, confirm_given, give
 from nfcpay.transport.reader import open_reader
-from tests.e2e.conftest import free_udp_port
-from tests.terminals.conftest import Scene, SharedTransport
-from tests.terminals.test_flows import both
+from tests.support.cli import free_udp_port
+from tests.support.scenes import Scene, SharedTransport, both
 
 pytestmark = pytest.mark.nfc_sim
 

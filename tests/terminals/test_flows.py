@@ -3,9 +3,6 @@ taps between two readers over loopback (two threads, one in-process server)."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -13,7 +10,6 @@ import pytest
 from nfcpay import crypto
 from nfcpay.errors import ConfigError, Declined
 from nfcpay.money import Money
-from nfcpay.records import ChallengeRecord
 from nfcpay.server.schemas import PaymentIn
 from nfcpay.server.services import rules
 from nfcpay.terminals import merchant, target
@@ -23,20 +19,8 @@ from nfcpay.terminals.receipts import Receipt, Receipts, ReceiptStatus
 from nfcpay.terminals.user import Rights, always_confirm, confirm_given, give
 from nfcpay.terminals.wallet import wallet
 from nfcpay.transport.reader import open_reader
-from tests.e2e.conftest import free_udp_port
-from tests.terminals.conftest import Scene
-
-
-def challenge_for(scene: Scene, amount: int, **extra: Any) -> ChallengeRecord:
-    """The merchant's challenge, for its primary category unless ``extra`` says otherwise."""
-    extra.setdefault("purpose", "5812")
-    return ChallengeRecord(
-        merchant_id=str(scene.merchant.identity().merchant_id),
-        currency="KRW",
-        amount=amount,
-        nonce=secrets.token_bytes(16),
-        **extra,
-    )
+from tests.support.cli import free_udp_port
+from tests.support.scenes import Scene, both, challenge_for, pending_charge
 
 
 def test_choose_shares_prefers_small_grants_and_respects_per_use_caps(scene: Scene) -> None:
@@ -81,18 +65,6 @@ def test_signed_means_verify_against_what_the_server_checks(scene: Scene) -> Non
     )
 
 
-def pending_charge(
-    scene: Scene, amount: int, challenge: ChallengeRecord | None = None
-) -> merchant.Charge:
-    """What the merchant stores on receiving means: a pending receipt with the request."""
-    challenge = challenge or challenge_for(scene, amount)
-    shares = choose_shares(scene.target, challenge)
-    means = target.sign_means(scene.target, scene.target.identity(), challenge, shares)
-    return merchant._pending(
-        scene.merchant, challenge, means, merchant.payment_request(challenge, means)
-    )
-
-
 def test_server_unreachable_keeps_the_receipt_pending_and_settle_charges_once(
     scene: Scene,
 ) -> None:
@@ -127,12 +99,6 @@ def test_wallet_settles_a_receipt_whose_result_never_came(scene: Scene) -> None:
         (ReceiptStatus.APPROVED, receipt.payment_id)
     ]
     assert held.grants[0].last_known.remaining_amount == 14_000
-
-
-def both(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
-    with ThreadPoolExecutor(2) as pool:
-        a, b = pool.submit(first), pool.submit(second)
-        return a.result(timeout=30), b.result(timeout=30)
 
 
 @pytest.mark.nfc_sim

@@ -25,7 +25,7 @@ from nfcpay.terminals.held import (
     usable,
 )
 from nfcpay.terminals.home import TerminalHome
-from tests.terminals.states import GRANT_FILE, held_grants
+from tests.support.states import GRANT_FILE, held_grants
 
 SAMPLE = sample_records()["grant"]
 

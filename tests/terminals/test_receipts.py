@@ -35,7 +35,7 @@ from nfcpay.terminals.receipts import (
     settle,
 )
 from nfcpay.terminals.wallet import refresh
-from tests.terminals.states import RECEIPT_FILE, ServerView, receipts
+from tests.support.states import RECEIPT_FILE, ServerView, receipts
 
 S = ReceiptStatus
 APPROVED = ResultRecord(

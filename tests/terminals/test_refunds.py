@@ -9,8 +9,7 @@ from nfcpay.errors import ApiError, ConfigError, ServerUnavailable
 from nfcpay.terminals import merchant, refunds
 from nfcpay.terminals.account import connect
 from nfcpay.terminals.user import Rights
-from tests.terminals.conftest import Scene, SharedTransport
-from tests.terminals.test_flows import pending_charge
+from tests.support.scenes import Scene, SharedTransport, pending_charge
 
 
 class AnswersLost(httpx.BaseTransport):

@@ -20,7 +20,7 @@ from nfcpay.terminals.held import GrantStatus, HeldGrants, Share
 from nfcpay.terminals.home import Identity, TerminalHome
 from nfcpay.terminals.receipts import SETTLED_MESSAGE, Receipt, Receipts, ReceiptStatus
 from nfcpay.terminals.wallet import refresh, wallet
-from tests.terminals.states import GRANT_FILE, RECEIPT_FILE, ServerView
+from tests.support.states import GRANT_FILE, RECEIPT_FILE, ServerView
 
 GRANT_ID = GRANT_FILE["grant_id"]
 RECEIPT_ID = RECEIPT_FILE["receipt_id"]

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.loopback import loop
+
 REPO = Path(__file__).resolve().parents[2]
 LATE_PEER = Path(__file__).with_name("late_peer.py")
 
@@ -89,11 +91,6 @@ class Peer:
                 stream.close()
 
 
-def loop(port: int, as_profile: str | None = None) -> str:
-    """The loopback reader on ``port``, posing as the reader of ``as_profile`` if given."""
-    return f"loopback:{port}" + (f"?as={as_profile}" if as_profile else "")
-
-
 #: "virtual-pn533" runs: the emulated chip that plays a profile's part instead of its own.
 #: An SCL3711 (PN533) stands in for the RC-S380, the reader that listens, so the Type 3 tag
 #: mailbox is also emulated through the PN533's CIU (64-byte frames) and NFC-DEP runs on it.
@@ -119,11 +116,6 @@ def reader(
 
     stop_field("t", directory=runtime / "nfcpay-fields")
     shutil.rmtree(runtime, ignore_errors=True)
-
-
-def steps(*actions: str) -> list[str]:
-    """The peer's ``--step`` options, one per action, in order."""
-    return [arg for action in actions for arg in ("--step", action)]
 
 
 @pytest.fixture

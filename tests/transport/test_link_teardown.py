@@ -16,7 +16,7 @@ import pytest
 
 from nfcpay.transport import open_reader
 from nfcpay.transport.llc import DepTarget, Llc
-from tests.transport.conftest import steps
+from tests.support.loopback import steps
 
 pytestmark = pytest.mark.nfc_sim
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nfcpay.transport.peer import payload
-from tests.transport.conftest import loop, steps
+from tests.support.loopback import loop, steps
 
 pytestmark = pytest.mark.nfc_sim
 

@@ -6,7 +6,7 @@ import pytest
 
 from nfcpay.records import decode_message, encode_message
 from nfcpay.records.samples import sample_records
-from tests.transport.conftest import loop, steps
+from tests.support.loopback import loop, steps
 
 pytestmark = pytest.mark.nfc_sim
 

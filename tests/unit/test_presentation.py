@@ -27,7 +27,7 @@ from nfcpay.server.runtime import TerminalKey
 from nfcpay.server.schemas import PaymentIn
 from nfcpay.server.services import rules
 from nfcpay.terminals.merchant import payment_request
-from tests.records.strategies import amounts, challenges, currencies, ids, means, tokens
+from tests.support.strategies import amounts, challenges, currencies, ids, means, tokens
 
 #: The key the vectors were signed with (Ed25519 signatures are deterministic).
 KEY = crypto.private_key_from_bytes(bytes(range(32)))

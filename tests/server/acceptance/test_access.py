@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +20,9 @@ import httpx
 import pytest
 
 from nfcpay import crypto
-from nfcpay.client import signed_headers
 from nfcpay.testing.server import PaymentScene, Terminal
-from tests.server.acceptance.conftest import Harness, changed_tables
+from tests.support.harness import Harness, changed_tables
+from tests.support.signing import sign
 
 
 @dataclass
@@ -71,34 +70,6 @@ def world(harness: Harness) -> World:
         a, b, b_source, b_grant, harness.terminal("merchant"), paid["payment_id"],
         note["notification_id"], crypto.b64e(challenge), bill_id,
     )  # fmt: skip
-
-
-def sign(
-    terminal: Terminal | None,
-    method: str,
-    path: str,
-    body: bytes,
-    *,
-    as_id: str | None = None,
-    key: Any = None,
-    skew: float = 0,
-    nonce: str | None = None,
-    signed_path: str | None = None,
-    signed_body: bytes | None = None,
-) -> dict[str, str]:
-    """Signature headers, each part open to tampering."""
-    terminal_id = as_id or (terminal.terminal_id if terminal else "new")
-    signer = key or (terminal.private_key if terminal else None)
-    signed = signed_headers(
-        terminal_id,
-        signer,
-        method,
-        signed_path or path,
-        body if signed_body is None else signed_body,
-        timestamp=int(time.time() + skew),
-        nonce=nonce,
-    )
-    return {**signed, "Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pytest
 from nfcpay import crypto
 from nfcpay.declines import DeclineCode
 from nfcpay.testing.server import PaymentScene, Terminal, signed_means
-from tests.server.acceptance.conftest import Harness, changed_tables
+from tests.support.harness import Harness, changed_tables
 
 AMOUNT = 1_000
 Request = Callable[[], dict[str, Any]]

@@ -26,12 +26,7 @@ from nfc.clf import LocalTarget, RemoteTarget
 from nfcpay.transport.virtual.acr122u import Acr122u, open_acr122u
 from nfcpay.transport.virtual.field import SILENT, AirFrame, Reply
 from nfcpay.transport.virtual.pn533 import open_pn533
-from tests.transport.virtual.test_pn53x import (
-    LlcpPair,
-    Wire,
-    antennas,
-    frontend,
-)
+from tests.support.pn53x import LlcpPair, Wire, antennas, frontend
 
 
 def escape(payload: str) -> bytes:

@@ -28,7 +28,7 @@ from nfc.clf import LocalTarget, RemoteTarget
 from nfcpay.transport.virtual.field import DEFAULT_SLACK
 from nfcpay.transport.virtual.pn53x import ACK, HostFrames
 from nfcpay.transport.virtual.pn533 import EEPROM, PN533, PRODUCT, VENDOR, open_pn533
-from tests.transport.virtual.test_pn53x import (
+from tests.support.pn53x import (
     CardA,
     CardF,
     LlcpPair,

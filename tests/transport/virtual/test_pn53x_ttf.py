@@ -40,8 +40,8 @@ from nfcpay.transport.virtual.field import AirFrame
 from nfcpay.transport.virtual.pn53x import ACK, BUFFER_OVFL, ERR_IRQ, ERROR, HostFrames
 from nfcpay.transport.virtual.pn533 import PN533, PRODUCT, VENDOR, open_pn533
 from nfcpay.transport.virtual.rcs380 import open_rcs380
-from tests.transport.virtual.test_pn53x import antennas, cmd, frontend, rsp
-from tests.transport.virtual.test_rcs380 import Poller, hexbytes, running
+from tests.support.pn53x import antennas, cmd, frontend, rsp
+from tests.support.rcs380 import Poller, hexbytes, running
 
 # -- 1. conformance -------------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import ndef
@@ -41,22 +40,18 @@ from nfcpay.transport.virtual.field import (
     DEFAULT_SLACK,
     SILENT,
     AirFrame,
-    AirTimeout,
     Antenna,
     Field,
     Reply,
 )
 from nfcpay.transport.virtual.rcs380 import Rcs380, open_rcs380
 from nfcpay.transport.virtual.usb import VirtualUsb
+from tests.support.rcs380 import Poller, hexbytes, running
 
 # -- frames at the USB seam -----------------------------------------------------------------
 
 ACK = bytes.fromhex("0000ff00ff00")
 ERROR = bytes.fromhex("0000ff01ff7f8100")
-
-
-def hexbytes(text: str) -> bytes:
-    return bytes.fromhex(text)
 
 
 def port100_frame(payload: bytes) -> bytes:
@@ -189,43 +184,6 @@ class Card:
 
 def place(field: Field, card: Card) -> None:
     field.attach("card").listen(card)
-
-
-class Poller:
-    """A bare reader antenna sending air frames itself, as another make of reader would."""
-
-    def __init__(self, antenna: Antenna) -> None:
-        self.antenna = antenna
-        antenna.carrier(True)
-
-    def send(self, brty: str, data: str | bytes, timeout: float = 0.5) -> bytes | None:
-        """The answer, or None when nobody answered in time."""
-        frame = hexbytes(data) if isinstance(data, str) else data
-        try:
-            return self.antenna.exchange(AirFrame(brty, frame), timeout)
-        except AirTimeout:
-            return None
-
-    def until_answered(self, brty: str, data: str, timeout: float = 0.01) -> bytes:
-        """Repeat ``data`` until it is answered, as a reader polls (a target that is not
-        receiving yet hears nothing)."""
-        for _ in range(500):
-            answer = self.send(brty, data, timeout)
-            if answer is not None:
-                return answer
-        raise AssertionError(f"nobody answered {data} at {brty}")
-
-    def leave(self) -> None:
-        self.antenna.carrier(False)
-
-
-@contextmanager
-def running(work: Callable[[], object]) -> Iterator[Future[object]]:
-    """Run ``work`` in a thread for the block; its exceptions are raised at the end."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(work)
-        yield future
-        future.result(timeout=30)
 
 
 def crc_a(data: bytes) -> bytes:

@@ -36,7 +36,7 @@ from nfcpay.testing.server import (
     start_server,
     start_servers,
 )
-from tests.hardening.support import no_retry
+from tests.support.network import no_retry
 
 THREADS = 32
 AMOUNTS = (100, 2_000)

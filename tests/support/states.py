@@ -11,7 +11,7 @@ from nfcpay import client, crypto
 from nfcpay.errors import ApiError
 from nfcpay.terminals.held import GrantStatus, HeldGrant, LastKnown
 from nfcpay.terminals.receipts import Receipt, ReceiptShare, ReceiptStatus
-from tests.records.strategies import amounts, currencies, grants, ids, texts, times, tokens
+from tests.support.strategies import amounts, currencies, grants, ids, texts, times, tokens
 
 #: A held grant's file as the target has always written it (``target receive``, after
 #: one payment of 20,000 KRW): ``grants/g_3fz7q2m4k9xw6a5b.json``.

@@ -1,0 +1,107 @@
+"""Talking to a test server: the in-process :class:`Api` (settable :class:`Clock`), the
+real-process :class:`Harness`, and table snapshots that show a refused request changed nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from nfcpay.server.runtime import Runtime
+from nfcpay.testing.server import (
+    InProcessServer,
+    PaymentScene,
+    ServerProcess,
+    Terminal,
+    payment_scene,
+    register_terminal,
+    state_snapshot,
+)
+
+Snapshot = dict[str, list[tuple[Any, ...]]]
+
+
+def full_snapshot(tx: Any) -> Snapshot:
+    """:func:`state_snapshot` plus terminals, merchants (and their categories and changes),
+    grant bindings and notifications."""
+    snap = state_snapshot(tx)
+    tables = ("terminals", "merchants", "merchant_categories", "merchant_category_changes")
+    for table in (*tables, "grant_terminals", "notifications"):
+        snap[table] = sorted(tuple(row) for row in tx.all(f"SELECT * FROM {table}"))
+    return snap
+
+
+def changed_tables(before: Snapshot, after: Snapshot) -> list[str]:
+    return sorted(table for table in before if before[table] != after[table])
+
+
+@dataclass
+class Harness:
+    """A running server process and the helpers a case needs to talk to it."""
+
+    server: ServerProcess
+    http: httpx.Client
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def terminal(self, role: str = "user", **kwargs: Any) -> Terminal:
+        return register_terminal(self.url, role, http=self.http, **kwargs)
+
+    def scene(self, **kwargs: Any) -> PaymentScene:
+        return payment_scene(self.url, http=self.http, **kwargs)
+
+    def snapshot(self) -> Snapshot:
+        return self.server.query(full_snapshot)
+
+    def audit(self) -> list[str]:
+        return self.server.audit()
+
+
+class Clock:
+    """A settable clock for the server runtime (request signatures allow ±300 s)."""
+
+    #: It jumps, so a wait on it (:func:`nfcpay.server.runtime.sleep_on`) re-reads it this often.
+    poll_s = 0.001
+
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Api:
+    """The app in-process (nfcpay.testing.server.InProcessServer) with a settable clock."""
+
+    server: InProcessServer
+    clock: Clock
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.server.runtime
+
+    @property
+    def http(self) -> httpx.Client:
+        """A raw httpx client on the app, for hand-made (e.g. badly signed) requests."""
+        return self.server.http
+
+    def terminal(self, role: str = "user", **kwargs: Any) -> Terminal:
+        return register_terminal(self.server.url, role, http=self.server.http, **kwargs)
+
+    def scene(self, **kwargs: Any) -> PaymentScene:
+        return payment_scene(self.server.url, http=self.server.http, **kwargs)
+
+    def audit(self) -> list[str]:
+        return self.server.audit()
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        return self.server.query(state_snapshot)
