@@ -64,3 +64,19 @@ def test_every_package_imports_only_the_layers_below_it() -> None:
 def test_the_check_sees_a_wrong_import() -> None:
     assert part_of("nfcpay.terminals.bill") == "terminals" and part_of("nfcpay.money") == "core"
     assert "terminals" not in ALLOWED["transport"]  # transport cannot reach up
+
+
+def test_test_modules_share_helpers_only_through_tests_support() -> None:
+    """A test module imports no other test module and no conftest (pytest imports those
+    under names of its own); what tests share lives in ``tests/support``."""
+    tests_root = Path(__file__).resolve().parents[1]
+    wrong = []
+    for path in sorted(tests_root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                wrong.append(f"{path.relative_to(tests_root)}: a relative import")
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests"):
+                module = node.module or ""
+                if module == "tests" or not module.startswith("tests.support"):
+                    wrong.append(f"{path.relative_to(tests_root)} imports from {module}")
+    assert not wrong, "\n".join(wrong)
