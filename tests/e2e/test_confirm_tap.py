@@ -9,7 +9,6 @@ one on the friend's screen, says no, and the relay holds a revoked grant.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,28 +16,19 @@ import pytest
 
 from nfcpay.crypto import format_fingerprint
 from nfcpay.server.services.grants import CONFIRM_WINDOW_S
-from nfcpay.testing.server import ServerProcess, postgres_schema, start_server
+from nfcpay.testing.server import ServerProcess
 from tests.support.cli import Cli, Done, finish, owner_with_card
+from tests.support.harness import DATABASES, server_on
 
 pytestmark = pytest.mark.nfc_sim
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """This module's server, on a test clock (``server.advance``), on each database."""
-    data_dir = tmp_path_factory.mktemp("server")
-    if request.param == "sqlite":
-        with start_server(data_dir, test_clock=True) as process:
-            yield process
-        return
-    base = os.environ.get("NFCPAY_TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
-    with postgres_schema(base) as url, start_server(data_dir, db_url=url, test_clock=True) as p:
+    with server_on(request.param, tmp_path_factory.mktemp("server"), test_clock=True) as p:
         yield p
 
 

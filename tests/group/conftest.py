@@ -3,13 +3,13 @@ acceptance ones (one per module, to keep the suite quick)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nfcpay.testing.server import InProcessServer, ServerProcess, postgres_schema, start_server
+from nfcpay.testing.server import InProcessServer, ServerProcess, start_server
+from tests.support.harness import DATABASES, server_on
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +25,10 @@ def app(tmp_path: Path) -> Iterator[InProcessServer]:
         yield server
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def any_db_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """A real server process on SQLite and, with NFCPAY_TEST_DATABASE_URL, on PostgreSQL."""
-    data_dir = tmp_path_factory.mktemp("group-db")
-    if request.param == "sqlite":
-        with start_server(data_dir) as process:
-            yield process
-        return
-    base = os.environ.get("NFCPAY_TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
-    with postgres_schema(base) as url, start_server(data_dir, db_url=url) as process:
+    with server_on(request.param, tmp_path_factory.mktemp("group-db")) as process:
         yield process

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.routing import Route
 
+from nfcpay import crypto
 from nfcpay.client import signed_headers
 from nfcpay.server import schemas
 from nfcpay.server.app import create_app
@@ -49,11 +50,11 @@ from tests.support.hostile import (
     World,
     assert_answered,
     dump,
+    hostile_server,
     instants,
     nested,
     replaced,
     send,
-    server_on,
 )
 
 
@@ -68,7 +69,7 @@ def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
     data_dir = tmp_path_factory.mktemp(f"crafted-{request.param}")
-    with server_on(request.param, data_dir) as server:
+    with hostile_server(request.param, data_dir) as server:
         yield Served(server, World.build(server.url))
 
 
@@ -144,7 +145,9 @@ def test_fast_path_hands_deep_bodies_to_fastapi(tmp_path: Path) -> None:
         plain = create_app(server.runtime.settings, runtime=server.runtime)
         plain.router.routes.remove(_fast_route(plain))
         scene = payment_scene(server.url, http=server.http)
-        world = World(server.url, scene, scene.source["source_id"], "p_none", "b_none")
+        world = World(
+            server.url, scene, scene.source["source_id"], "p_none", crypto.b64e(bytes(16)), "b_none"
+        )
         answers: list[list[tuple[int, Any]]] = [[], []]
         with httpx.Client(transport=InProcessTransport(plain), base_url=server.url) as without:
             for answered, client in zip(answers, (server.http, without), strict=True):

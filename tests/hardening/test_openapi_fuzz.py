@@ -53,19 +53,19 @@ from tests.support.hostile import (
     at,
     dump,
     encoded,
+    hostile_server,
     kind,
     mutated,
     paths,
     replaced,
     send,
-    server_on,
     url_values,
 )
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with server_on("sqlite", tmp_path_factory.mktemp("fuzz")) as server:
+    with hostile_server("sqlite", tmp_path_factory.mktemp("fuzz")) as server:
         yield server
 
 
@@ -266,7 +266,9 @@ def test_hostile_requests_answer_4xx_never_5xx(fuzz_server: ServerProcess) -> No
 def any_db_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    with server_on(request.param, tmp_path_factory.mktemp(f"hostile-{request.param}")) as server:
+    with hostile_server(
+        request.param, tmp_path_factory.mktemp(f"hostile-{request.param}")
+    ) as server:
         yield server
 
 

@@ -14,9 +14,7 @@ processes on SQLite and PostgreSQL:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,12 +34,11 @@ from nfcpay.terminals.user import Rights, grant_record, issue
 from nfcpay.testing.server import (
     DEFAULT_MERCHANT,
     build_signed_means,
-    postgres_schema,
     start_server,
 )
 from nfcpay.transport.reader import open_reader
 from tests.support.cli import free_udp_port
-from tests.support.harness import Harness, changed_tables
+from tests.support.harness import DATABASES, Harness, changed_tables, database_url, harness_on
 from tests.support.records import framed
 from tests.support.scenes import both
 from tests.support.signing import sign
@@ -51,32 +48,14 @@ RESTAURANT, MISC = "5812", "5999"
 PATH = "/v1/merchants/me/categories"
 
 
-@contextlib.contextmanager
-def database(kind: str) -> Iterator[str | None]:
-    """No URL for SQLite; a fresh schema in the test PostgreSQL (skipped without one)."""
-    if kind == "sqlite":
-        yield None
-        return
-    url = os.environ.get("NFCPAY_TEST_DATABASE_URL")
-    if not url:
-        pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
-    with postgres_schema(url) as db_url:
-        yield db_url
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=DATABASES)
 def harness(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Harness]:
-    with database(request.param) as db_url:
+    with database_url(request.param) as db_url:
         server = start_server(tmp_path_factory.mktemp("purposes"), db_url=db_url)
-        try:
-            with httpx.Client(timeout=30) as http:
-                yield Harness(server, http)
-            assert server.audit() == []
-        finally:
-            server.stop()
-        assert "Traceback" not in server.log(), server.log()
+        with harness_on(server) as harness:
+            yield harness
 
 
 # --- the purpose of a payment --------------------------------------------------------------

@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from nfcpay import crypto
@@ -53,7 +52,7 @@ from nfcpay.testing.server import (
 )
 from nfcpay.transport.reader import open_reader
 from tests.support.cli import free_udp_port
-from tests.support.harness import Harness, changed_tables
+from tests.support.harness import Harness, changed_tables, harness_on
 from tests.support.scenes import both
 from tests.support.signing import sign
 
@@ -63,14 +62,8 @@ Json = dict[str, Any]
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    server = start_server(tmp_path_factory.mktemp("replay"))
-    try:
-        with httpx.Client(timeout=30) as http:
-            yield Harness(server, http)
-        assert server.audit() == []
-    finally:
-        server.stop()
-    assert "Traceback" not in server.log(), server.log()
+    with harness_on(start_server(tmp_path_factory.mktemp("replay"))) as harness:
+        yield harness
 
 
 def post_means(shop: Terminal, challenge: bytes, means: Json) -> Json:

@@ -3,7 +3,6 @@ NFCPAY_TEST_DATABASE_URL is set, again on PostgreSQL in a fresh schema of its ow
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,21 +10,14 @@ import pytest
 
 from nfcpay.testing.server import (
     InProcessServer,
-    postgres_schema,
 )
-from tests.support.harness import Api, Clock
+from tests.support.harness import DATABASES, Api, Clock, database_url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DATABASES)
 def db_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """None for SQLite in the data dir, else a PostgreSQL URL with a fresh schema."""
-    if request.param == "sqlite":
-        yield None
-        return
-    base = os.environ.get("NFCPAY_TEST_DATABASE_URL")
-    if not base:
-        pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
-    with postgres_schema(base) as url:
+    with database_url(request.param) as url:
         yield url
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -21,29 +19,21 @@ from nfcpay.testing.server import (
     PaymentScene,
     ServerProcess,
     payment_scene,
-    postgres_schema,
     register_terminal,
     start_servers,
     state_snapshot,
 )
+from tests.support.harness import DATABASES, database_url
 
 CARD = "5555555555554444"
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def servers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[ServerProcess]]:
     data_dir = tmp_path_factory.mktemp("server")
-    database: contextlib.AbstractContextManager[str | None] = contextlib.nullcontext(None)
-    if request.param == "postgresql":
-        base = os.environ.get("NFCPAY_TEST_DATABASE_URL")
-        if not base:
-            pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
-        database = postgres_schema(base)
-    with database as db_url:
+    with database_url(request.param) as db_url:
         running = start_servers(2, data_dir, db_url)
         try:
             yield running

@@ -3,10 +3,15 @@ real-process :class:`Harness`, and table snapshots that show a refused request c
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from nfcpay.server.runtime import Runtime
 from nfcpay.testing.server import (
@@ -15,7 +20,9 @@ from nfcpay.testing.server import (
     ServerProcess,
     Terminal,
     payment_scene,
+    postgres_schema,
     register_terminal,
+    start_server,
     state_snapshot,
 )
 
@@ -105,3 +112,44 @@ class Api:
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         return self.server.query(state_snapshot)
+
+
+#: The params of a fixture that runs on each database: SQLite, and PostgreSQL where
+#: NFCPAY_TEST_DATABASE_URL names one.
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@contextlib.contextmanager
+def database_url(kind: str) -> Iterator[str | None]:
+    """No URL for ``"sqlite"`` (the server's data directory holds it); for ``"postgresql"`` a
+    fresh schema of NFCPAY_TEST_DATABASE_URL, dropped afterwards (the test is skipped
+    without one)."""
+    if kind == "sqlite":
+        yield None
+        return
+    base = os.environ.get("NFCPAY_TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
+    with postgres_schema(base) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def server_on(kind: str, data_dir: Path, **options: Any) -> Iterator[ServerProcess]:
+    """A real server process on database ``kind`` (see :func:`database_url`), stopped after;
+    ``options`` go to :func:`start_server`."""
+    with database_url(kind) as url, start_server(data_dir, db_url=url, **options) as process:
+        yield process
+
+
+@contextlib.contextmanager
+def harness_on(server: ServerProcess) -> Iterator[Harness]:
+    """A :class:`Harness` on ``server``; when the module is done, the server's ledger audits
+    clean, it is stopped, and its log holds no traceback."""
+    try:
+        with httpx.Client(timeout=30) as http:
+            yield Harness(server, http)
+        assert server.audit() == []
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log(), server.log()

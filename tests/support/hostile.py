@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -42,9 +41,8 @@ from nfcpay.testing.server import (
     ServerProcess,
     Terminal,
     payment_scene,
-    postgres_schema,
-    start_server,
 )
+from tests.support.harness import server_on
 
 
 @dataclass(frozen=True)
@@ -470,18 +468,10 @@ DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @contextlib.contextmanager
-def server_on(database: str, data_dir: Path) -> Iterator[ServerProcess]:
-    """A server process on ``database`` ("sqlite", or "postgresql" in a fresh schema of
-    NFCPAY_TEST_DATABASE_URL: skipped without one) with :data:`UNLIMITED_FAILURES`."""
-    with contextlib.ExitStack() as stack:
-        db_url = None
-        if database == "postgresql":
-            base = os.environ.get("NFCPAY_TEST_DATABASE_URL")
-            if not base:
-                pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
-            db_url = stack.enter_context(postgres_schema(base))
-        server = start_server(data_dir, db_url=db_url, env=UNLIMITED_FAILURES)
-        stack.callback(server.stop)
+def hostile_server(database: str, data_dir: Path) -> Iterator[ServerProcess]:
+    """A server process on ``database`` (see :func:`tests.support.harness.database_url`)
+    with :data:`UNLIMITED_FAILURES`."""
+    with server_on(database, data_dir, env=UNLIMITED_FAILURES) as server:
         yield server
 
 

@@ -9,21 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from nfcpay.testing.server import (
     start_server,
 )
-from tests.support.harness import Harness
+from tests.support.harness import Harness, harness_on
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    server = start_server(tmp_path_factory.mktemp("server"), test_clock=True)
-    try:
-        with httpx.Client(timeout=30) as http:
-            yield Harness(server, http)
-    finally:
-        server.stop()
-    assert "Traceback" not in server.log(), server.log()
+    with harness_on(start_server(tmp_path_factory.mktemp("server"), test_clock=True)) as harness:
+        yield harness
