@@ -143,10 +143,27 @@ def test_inactive_source_refuses_grants(api: Api, status: str) -> None:
     assert (caught.value.status, caught.value.code) == (409, f"source_{status}")
 
 
-def test_expired_card_refuses_grants(api: Api) -> None:
+def test_an_expired_card_is_refused_and_nothing_is_stored(api: Api) -> None:
+    user = api.terminal()
+    before = api.snapshot()
+    with pytest.raises(ApiError) as caught:
+        user.client.add_card(CARD, "01/20", 1_000, "KRW")
+    error = caught.value
+    assert (error.status, error.code, error.field) == (422, "invalid_request", "expiry")
+    assert "expired at the end of 01/20" in error.message
+    assert api.snapshot() == before
+
+
+def test_a_card_that_expired_since_it_was_added_refuses_grants(api: Api) -> None:
     user, target = api.terminal(), api.terminal("target")
-    card = user.client.add_card(CARD, "01/20", 1_000, "KRW")
-    assert card["expired"] is True
+    card = user.client.add_card(CARD, "12/39", 1_000, "KRW")
+    api.server.query(  # months pass: the card's last valid month is behind the server clock
+        lambda tx: tx.execute(
+            "UPDATE funding_sources SET expiry = '01/20' WHERE source_id = ?",
+            (card["source_id"],),
+        )
+    )
+    assert user.client.list_sources()[0]["expired"] is True
     with pytest.raises(ApiError) as caught:
         user.client.issue_grant(
             card["source_id"], [target.terminal_id], amount_cap=10, currency="KRW"

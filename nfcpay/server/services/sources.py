@@ -32,7 +32,7 @@ def add(tx: Tx, rt: Runtime, caller: Caller, body: FundingSourceIn) -> dict[str,
     source_id = crypto.new_id("src")
     now = rt.now_us()
     if body.kind == "card":
-        number, expiry, limit = _card_fields(body)
+        number, expiry, limit = _card_fields(body, now)
         tx.execute(
             "INSERT INTO funding_sources (source_id, owner_terminal, kind, currency, status, "
             "card_number_enc, card_masked, expiry, credit_limit, outstanding, created_at) "
@@ -62,7 +62,7 @@ def add(tx: Tx, rt: Runtime, caller: Caller, body: FundingSourceIn) -> dict[str,
     return view(_load(tx, caller, source_id), rt.now_us())
 
 
-def _card_fields(body: FundingSourceIn) -> tuple[str, str, int]:
+def _card_fields(body: FundingSourceIn, now_us: int) -> tuple[str, str, int]:
     if body.number is None:
         raise InvalidRequest("a card needs its number", field="number")
     if not crypto.luhn_valid(body.number):
@@ -73,6 +73,11 @@ def _card_fields(body: FundingSourceIn) -> tuple[str, str, int]:
         )
     if body.expiry is None:
         raise InvalidRequest("a card needs its expiry MM/YY", field="expiry")
+    if card_expired(body.expiry, now_us):
+        raise InvalidRequest(
+            f"the card expired at the end of {body.expiry}: add a card that is still valid",
+            field="expiry",
+        )
     if body.limit is None:
         raise InvalidRequest("a card needs its credit limit", field="limit")
     if body.balance is not None:
