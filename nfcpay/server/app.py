@@ -28,6 +28,7 @@ from nfcpay import __version__
 from nfcpay.crypto import FieldCipher
 from nfcpay.errors import DatabaseUnavailable, PaymentError
 from nfcpay.server import fastpath
+from nfcpay.server.bodylimit import BodySizeLimit
 from nfcpay.server.routes import build_router
 from nfcpay.server.runtime import (
     Runtime,
@@ -198,6 +199,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    app.add_middleware(BodySizeLimit)
     app.state.runtime = rt
     router = build_router(rt)
     app.include_router(router)

@@ -35,6 +35,7 @@ from nfcpay import crypto
 from nfcpay.client import signed_headers
 from nfcpay.server import schemas
 from nfcpay.server.app import create_app
+from nfcpay.server.bodylimit import MAX_BODY_BYTES
 from nfcpay.server.fastpath import PATH, PaymentFastPath
 from nfcpay.server.services.formats import iso, to_us
 from nfcpay.testing.server import (
@@ -94,7 +95,7 @@ def refused(world: World, method: str, target: str, body: bytes, **options: Any)
 DEEP = {
     "array": nested(1000, "array"),
     "object": nested(1000, "object"),
-    "unclosed": nested(100_000, "unclosed"),
+    "unclosed": nested(50_000, "unclosed"),  # deep, and still under the body cap
 }
 
 
@@ -103,6 +104,34 @@ def _deep_body(world: World, method: str, path: str, where: str, shape: str) -> 
         return dump(DEEP[shape]).encode()
     document, _ = world.body(method, path)
     return dump({**document, "x": DEEP[shape]}).encode()
+
+
+# --- size ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", [PATH, "/v1/grants", "/v1/terminals"])
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_body_over_the_cap_is_a_413_before_it_is_read(
+    world: World, target: str, framing: str
+) -> None:
+    """The fast path and the FastAPI routes alike; a chunked body is counted as it comes."""
+    body = b'{"x": "' + b"a" * MAX_BODY_BYTES + b'"}'
+    content: bytes | Iterator[bytes] = body
+    if framing == "chunked":
+        content = iter([body[i : i + 8192] for i in range(0, len(body), 8192)])
+    with httpx.Client(base_url=world.url, timeout=30) as http:
+        response = http.post(target, content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text
+    assert response.json()["error"] == "body_too_large"
+    assert str(MAX_BODY_BYTES) in response.json()["message"]
+
+
+def test_a_body_at_the_cap_is_read_as_usual(world: World) -> None:
+    padding = MAX_BODY_BYTES - len(b'{"x": ""}')
+    body = b'{"x": "' + b"a" * padding + b'"}'
+    assert len(body) == MAX_BODY_BYTES
+    status, answer = refused(world, "post", "/v1/grants", body, auth="signed")
+    assert status == 422, answer  # read whole and checked: it is no grant
 
 
 @pytest.mark.parametrize("auth", ["signed", "unsigned"])

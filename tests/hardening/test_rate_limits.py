@@ -10,7 +10,6 @@ milliseconds the test takes cannot refill one: the counts below do not depend on
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from nfcpay import crypto
-from nfcpay.client import signed_headers
+from nfcpay.client import PaymentClient, signed_headers
 from nfcpay.errors import ServerUnavailable
 from nfcpay.testing.server import payment_scene, register_terminal, start_server
 from tests.support.network import no_retry
@@ -31,9 +30,7 @@ LIMITS = {
 }
 
 
-def test_per_terminal_request_limit_429_with_retry_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_per_terminal_request_limit_429_with_retry_after(tmp_path: Path) -> None:
     with start_server(tmp_path / "srv", env=LIMITS, test_clock=True) as server:
         busy = register_terminal(server.url, "user")
         calm = register_terminal(server.url, "user")
@@ -60,10 +57,9 @@ def test_per_terminal_request_limit_429_with_retry_after(
             waits.append(seconds)
             server.advance(seconds)
 
-        with monkeypatch.context() as patch:
-            patch.setattr(time, "sleep", wait)
+        with PaymentClient(server.url, busy.terminal_id, busy.private_key, sleep=wait) as patient:
             for _ in range(2):
-                assert busy.client.me()["terminal_id"] == busy.terminal_id
+                assert patient.me()["terminal_id"] == busy.terminal_id
         assert waits, "the bucket was empty: the client had to wait"
         assert min(waits) >= error.retry_after_s, waits
 
