@@ -7,8 +7,8 @@ shown to come from that person's browser (Jupyter's model):
   its own name at 127.0.0.1 is refused before anything else.
 * **Token.** A random token is in the printed URL (``?token=``) once; it is exchanged for an
   HttpOnly, SameSite=Strict cookie and the browser is sent on to the same page without it,
-  so the token stays out of history and Referer headers. Any request without the token or
-  the cookie gets 403. Compared in constant time.
+  so the token stays out of history and Referer headers (none goes to other sites). Any
+  request without the token or the cookie gets 403. Compared in constant time.
 * **CSRF.** Only GET/HEAD read and only POST changes anything. A POST must come from this
   page's origin (``Origin`` or ``Sec-Fetch-Site``: another site's form or fetch is refused,
   whatever cookies it carries) and carry the session's CSRF token in its ``csrf`` form field
@@ -145,14 +145,15 @@ class Guard:
         await self.app(scope, _replay(body), send)
 
 
-#: Sent with every answer: no framing by other sites, no sniffing, no Referer, no caching.
+#: Sent with every answer: no framing by other sites, no sniffing, no Referer to other sites
+#: (a "no-referrer" page would make Chrome send "Origin: null" with its own forms), no caching.
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
         b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
     ),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
 ]
 

@@ -68,3 +68,34 @@ def owner_with_card(cli: Cli) -> str:
     done = cli.run("user", "user", "add-card", *CARD)
     assert done.status == 0, done
     return user_id
+
+
+#: (what was timed, milliseconds) of this run's page tests, printed at its end.
+PAGE_TIMINGS = pytest.StashKey[list[tuple[str, float]]]()
+
+
+@pytest.fixture
+def timings(request: pytest.FixtureRequest) -> list[tuple[str, float]]:
+    return request.config.stash.setdefault(PAGE_TIMINGS, [])
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the page tests keep their screenshots (the run's artifacts)."""
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from tests.ui.browser import chromium
+
+    yield from chromium()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    found = config.stash.get(PAGE_TIMINGS, [])
+    if not found:
+        return
+    terminalreporter.write_sep("-", "pages in headless Chromium (goal: tap to text under 1 s)")
+    for what, ms in found:
+        terminalreporter.write_line(f"{ms:8.0f} ms  {what}")

@@ -27,12 +27,14 @@ def locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_a_held_reader_names_its_holder(locks: Path) -> None:
     spec = parse_device(USB)
-    with hold_reader(spec, "nfcpay ui"):
-        with pytest.raises(
+    with (
+        hold_reader(spec, "nfcpay ui"),
+        pytest.raises(
             ReaderBusy, match=rf"usb:054c:06c1 is held by `nfcpay ui` \(pid {os.getpid()}\)"
-        ):
-            with hold_reader(spec, "nfcpay merchant charge"):
-                pass
+        ),
+        hold_reader(spec, "nfcpay merchant charge"),
+    ):
+        pass
     with hold_reader(spec, "nfcpay merchant charge"):  # released with its holder
         pass
 
