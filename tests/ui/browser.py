@@ -61,7 +61,7 @@ def wait_for_text(driver: Any, css: str, text: str, timeout: float = TEXT_BOUND_
         try:
             now = driver.find_element(By.CSS_SELECTOR, css).text
         except Exception:
-            now = "(no such element)"
+            now = f"(no such element) at {driver.current_url}: {driver.page_source[:2000]}"
         raise AssertionError(f"{css!r} never showed {text!r}; it shows: {now}") from None
     return time.monotonic()
 
