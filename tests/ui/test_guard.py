@@ -111,3 +111,12 @@ def test_the_token_is_never_logged(counter: UiProcess) -> None:
     httpx.get(counter.base + "/?token=wrong")
     done = counter.stop()
     assert counter.token not in done.stderr
+
+
+def test_the_labels_are_korean_with_lang_ko(cli: Cli) -> None:
+    cli.init("shop", "merchant")
+    page = start_ui(cli, "shop", "--lang", "ko", device="loopback:1")
+    with signed_in(page) as client:
+        html = client.get("/").text
+    page.stop()
+    assert '<html lang="ko">' in html and "준비됨" in html and "결제 요청" in html
