@@ -12,6 +12,7 @@
     ├── TransportError               the NFC link (transport/ and the terminals' conversations)
     │   ├── ReaderNotFound
     │   ├── ReaderAccessDenied
+    │   ├── ReaderBusy               another nfcpay process holds the reader
     │   ├── UnsupportedByReader      e.g. listening on a poll-only ACR122U
     │   ├── LinkLost
     │   ├── ExchangeTimeout
@@ -84,6 +85,10 @@ class ReaderNotFound(TransportError):
 
 class ReaderAccessDenied(TransportError):
     code = "reader_access_denied"
+
+
+class ReaderBusy(TransportError):
+    code = "reader_busy"
 
 
 class UnsupportedByReader(TransportError):

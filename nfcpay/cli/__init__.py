@@ -30,6 +30,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "demo": "nfcpay.cli.demo:demo",
     "group": "nfcpay.cli.group:group",
     "field": "nfcpay.cli.field:field",
+    "ui": "nfcpay.cli.ui:ui",
 }
 
 

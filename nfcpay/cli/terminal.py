@@ -191,16 +191,25 @@ def reader_of(obj: CliContext, listen: bool | None, *, tag_ok: bool = False) -> 
     mode: Mode = "auto" if listen is None else ("listen" if listen else "poll")
     quiet_nfcpy(obj)
     try:
-        reader = open_reader(obj.device, mode=mode)
+        reader = open_reader(obj.device, mode=mode, holder=command_name())
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     with reader:
         traced(obj, reader)
-        if mode == "auto" and not (reader.profile.can_listen or reader.profile.can_emulate_tt3):
-            reader.mode = "poll"
+        reader.settle_auto_mode()
         if obj.carrier in ("llcp", "tt3"):
             reader.carrier = "llcp" if obj.carrier == "llcp" else "tt3"
         yield reader
+
+
+def command_name() -> str:
+    """The running command as people type it, e.g. ``nfcpay merchant charge``."""
+    ctx: click.Context | None = click.get_current_context()
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(["nfcpay", *reversed(names)])
 
 
 class LiveStatus:

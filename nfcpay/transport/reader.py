@@ -14,6 +14,7 @@ from nfcpay import errors
 from nfcpay.transport import nfcpy
 from nfcpay.transport.channel import Channel, ObservedChannel
 from nfcpay.transport.device import LOOPBACK_HOST, DeviceSpec, parse_device
+from nfcpay.transport.lock import hold_reader
 from nfcpay.transport.profiles import FirmwareProfile, match_profile, profile_by_name
 from nfcpay.transport.roles import MODES, Carrier, Mode, TapPlan, plan_tap, role_error
 from nfcpay.transport.trace import TraceRecorder
@@ -35,6 +36,14 @@ class Reader:
         self.carrier: Carrier = "auto"
         #: Set by ``--trace``: told every NDEF message, so that it can redact its secrets.
         self.recorder: TraceRecorder | None = None
+        #: Released by :meth:`close`: this process's hold on the reader (see ``lock``).
+        self.hold = ExitStack()
+
+    def settle_auto_mode(self) -> None:
+        """In "auto", a reader that can neither listen nor play a card polls even where its
+        side waits (the other side's reader must then listen)."""
+        if self.mode == "auto" and not (self.profile.can_listen or self.profile.can_emulate_tt3):
+            self.mode = "poll"
 
     def field_tags(self) -> list[dict[str, str]]:
         """The virtual tags in a virtual reader's field (kind, memory); [] for others."""
@@ -125,6 +134,7 @@ class Reader:
         try:
             self.clf.close()
         finally:
+            self.hold.close()
             if self.recorder is not None:
                 self.recorder.close()
 
@@ -140,11 +150,24 @@ class Reader:
         self.close()
 
 
-def open_reader(device: str | None = None, *, mode: Mode = "auto") -> Reader:
-    """Open a reader by device string (see :mod:`nfcpay.transport.device`) or auto-detect."""
+def open_reader(
+    device: str | None = None, *, mode: Mode = "auto", holder: str = "nfcpay"
+) -> Reader:
+    """Open a reader by device string (see :mod:`nfcpay.transport.device`) or auto-detect.
+
+    A real reader is held for this process until the reader is closed (``holder`` names the
+    command); one another process holds raises :class:`~nfcpay.errors.ReaderBusy`."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     spec = parse_device(device)
+    with ExitStack() as hold:
+        hold.enter_context(hold_reader(spec, holder))
+        reader = _open(spec, mode)
+        reader.hold = hold.pop_all()
+        return reader
+
+
+def _open(spec: DeviceSpec, mode: Mode) -> Reader:
     if spec.kind == "loopback":
         profile = profile_by_name(spec.as_profile or "loopback")
         refuse = None if profile.can_listen or profile.can_emulate_tt3 else profile.name

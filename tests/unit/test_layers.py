@@ -19,7 +19,9 @@ ALLOWED = {
     "client": {"core"},
     "server": {"core", "records"},
     "terminals": {"core", "records", "transport", "client"},
-    "cli": {"core", "records", "transport", "client", "terminals", "server"},
+    # The local web pages (``nfcpay ui``): a terminal's face, beside the CLI.
+    "ui": {"core", "records", "transport", "client", "terminals"},
+    "cli": {"core", "records", "transport", "client", "terminals", "server", "ui"},
     # The harness tests and benchmarks share; nothing else in nfcpay imports it.
     "testing": {"core", "records", "transport", "client", "terminals", "server"},
     "__main__": {"cli"},

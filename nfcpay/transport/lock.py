@@ -1,0 +1,84 @@
+"""One process owns a reader at a time: an OS lock file per device.
+
+Two processes driving one USB reader would each reset it under the other and both taps
+would fail in ways nobody can read. So whoever opens a real reader (a CLI tap command, or
+``nfcpay ui`` while it taps) first takes ``<lock dir>/<device>.lock`` with ``flock``; a
+second one is told who holds it (the file names the command and its pid) and gives up at
+once instead of fighting for the reader. The kernel drops the lock when its holder exits,
+however it exits, so a crashed holder never leaves the reader locked.
+
+Simulated readers (loopback, virtual) are not locked: both sides of a loopback tap name the
+same port on purpose, and a virtual chip is each process's own.
+
+The lock is keyed by the device string as given: ``usb`` (the first reader found) and
+``usb:054c:06c1`` naming the same reader are two locks. Name the reader the same way
+everywhere (``nfcpay readers`` shows each one's string).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from nfcpay.errors import ReaderBusy
+from nfcpay.transport.device import DeviceSpec
+
+LOCK_DIR_ENV = "NFCPAY_READER_LOCK_DIR"
+
+
+def lock_dir() -> Path:
+    """Where reader locks live: ``$NFCPAY_READER_LOCK_DIR``, else ``$XDG_RUNTIME_DIR``'s
+    ``nfcpay-readers`` (per user), else one per user under the temporary directory."""
+    named = os.environ.get(LOCK_DIR_ENV)
+    if named:
+        return Path(named)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "nfcpay-readers"
+    return Path(tempfile.gettempdir()) / f"nfcpay-readers-{os.getuid()}"
+
+
+def lock_path(spec: DeviceSpec) -> Path:
+    return lock_dir() / (re.sub(r"[^A-Za-z0-9._-]", "_", spec.path) + ".lock")
+
+
+@contextlib.contextmanager
+def hold_reader(spec: DeviceSpec, holder: str) -> Iterator[None]:
+    """Hold the reader ``spec`` names for this process (``holder``: the command, e.g.
+    ``nfcpay merchant charge``), or raise :class:`ReaderBusy` naming who holds it."""
+    if spec.is_simulated:
+        yield
+        return
+    path = lock_path(spec)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(spec, path) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"holder": holder, "pid": os.getpid()}).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _busy(spec: DeviceSpec, path: Path) -> ReaderBusy:
+    try:
+        known = json.loads(path.read_text() or "{}")
+        who = f"`{known['holder']}` (pid {int(known['pid'])})"
+    except (OSError, ValueError, KeyError, TypeError):
+        who = "another nfcpay process"
+    return ReaderBusy(
+        f"the reader {spec.path} is held by {who}; let it finish or stop it, then try again"
+    )

@@ -1,0 +1,168 @@
+"""The three pages in a real headless Chromium, against real processes: a payment server,
+``nfcpay ui``, and terminals tapping it over the loopback reader. The page is never
+reloaded while it waits: what a tap changes arrives over its event stream."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Cli, finish, free_udp_port
+from tests.ui.browser import click, screenshot, wait_for_text
+from tests.ui.conftest import owner_with_card, start_ui
+
+pytestmark = [pytest.mark.slow, pytest.mark.nfc_sim]
+
+#: Installed after the page loaded: a reload would lose the marker; every change of the
+#: element ``id`` is recorded with the browser's clock.
+WATCH = """
+window.nfcpayMarker = 42;
+window.nfcpaySeen = [];
+new MutationObserver(function () {
+  window.nfcpaySeen.push([performance.now(), document.getElementById(arguments[0]).innerText]);
+}.bind(null, arguments[0])).observe(document.getElementById(arguments[0]),
+  {childList: true, subtree: true, characterData: true});
+"""
+
+
+def by_id(driver: Any, element_id: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, element_id)
+
+
+def not_reloaded(driver: Any) -> bool:
+    return bool(driver.execute_script("return window.nfcpayMarker === 42"))
+
+
+def first_seen(driver: Any, text: str) -> float | None:
+    """The browser's time (ms) at which the watched element first showed ``text``."""
+    for at, shown in driver.execute_script("return window.nfcpaySeen"):
+        if text in shown:
+            return float(at)
+    return None
+
+
+def give_by_cli(cli: Cli) -> str:
+    give, receive = cli.tap(
+        ("user", "user", "give", "--amount", "30,000", "--uses", "2", "--yes"),
+        ("target", "target", "receive"),
+    )
+    assert (give.status, receive.status) == (0, 0), (give, receive)
+    return str(give.data["grant"]["grant_id"])
+
+
+def test_the_counter_shows_approved_without_a_reload_and_the_wallet_the_receipt(
+    cli: Cli, browser: Any, screenshots: Path, timings: list[tuple[str, float]]
+) -> None:
+    owner_with_card(cli)
+    cli.init("target", "target")
+    cli.init("shop", "merchant")
+    give_by_cli(cli)
+    device = f"loopback:{free_udp_port()}"
+    counter = start_ui(cli, "shop", device=device)
+
+    browser.get(counter.link)
+    wait_for_text(browser, "#screen", "Ready")
+    by_id(browser, "amount").send_keys("12,000")
+    by_id(browser, "charge").click()
+    wait_for_text(browser, "#screen", "Tap now")
+    wait_for_text(browser, "#screen", "12,000 KRW")
+    browser.execute_script(WATCH, "screen")
+
+    started = time.monotonic()
+    pay = cli.start("target", "target", "pay", "--timeout", "20", device=device)
+    shown = wait_for_text(browser, "#screen", "APPROVED")
+    paid = finish(pay)
+    assert paid.status == 0 and paid.data["status"] == "approved", paid
+    assert not_reloaded(browser)
+    wait_for_text(browser, "#payments", paid.data["payment_id"])
+    assert by_id(browser, "amount").get_attribute("value") == ""  # ready for the next one
+    tapped, approved = first_seen(browser, "presented"), first_seen(browser, "APPROVED")
+    if tapped is not None and approved is not None:
+        timings.append(("counter: the page shows the tap → it shows APPROVED", approved - tapped))
+    timings.append(
+        ("counter: `target pay` started → the page shows APPROVED", (shown - started) * 1000)
+    )
+    screenshot(browser, screenshots, "counter")
+    counter.stop()
+
+    wallet = start_ui(cli, "target")
+    browser.get(wallet.link)
+    wait_for_text(browser, "#held", "18,000 KRW")
+    wait_for_text(browser, "#receipts", "approved")
+    wait_for_text(browser, "#receipts", paid.data["payment_id"])
+    screenshot(browser, screenshots, "wallet")
+    wallet.stop()
+
+
+def test_the_owner_gives_by_tap_and_a_copied_grant_alarms_the_feed(
+    cli: Cli, browser: Any, screenshots: Path, timings: list[tuple[str, float]]
+) -> None:
+    owner_with_card(cli)
+    target_id = cli.init("target", "target")
+    cli.init("shop", "merchant")
+    cli.init("mallory", "target")
+    device = f"loopback:{free_udp_port()}"
+    owner = start_ui(cli, "user", device=device)
+
+    browser.get(owner.link)
+    wait_for_text(browser, "#sources", "411111******1111")
+    by_id(browser, "give-amount").send_keys("30,000")
+    by_id(browser, "give-uses").clear()
+    by_id(browser, "give-uses").send_keys("2")
+    by_id(browser, "give-by-tap").click()
+    receive = cli.start("target", "target", "receive", "--timeout", "20", device=device)
+    wait_for_text(browser, "#give", target_id)  # who tapped, with the fingerprint to compare
+    received = finish(receive)
+    assert received.status == 0, received
+    grant_id = received.data["grant"]["grant_id"]
+    click(browser, "confirm-yes")
+    wait_for_text(browser, "#give", "Handed over")
+    wait_for_text(browser, f"#grant-{grant_id}", "active")
+    wait_for_text(browser, f"#grant-{grant_id}", "uses left 2/2")
+
+    browser.execute_script(WATCH, "feed")
+    copies = cli.home("mallory") / "grants"
+    copies.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(cli.home("target") / "grants" / f"{grant_id}.json", copies)
+    charge, _pay = cli.tap(
+        ("shop", "merchant", "charge", "--amount", "8,000"), ("mallory", "target", "pay")
+    )
+    assert charge.data["decline_code"] == "terminal_not_allowed", charge
+    attempted = time.monotonic()
+    shown = wait_for_text(browser, "#feed .alarm", "tried to pay 8,000 KRW")
+    assert not_reloaded(browser)
+    assert "ALARM" in by_id(browser, "feed").text
+    timings.append(
+        ("owner: the merchant's decline → the alarm on the page", (shown - attempted) * 1000)
+    )
+    screenshot(browser, screenshots, "owner")
+    owner.stop()
+
+
+def test_the_owner_revokes_on_the_page_and_a_charge_with_the_grant_is_declined(
+    cli: Cli, browser: Any
+) -> None:
+    owner_with_card(cli)
+    cli.init("target", "target")
+    cli.init("shop", "merchant")
+    grant_id = give_by_cli(cli)
+    owner = start_ui(cli, "user")
+
+    browser.get(owner.link)
+    wait_for_text(browser, f"#grant-{grant_id}", "active")
+    click(browser, f"revoke-{grant_id}")
+    wait_for_text(browser, f"#grant-{grant_id}", "revoked")
+    wait_for_text(browser, "#flash", grant_id)
+
+    charge, _pay = cli.tap(
+        ("shop", "merchant", "charge", "--amount", "5,000"), ("target", "target", "pay")
+    )
+    assert charge.data["status"] == "declined", charge
+    assert charge.data["decline_code"] == "grant_revoked", charge
+    owner.stop()
