@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -46,7 +47,7 @@ def ui(obj: CliContext, port: int, lang: str | None) -> None:
         server_url=obj.server_url,
         device=obj.device,
         ca=obj.ca,
-        lang=language(lang),
+        lang=language(lang, os.environ),
     )
     page = PAGES[identity.role]
 

@@ -22,26 +22,18 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from nfcpay.errors import ReaderBusy
 from nfcpay.transport.device import DeviceSpec
-
-LOCK_DIR_ENV = "NFCPAY_READER_LOCK_DIR"
+from nfcpay.transport.rundir import private_dir
 
 
 def lock_dir() -> Path:
-    """Where reader locks live: ``$NFCPAY_READER_LOCK_DIR``, else ``$XDG_RUNTIME_DIR``'s
-    ``nfcpay-readers`` (per user), else one per user under the temporary directory."""
-    named = os.environ.get(LOCK_DIR_ENV)
-    if named:
-        return Path(named)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return Path(runtime) / "nfcpay-readers"
-    return Path(tempfile.gettempdir()) / f"nfcpay-readers-{os.getuid()}"
+    """Where reader locks live: the per-user ``nfcpay-readers`` directory
+    (:func:`nfcpay.transport.rundir.private_dir`)."""
+    return private_dir("nfcpay-readers")
 
 
 def lock_path(spec: DeviceSpec) -> Path:

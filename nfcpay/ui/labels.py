@@ -4,7 +4,6 @@ server and the terminals (decline reasons, errors) are shown as they come, in En
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 LANGUAGES = ("en", "ko")
@@ -78,7 +77,7 @@ LABELS: dict[str, tuple[str, str]] = {
 }
 
 
-def language(choice: str | None, environ: Mapping[str, str] = os.environ) -> str:
+def language(choice: str | None, environ: Mapping[str, str]) -> str:
     """``choice`` if given, else Korean when the locale (LANG / LC_ALL) is Korean."""
     if choice is not None:
         if choice not in LANGUAGES:

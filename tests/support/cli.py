@@ -223,10 +223,12 @@ class SlowProxy:
 CARD = ("--number", "4111 1111 1111 1111", "--expiry", "12/39", "--limit", "500,000")
 
 
-def owner_with_card(cli: Cli) -> None:
-    cli.init("user", "user")
+def owner_with_card(cli: Cli) -> str:
+    """Terminal ``user``, a user terminal with a card; returns its terminal id."""
+    user_id = cli.init("user", "user")
     done = cli.run("user", "user", "add-card", *CARD)
     assert done.status == 0 and done.data["source"]["masked"] == "411111******1111"
+    return user_id
 
 
 def ready_pair(cli: Cli) -> str:

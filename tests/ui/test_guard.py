@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.conftest import Cli
-from tests.ui.conftest import UiProcess, start_ui
+from tests.support.cli import Cli
+from tests.support.ui import UiProcess, start_ui
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Cli, finish, free_udp_port
-from tests.ui.browser import click, screenshot, wait_for_text
-from tests.ui.conftest import owner_with_card, start_ui
+from tests.support.browser import click, screenshot, wait_for_text
+from tests.support.cli import Cli, finish, free_udp_port, owner_with_card
+from tests.support.ui import start_ui
 
 pytestmark = [pytest.mark.slow, pytest.mark.nfc_sim]
 

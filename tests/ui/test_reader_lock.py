@@ -12,17 +12,17 @@ import pytest
 
 from nfcpay.errors import ReaderBusy
 from nfcpay.transport.device import parse_device
-from nfcpay.transport.lock import LOCK_DIR_ENV, hold_reader
-from tests.e2e.conftest import Cli, finish, wait_for
-from tests.ui.conftest import start_ui
+from nfcpay.transport.lock import hold_reader
+from tests.support.cli import Cli, finish, wait_for
+from tests.support.ui import start_ui
 
 USB = "usb:054c:06c1"
 
 
 @pytest.fixture
 def locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
-    return tmp_path / "locks"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    return tmp_path / "nfcpay-readers"
 
 
 def test_a_held_reader_names_its_holder(locks: Path) -> None:
@@ -47,7 +47,7 @@ def test_simulated_readers_are_not_locked(locks: Path) -> None:
 
 def test_a_cli_tap_gives_up_while_the_page_holds_the_reader(cli: Cli, locks: Path) -> None:
     cli.init("shop", "merchant")
-    cli.env[LOCK_DIR_ENV] = str(locks)
+    cli.env["XDG_RUNTIME_DIR"] = str(locks.parent)
     with hold_reader(parse_device(USB), "nfcpay ui"):
         done = finish(cli.start("shop", "merchant", "charge", "--amount", "1,000", device=USB))
     assert done.status != 0
@@ -56,7 +56,7 @@ def test_a_cli_tap_gives_up_while_the_page_holds_the_reader(cli: Cli, locks: Pat
 
 def test_the_page_gives_up_while_a_cli_holds_the_reader(cli: Cli, locks: Path) -> None:
     cli.init("shop", "merchant")
-    cli.env[LOCK_DIR_ENV] = str(locks)
+    cli.env["XDG_RUNTIME_DIR"] = str(locks.parent)
     page = start_ui(cli, "shop", device=USB)
     with (
         httpx.Client(base_url=page.base) as client,

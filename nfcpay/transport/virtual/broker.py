@@ -54,7 +54,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,6 +64,7 @@ from typing import Any
 
 import cbor2
 
+from nfcpay.transport.rundir import RuntimeDirError, private_dir
 from nfcpay.transport.virtual.field import (
     LATER,
     SILENT,
@@ -137,26 +137,12 @@ class BrokerAlreadyRunning(BrokerError):
 
 
 def default_field_dir(runtime_dir: Path | None = None) -> Path:
-    """The per-user directory of field sockets, locks and logs, created with mode 0700.
-
-    It lies in ``runtime_dir``, by default ``$XDG_RUNTIME_DIR`` (a per-user tmpfs on systemd
-    systems); without one it is ``nfcpay-fields-<uid>`` in the temp directory, where another
-    user could have made it first: that is refused.
-    """
-    if runtime_dir is None:
-        xdg = os.environ.get("XDG_RUNTIME_DIR")
-        runtime_dir = Path(xdg) if xdg and Path(xdg).is_dir() else None
-    if runtime_dir is None:
-        path = Path(tempfile.gettempdir()) / f"nfcpay-fields-{os.getuid()}"
-    else:
-        path = runtime_dir / "nfcpay-fields"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.stat()
-    if info.st_uid != os.getuid():
-        raise BrokerError(f"{path} belongs to another user: refusing to use it for fields")
-    if info.st_mode & 0o077:
-        path.chmod(0o700)
-    return path
+    """The per-user directory of field sockets, locks and logs (mode 0700, see
+    :func:`nfcpay.transport.rundir.private_dir`)."""
+    try:
+        return private_dir("nfcpay-fields", runtime_dir)
+    except RuntimeDirError as exc:
+        raise BrokerError(f"{exc} for fields") from None
 
 
 def validate_name(name: str, what: str = "field") -> str:
