@@ -108,12 +108,6 @@ def interval_us(period: Period, tz: ZoneInfo, now_us: int) -> tuple[int, int]:
     return (start - epoch) // timedelta(microseconds=1), (end - epoch) // timedelta(microseconds=1)
 
 
-def spent_now(start_us: int, now_start_us: int, spent: int) -> int:
-    """What was spent in the current interval (starting ``now_start_us``), given what was
-    spent (``spent``) in the interval a payment last counted in (starting ``start_us``)."""
-    return spent if start_us == now_start_us else 0
-
-
 def renewal_text(moment: datetime, tz: ZoneInfo) -> str:
     """``Tue 3 Dec 00:00 Asia/Seoul``: an instant as the zone's wall clock reads it (English
     names whatever the locale)."""
