@@ -30,6 +30,7 @@ False
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import ndef
 
@@ -53,6 +54,8 @@ from nfcpay.records.fields import (
 
 #: Most purposes, regions or merchants one grant may name.
 MAX_LISTED = 8
+#: The fields of an allowance (payload version 2), all set or none.
+ALLOWANCE_FIELDS = ("allowance_period", "allowance_amount", "time_zone")
 PERIOD = Choice(Period, {"day": 1, "week": 2, "month": 3})
 #: An IANA time zone name (``Asia/Seoul``); whether this machine knows it is its own concern.
 TIME_ZONE = Text(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}", 64, "an IANA time zone name")
@@ -96,6 +99,15 @@ class GrantRecord(NfcpayRecord):
 
     def payload_version(self) -> int:
         return 1 if self.allowance_period is None else 2
+
+    def to_json(self, *, reveal: bool = False) -> dict[str, Any]:
+        """As :meth:`WireStruct.to_json`; the allowance fields only when there is one, so a
+        grant without one is shown and stored exactly as before allowances."""
+        out = super().to_json(reveal=reveal)
+        if self.allowance_period is None:
+            for name in ALLOWANCE_FIELDS:
+                del out[name]
+        return out
 
     def _check(self) -> None:
         allowance = (self.allowance_period, self.allowance_amount, self.time_zone)
