@@ -33,6 +33,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 #: The zone a terminal declares when the machine's own cannot be named.
 FALLBACK_ZONE = "UTC"
 _ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")
+#: Files beside the zones in a system's zoneinfo directory: leap-second ("right/") and
+#: duplicate ("posix/") trees, which the tzdata package and other machines lack.
+_NOT_ZONES = ("right/", "posix/", "posixrules")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -54,11 +57,11 @@ def zone(name: str) -> ZoneInfo:
     """The IANA time zone ``name`` (``Asia/Seoul``); ValueError naming it if there is none.
 
     Only names of the IANA database are taken, never a path or a POSIX TZ string."""
-    if not _ZONE_NAME.fullmatch(name):
+    if not _ZONE_NAME.fullmatch(name) or name.startswith(_NOT_ZONES):
         raise ValueError(f"{name[:64]!r} is not an IANA time zone name such as Asia/Seoul")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(
             f"{name!r} is not a time zone this machine knows (IANA names such as Asia/Seoul, "
             "Europe/Berlin, UTC)"

@@ -3,10 +3,9 @@ over in a tap, and the target's wallet showing what is left of the interval."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
+from nfcpay.testing.server import zone_at_noon
 from tests.e2e.conftest import Cli
 
 pytestmark = pytest.mark.nfc_sim
@@ -14,14 +13,8 @@ pytestmark = pytest.mark.nfc_sim
 CARD = ("--number", "4111 1111 1111 1111", "--expiry", "12/39", "--limit", "500,000")
 
 
-def noon_zone() -> str:
-    """A fixed-offset IANA zone where it is about noon now, so no interval ends mid-test."""
-    hours = 12 - datetime.now(UTC).hour
-    return "Etc/GMT" if hours == 0 else f"Etc/GMT{-hours:+d}"
-
-
 def test_a_daily_allowance_from_issue_to_the_wallet(cli: Cli) -> None:
-    zone = noon_zone()
+    zone = zone_at_noon()
     made = cli.run(
         "user", "terminal", "init", "--role", "user", "--label", "u", "--time-zone", zone
     )
