@@ -76,7 +76,8 @@ def receive(obj: CliContext, timeout: float, listen: bool | None) -> None:
 @click.option("--offline", is_flag=True, help="Do not ask the server; show what is stored.")
 @click.pass_obj
 def wallet(obj: CliContext, offline: bool) -> None:
-    """Held grants with what remains (refreshed from the server), and past payments.
+    """Held grants with what remains (refreshed from the server), what is left of each
+    allowance this day, week or month and when it renews, and past payments.
 
     A payment whose result never arrived (the link was lost) is settled from the server's
     answer for it: approved with its payment, or left open while the server has no payment
