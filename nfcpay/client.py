@@ -95,6 +95,8 @@ class PaymentClient:
         self._max_retries = max_retries
         #: How a retry waits out its back-off (a test passes one that records the waits).
         self._sleep = sleep
+        #: What request timestamps are read from (a test shares its server's fake clock).
+        self.clock: Callable[[], float] = time.time
         self._owns_http = http is None
         self._http = http or httpx.Client(transport=transport or _default_transport(verify))
 
@@ -199,8 +201,12 @@ class PaymentClient:
         merchants: Sequence[str] | None = None,
         bill_id: str | None = None,
         tap_fingerprint: bytes | None = None,
+        allowance: Mapping[str, Any] | None = None,
     ) -> Json:
         """Returns ``{"grant": {...}, "auth_code": "<b64url>"}``; the auth code comes only once.
+
+        ``allowance``: ``{"period": "day"|"week"|"month", "amount", "time_zone"}``, a cap that
+        renews every period, counted in that IANA zone.
 
         ``tap_fingerprint``: issued to the one terminal that tapped, whose hello claimed this
         key fingerprint. The grant then waits for :meth:`confirm_grant`, and the answer adds
@@ -215,6 +221,7 @@ class PaymentClient:
                 "purposes": list(purposes) if purposes is not None else None,
                 "regions": list(regions) if regions is not None else None,
                 "merchants": list(merchants) if merchants is not None else None,
+                "allowance": dict(allowance) if allowance is not None else None,
             }
         )
         body = _drop_none(
@@ -420,7 +427,9 @@ class PaymentClient:
         return _decode(response)
 
     def _signed_headers(self, method: str, path: str, payload: bytes) -> dict[str, str]:
-        return signed_headers(self.terminal_id, self._key, method, path, payload)
+        return signed_headers(
+            self.terminal_id, self._key, method, path, payload, timestamp=int(self.clock())
+        )
 
 
 def signed_headers(

@@ -57,6 +57,8 @@ class DeclineCode(StrEnum):
     OVER_PER_USE_CAP = "over_per_use_cap"
     #: a share is over the amount its grant has left
     OVER_REMAINING_CAP = "over_remaining_cap"
+    #: a share is over what its grant's allowance has left this day, week or month
+    ALLOWANCE_EXCEEDED = "allowance_exceeded"
     #: the grant does not allow the payment's purpose (the merchant's category or an override)
     PURPOSE_NOT_ALLOWED = "purpose_not_allowed"
     #: the grant does not allow the merchant's region

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from nfcpay import crypto
+from nfcpay import allowance, crypto
 from nfcpay.money import CURRENCY_EXPONENTS, MAX_MINOR, Money, check_currency, parse_amount
 
 _DURATION_RE = re.compile(r"(\d+)\s*([smhd])")
@@ -265,6 +265,26 @@ class CurrencyType(CheckedType):
         return check_currency(text.strip().upper())
 
 
+class TimeZoneType(CheckedType):
+    name = "time_zone"
+    rule = "time zone must be an IANA name such as Asia/Seoul, Europe/Berlin or UTC"
+
+    def check(self, text: str) -> str:
+        return allowance.zone(text.strip()).key
+
+
+class PerType(CheckedType):
+    """An allowance as typed, ``day:10,000`` (or week, month): the period and the amount's
+    text, turned into Money in the terminal's currency later (as :class:`AmountType`)."""
+
+    name = "per"
+    rule = "allowance must be PERIOD:AMOUNT with a period of day, week or month, e.g. day:10,000"
+
+    def check(self, text: str) -> tuple[allowance.Period, str]:
+        period, amount = allowance.parse_per(text)
+        return period, POSITIVE_AMOUNT.check(amount)
+
+
 DURATION = DurationType()
 AMOUNT = AmountType()
 #: A price, a cap or a refund: zero is refused.
@@ -286,6 +306,8 @@ GRANT_ID = IdType("grant id", "g")
 PAYMENT_ID = IdType("payment id", "p")
 BILL_ID = IdType("bill id", "b")
 NOTIFICATION_ID = IdType("notification id", "n")
+TIME_ZONE = TimeZoneType()
+PER = PerType()
 IDEMPOTENCY_KEY = IdempotencyKeyType()
 
 #: Request fields the server validates (as a 422's ``field`` names them, list indexes
@@ -311,6 +333,9 @@ SERVER_FIELDS: dict[str, tuple[str, CheckedType]] = {
     "rights.purposes": ("--purpose", PURPOSE),
     "rights.regions": ("--region", REGION),
     "rights.merchants": ("--merchant", MERCHANT_ID),
+    "rights.allowance.period": ("--per", PER),
+    "rights.allowance.amount": ("--per", PER),
+    "rights.allowance.time_zone": ("--time-zone", TIME_ZONE),
     "amount": ("--amount", POSITIVE_AMOUNT),
     "purpose": ("--purpose", PURPOSE),
     "bill_id": ("--bill", BILL_ID),

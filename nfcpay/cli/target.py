@@ -76,7 +76,8 @@ def receive(obj: CliContext, timeout: float, listen: bool | None) -> None:
 @click.option("--offline", is_flag=True, help="Do not ask the server; show what is stored.")
 @click.pass_obj
 def wallet(obj: CliContext, offline: bool) -> None:
-    """Held grants with what remains (refreshed from the server), and past payments.
+    """Held grants with what remains (refreshed from the server), what is left of each
+    allowance this day, week or month and when it renews, and past payments.
 
     A payment whose result never arrived (the link was lost) is settled from the server's
     answer for it: approved with its payment, or left open while the server has no payment
@@ -115,6 +116,8 @@ def _show_wallet(data: dict[str, Any]) -> None:
     ]
     headers = ["grant", "from", "remaining", "uses", "status", "as of"]
     click.echo(table(headers, rows) if rows else "No grants held.")
+    for line in filter(None, map(allowance_line, data["grants"])):
+        click.echo(line)
     if data["receipts"]:
         click.echo("")
         receipt_rows = [
@@ -128,6 +131,27 @@ def _show_wallet(data: dict[str, Any]) -> None:
             for r in data["receipts"]
         ]
         click.echo(table(["receipt", "merchant", "amount", "status", "detail"], receipt_rows))
+
+
+def allowance_line(view: dict[str, Any]) -> str | None:
+    """``g_…: 7,000 of 10,000 KRW left today (renews 00:00 Asia/Seoul)`` for a held grant
+    (:func:`~nfcpay.terminals.wallet.wallet_view`) with an allowance, else None."""
+    from datetime import datetime
+
+    from nfcpay.allowance import Period, renewal_text, zone
+
+    if view.get("allowance_period") is None:
+        return None
+    period, currency = Period(view["allowance_period"]), view["currency"]
+    left = money_text(view["allowance_left"], currency)
+    line = f"{view['grant_id']}: {left} of {money_text(view['allowance_amount'], currency)} "
+    line += f"left {period.this}"
+    if view.get("allowance_renews_at"):
+        when = renewal_text(
+            datetime.fromisoformat(view["allowance_renews_at"]), zone(view["time_zone"])
+        )
+        line += f" (renews {when.split(' ', 3)[3] if period is Period.DAY else when})"
+    return line
 
 
 def _receipt_detail(receipt: dict[str, Any], refreshed: bool) -> str:

@@ -23,6 +23,7 @@ from nfcpay.cli.params import (
     MERCHANT_NAME,
     REGION,
     SETTLEMENT_ACCOUNT,
+    TIME_ZONE,
     distinct_codes,
     to_money,
 )
@@ -63,7 +64,9 @@ def grant_lines(header: str, rights: dict[str, Any], *, currency: str, remaining
     """A grant's usage rights as an indented paragraph under ``header``.
 
     ``rights`` holds amount_cap, max_uses and the optional per_use_cap, valid_until,
-    purposes, regions and merchants, whether it comes from the server or an NFC record.
+    purposes, regions, merchants and the allowance (the server's ``allowance`` object, or an
+    NFC record's ``allowance_period``, ``allowance_amount`` and ``time_zone``), whether it
+    comes from the server or an NFC record.
     """
     lines = [
         header,
@@ -71,6 +74,16 @@ def grant_lines(header: str, rights: dict[str, Any], *, currency: str, remaining
     ]
     if rights.get("per_use_cap"):
         lines.append(f"  per use at most {money_text(rights['per_use_cap'], currency)}")
+    allowance = rights.get("allowance") or {
+        "period": rights.get("allowance_period"),
+        "amount": rights.get("allowance_amount"),
+        "time_zone": rights.get("time_zone"),
+    }
+    if allowance["period"]:
+        lines.append(
+            f"  allowance {money_text(allowance['amount'], currency)} a {allowance['period']}, "
+            f"counted in {allowance['time_zone']}"
+        )
     if rights.get("valid_until"):
         lines.append(f"  valid until {rights['valid_until']}")
     for name in ("purposes", "regions", "merchants"):
@@ -295,6 +308,12 @@ def terminal() -> None:
 @click.option(
     "--settlement-account", type=SETTLEMENT_ACCOUNT, default="SANDBOX-0001", show_default=True
 )
+@click.option(
+    "--time-zone",
+    type=TIME_ZONE,
+    help="IANA zone the allowances of grants issued here count in, e.g. Asia/Seoul "
+    "(default: this machine's, else UTC).",
+)
 @click.pass_obj
 def init(
     obj: CliContext,
@@ -305,9 +324,12 @@ def init(
     categories: tuple[tuple[str, ...], ...],
     region: str,
     settlement_account: str,
+    time_zone: str | None,
 ) -> None:
     """Create this terminal's key and register it with the payment server."""
     from nfcpay.terminals.account import init_terminal
+
+    time_zone = time_zone or _machine_zone(obj)
 
     if not obj.server_url:
         raise ConfigError("terminal init needs the payment server: --server URL or NFCPAY_SERVER")
@@ -327,10 +349,24 @@ def init(
         currency=currency.upper(),
         merchant=merchant,
         verify=obj.ca,
+        time_zone=time_zone,
     )
     data = {"ok": True, "home": str(obj.home), **vars(identity)}
     data["key_fingerprint"] = answer.get("public_key_fingerprint")
     obj.emit(data, lambda: _show(obj, identity, "Registered"))
+
+
+def _machine_zone(obj: CliContext) -> str:
+    """This machine's zone, or UTC (said on stderr) when it cannot be named."""
+    from nfcpay.allowance import FALLBACK_ZONE, machine_zone
+
+    found = machine_zone()
+    if found is None:
+        obj.status(
+            f"This machine's time zone has no IANA name; allowances count in {FALLBACK_ZONE} "
+            "(choose with --time-zone)."
+        )
+    return found or FALLBACK_ZONE
 
 
 def checked_categories(groups: tuple[tuple[str, ...], ...], name: str = "categories") -> list[str]:
@@ -367,4 +403,6 @@ def _show(obj: CliContext, identity: Identity, verb: str = "Terminal") -> None:
         click.echo(f"  categories {', '.join(identity.categories)} (primary first)")
     click.echo(f"  server    {identity.server_url}")
     click.echo(f"  currency  {identity.currency}")
+    if identity.time_zone:
+        click.echo(f"  time zone {identity.time_zone} (allowances count in it)")
     click.echo(f"  home      {obj.home}")

@@ -16,11 +16,13 @@ from nfcpay.cli.params import (
     GRANT_ID,
     MERCHANT_ID,
     NOTIFICATION_ID,
+    PER,
     POSITIVE_AMOUNT,
     PURPOSE,
     REGION,
     SOURCE_ID,
     TERMINAL_ID,
+    TIME_ZONE,
 )
 from nfcpay.cli.terminal import (
     LiveStatus,
@@ -34,7 +36,12 @@ from nfcpay.cli.terminal import (
 )
 
 if TYPE_CHECKING:
+    from nfcpay.money import Money
+    from nfcpay.terminals.home import Identity
     from nfcpay.terminals.user import Confirmation, Given
+
+#: The most uses a grant may have (the server's limit); an allowance's default.
+MAX_USES = 1_000_000
 
 
 @click.group()
@@ -133,7 +140,11 @@ def rights_options(command: Any) -> Any:
             help="Funding source (default: the first active).",
         ),
         click.option("--amount", type=POSITIVE_AMOUNT, help="Amount cap over all uses."),
-        click.option("--uses", type=click.IntRange(1, 1_000_000), default=1, show_default=True),
+        click.option(
+            "--uses",
+            type=click.IntRange(1, MAX_USES),
+            help="How many payments it makes at most (default 1; with --per, no limit).",
+        ),
         click.option("--per-use", type=POSITIVE_AMOUNT, help="Cap per use."),
         click.option("--expires", type=DURATION, help="Validity, e.g. 2h, 15m, 1d."),
         click.option(
@@ -149,6 +160,18 @@ def rights_options(command: Any) -> Any:
             multiple=True,
             help="Allowed merchant m_… (repeat).",
         ),
+        click.option(
+            "--per",
+            type=PER,
+            help="An allowance that renews: at most AMOUNT per day, week (from Monday) or "
+            "calendar month, e.g. day:10,000; with it, --uses defaults to no limit.",
+        ),
+        click.option(
+            "--time-zone",
+            type=TIME_ZONE,
+            help="IANA zone the --per allowance counts in (default: the one given at "
+            "`terminal init`).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -162,9 +185,27 @@ def _refuse(name: str, message: str) -> NoReturn:
     raise click.BadParameter(message, ctx=ctx, param=param)
 
 
-def _rights(currency: str, params: dict[str, Any]) -> Any:
+def _allowance(identity: Identity, cap: Money, params: dict[str, Any]) -> Any:
+    """The ``--per`` allowance in ``--time-zone`` (default: the terminal's), or None."""
+    from nfcpay.terminals.user import Allowance, declared_zone
+
+    if params["per"] is None:
+        if params["time_zone"] is not None:
+            _refuse("time_zone", "a time zone goes with an allowance (--per day:AMOUNT)")
+        return None
+    period, text = params["per"]
+    each = amount_in(text, cap.currency)
+    if each.minor > cap.minor:
+        _refuse("per", f"{each} a {period} is more than the whole grant, {cap} (--amount)")
+    zone = params["time_zone"] or declared_zone(identity)
+    return Allowance(period, each.minor, zone)
+
+
+def _rights(identity: Identity, params: dict[str, Any]) -> Any:
     from nfcpay.records.grant import MAX_LISTED
     from nfcpay.terminals.user import Rights
+
+    currency = identity.currency
 
     if params["amount"] is None:
         raise click.UsageError("a new grant needs --amount (its cap)")
@@ -176,9 +217,12 @@ def _rights(currency: str, params: dict[str, Any]) -> Any:
     if per_use is not None and per_use.minor > cap.minor:
         _refuse("per_use", f"one use cannot take {per_use}: the whole grant is {cap} (--amount)")
     expires: timedelta | None = params["expires"]
+    allowance = _allowance(identity, cap, params)
+    uses = params["uses"] or (1 if allowance is None else MAX_USES)
     return Rights(
         amount_cap=cap.minor,
-        max_uses=params["uses"],
+        max_uses=uses,
+        allowance=allowance,
         per_use_cap=per_use.minor if per_use is not None else None,
         expires_in=expires,
         purposes=tuple(params["purposes"]),
@@ -290,7 +334,7 @@ def give(
     from nfcpay.terminals.user import give as give_grant
 
     home, identity = home_of(obj, "user")
-    what = grant_id or _rights(identity.currency, params)
+    what = grant_id or _rights(identity, params)
     hand_over = give_by_tag if obj.carrier == "tag" else give_grant
     with client_of(obj, home) as client:
         with reader_of(obj, listen, tag_ok=True) as reader, LiveStatus(obj) as live:
@@ -316,7 +360,7 @@ def issue(obj: CliContext, /, to: str, source_id: str | None, **params: Any) -> 
     home, identity = home_of(obj, "user")
     with client_of(obj, home) as client:
         grant = issue_grant(
-            home, client, to=to, rights=_rights(identity.currency, params), source_id=source_id
+            home, client, to=to, rights=_rights(identity, params), source_id=source_id
         )
     obj.emit({"ok": True, "grant": grant}, lambda: click.echo(describe_grant(grant)))
 

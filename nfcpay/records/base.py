@@ -198,8 +198,10 @@ class NfcpayRecord(WireStruct, ndef.Record):  # type: ignore[misc]  # ndeflib is
     """
 
     _type: ClassVar[str]
-    #: The payload version this nfcpay writes and reads for this record type.
+    #: The newest payload version this nfcpay writes and reads for this record type.
     version: ClassVar[int] = VERSION
+    #: Older payload versions it still reads (and writes, see :meth:`payload_version`).
+    older_versions: ClassVar[frozenset[int]] = frozenset()
     _payload: bytes
     _decode_min_payload_length = 2
     _decode_max_payload_length = 512
@@ -208,8 +210,13 @@ class NfcpayRecord(WireStruct, ndef.Record):  # type: ignore[misc]  # ndeflib is
         super().__init_subclass__(**kwargs)
         cls.type_name = cls._type.rsplit(":", 1)[1]
 
+    def payload_version(self) -> int:
+        """The version this record is written in: :attr:`version`, unless a type that added
+        fields writes a record without them in the older version, which older peers read."""
+        return self.version
+
     def _seal(self) -> None:
-        payload = bytes([self.version]) + cbor2.dumps(self.to_wire(), canonical=True)
+        payload = bytes([self.payload_version()]) + cbor2.dumps(self.to_wire(), canonical=True)
         limit = self._decode_max_payload_length
         if len(payload) > limit:
             raise EncodeError(f"{self.type_name} payload is {len(payload)} bytes, at most {limit}")
@@ -244,9 +251,14 @@ class NfcpayRecord(WireStruct, ndef.Record):  # type: ignore[misc]  # ndeflib is
     def _decode_payload(cls, octets: bytes, errors: str) -> Self:
         """Called by ndeflib with the PAYLOAD. Always strict, whatever ``errors`` says."""
         where = cls.type_name
-        if octets[0] != cls.version:
+        if octets[0] != cls.version and octets[0] not in cls.older_versions:
             raise unsupported_version(where, octets[0], cls.version)
         record = cls.from_wire(load_cbor(octets[1:], where), where)
+        if record.payload[0] != octets[0]:
+            raise DecodeError(
+                f"{where} payload version {octets[0]} does not match its fields, which are "
+                f"written in version {record.payload[0]}"
+            )
         if record.payload != octets:
             extra = len(octets) - len(record.payload)
             if extra > 0 and octets.startswith(record.payload):

@@ -30,18 +30,22 @@ False
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import ndef
 
+from nfcpay.allowance import Period
 from nfcpay.errors import EncodeError
 from nfcpay.records.base import NfcpayRecord, record_type, wire_struct
 from nfcpay.records.fields import (
     CARD_NUMBER,
     TOKEN,
     Binary,
+    Choice,
     Currency,
     Integer,
     Items,
+    Text,
     Time,
     amount,
     identifier,
@@ -50,6 +54,11 @@ from nfcpay.records.fields import (
 
 #: Most purposes, regions or merchants one grant may name.
 MAX_LISTED = 8
+#: The fields of an allowance (payload version 2), all set or none.
+ALLOWANCE_FIELDS = ("allowance_period", "allowance_amount", "time_zone")
+PERIOD = Choice(Period, {"day": 1, "week": 2, "month": 3})
+#: An IANA time zone name (``Asia/Seoul``); whether this machine knows it is its own concern.
+TIME_ZONE = Text(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}", 64, "an IANA time zone name")
 
 
 @wire_struct
@@ -78,8 +87,37 @@ class GrantRecord(NfcpayRecord):
     regions: tuple[str, ...] = wire(13, Items(TOKEN, MAX_LISTED), default=())
     merchants: tuple[str, ...] = wire(14, Items(identifier("m"), MAX_LISTED), default=())
     bill_id: str | None = wire(15, identifier("b"), default=None)
+    allowance_period: Period | None = wire(16, PERIOD, default=None)
+    allowance_amount: int | None = wire(17, amount(), default=None)
+    time_zone: str | None = wire(18, TIME_ZONE, default=None)
+
+    #: Version 2 added the allowance (fields 16-18). A grant without one is still written in
+    #: version 1, so a target on an older nfcpay receives it; one with an allowance tells
+    #: such a target to upgrade instead of dropping the limit unread.
+    version = 2
+    older_versions = frozenset({1})
+
+    def payload_version(self) -> int:
+        return 1 if self.allowance_period is None else 2
+
+    def to_json(self, *, reveal: bool = False) -> dict[str, Any]:
+        """As :meth:`WireStruct.to_json`; the allowance fields only when there is one, so a
+        grant without one is shown and stored exactly as before allowances."""
+        out = super().to_json(reveal=reveal)
+        if self.allowance_period is None:
+            for name in ALLOWANCE_FIELDS:
+                del out[name]
+        return out
 
     def _check(self) -> None:
+        allowance = (self.allowance_period, self.allowance_amount, self.time_zone)
+        if None in allowance and allowance != (None, None, None):
+            raise EncodeError("grant.allowance_period, allowance_amount and time_zone go together")
+        if self.allowance_amount is not None and self.allowance_amount > self.amount_cap:
+            raise EncodeError(
+                f"grant.allowance_amount {self.allowance_amount} exceeds amount_cap "
+                f"{self.amount_cap}"
+            )
         if self.remaining_amount > self.amount_cap:
             raise EncodeError(
                 f"grant.remaining_amount {self.remaining_amount} exceeds amount_cap "

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from nfcpay import money
+from nfcpay import allowance, money
 
 
 def refuse_nul(text: str) -> str:
@@ -133,6 +133,23 @@ class SourceStatusIn(_Body):
     status: Literal["active", "dormant", "closed"]
 
 
+def known_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone this server knows (a 422 naming the field)."""
+    allowance.zone(name)
+    return name
+
+
+class AllowanceIn(_Body):
+    """A cap that renews: at most ``amount`` per ``period``, counted in ``time_zone`` (the
+    issuing terminal's IANA zone; weeks start on Monday, months are calendar months)."""
+
+    period: allowance.Period
+    amount: Amount
+    time_zone: Annotated[
+        str, StringConstraints(strict=True, min_length=1, max_length=64), AfterValidator(known_zone)
+    ]
+
+
 class RightsIn(_Body):
     amount_cap: Amount
     max_uses: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] = 1
@@ -142,6 +159,7 @@ class RightsIn(_Body):
     purposes: Annotated[list[Code], Field(min_length=1, max_length=50)] | None = None
     regions: Annotated[list[Code], Field(min_length=1, max_length=50)] | None = None
     merchants: Annotated[list[Id], Field(min_length=1, max_length=50)] | None = None
+    allowance: AllowanceIn | None = None
 
 
 #: A key fingerprint as a hello record carries it: 8 bytes, lowercase hex.

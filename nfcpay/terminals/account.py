@@ -24,8 +24,11 @@ def init_terminal(
     merchant: Mapping[str, Any] | None = None,
     transport: httpx.BaseTransport | None = None,
     verify: Path | None = None,
+    time_zone: str | None = None,
 ) -> tuple[Identity, dict[str, Any]]:
     """Create this terminal's key, register it with the server and save its identity.
+
+    ``time_zone``: the IANA zone its grants' allowances count in (checked by the caller).
 
     ``verify``: the CA file for an https:// server (None: the system's CAs). Returns the
     identity and the server's registration answer. The key is written before
@@ -56,6 +59,7 @@ def init_terminal(
         currency=currency,
         merchant_id=answer.get("merchant_id"),
         categories=answer["merchant"]["categories"] if "merchant" in answer else None,
+        time_zone=time_zone,
     )
     home.save_identity(identity)
     return identity, answer

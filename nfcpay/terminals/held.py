@@ -6,7 +6,10 @@ amount, remaining uses and :class:`GrantStatus`. :class:`HeldGrants` keeps them 
 directory as ``grants/<grant id>.json``, in this shape (the usage-auth revealed)::
 
     {"grant_id", "record": <GrantRecord JSON>, "received_at",
-     "last_known": {"remaining_amount", "remaining_uses", "status", "as_of"}}
+     "last_known": {"remaining_amount", "remaining_uses", "status", "as_of",
+                    "allowance_left", "allowance_renews_at"}}
+
+(the last two only for a grant with an allowance, once the server or a payment told).
 
 ``last_known`` starts from the record (``active``, every use left), counts down here after
 each approved payment (``exhausted`` once no use or no amount is left, see
@@ -15,7 +18,8 @@ each approved payment (``exhausted`` once no use or no amount is left, see
 
 :func:`choose_shares` picks the grants that pay a challenge: the ones named, or else every
 :func:`usable` grant, smallest remaining amount first, each paying up to its
-:func:`capacity`.
+:func:`capacity`: what it has left, at most its per-use cap and what its allowance has left
+in the current interval (:func:`allowance_left`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from nfcpay import allowance
 from nfcpay.errors import Declined
 from nfcpay.money import format_minor
 from nfcpay.records import ChallengeRecord, GrantRecord
@@ -57,6 +62,10 @@ class LastKnown:
     remaining_uses: int
     status: GrantStatus
     as_of: str
+    #: For a grant with an allowance: what was left of the interval ending at
+    #: ``allowance_renews_at`` (ISO; None: not known).
+    allowance_left: int | None = None
+    allowance_renews_at: str | None = None
 
     @classmethod
     def from_server(cls, view: Json) -> LastKnown:
@@ -70,15 +79,21 @@ class LastKnown:
             remaining_uses=data["remaining_uses"],
             status=GrantStatus(data["status"]),
             as_of=data["as_of"],
+            allowance_left=data.get("allowance_left"),
+            allowance_renews_at=data.get("allowance_renews_at"),
         )
 
     def to_json(self) -> Json:
-        return {
+        out: Json = {
             "remaining_amount": self.remaining_amount,
             "remaining_uses": self.remaining_uses,
             "status": self.status.value,
             "as_of": self.as_of,
         }
+        if self.allowance_left is not None:
+            out["allowance_left"] = self.allowance_left
+            out["allowance_renews_at"] = self.allowance_renews_at
+        return out
 
 
 @dataclass(frozen=True)
@@ -95,7 +110,8 @@ class HeldGrant:
 
     @classmethod
     def received(cls, record: GrantRecord) -> HeldGrant:
-        """A grant just handed over: all of it left, as the record says."""
+        """A grant just handed over: all of it left, as the record says (an allowance's
+        spending so far is the server's to tell: :func:`allowance_left` assumes none)."""
         now = now_iso()
         known = LastKnown(record.remaining_amount, record.max_uses, GrantStatus.ACTIVE, now)
         return cls(record, now, known)
@@ -106,6 +122,7 @@ class HeldGrant:
         remaining_amount = max(0, known.remaining_amount - amount)
         remaining_uses = max(0, known.remaining_uses - 1)
         spent = remaining_uses == 0 or remaining_amount == 0
+        left, renews = allowance_left(self), _renews_at(self.record)
         return replace(
             self,
             last_known=LastKnown(
@@ -113,6 +130,8 @@ class HeldGrant:
                 remaining_uses,
                 GrantStatus.EXHAUSTED if spent else known.status,
                 now_iso(),
+                None if left is None else max(0, left - amount),
+                renews,
             ),
         )
 
@@ -185,9 +204,47 @@ def choose_shares(
 
 def capacity(held: HeldGrant) -> int:
     """The most one payment can take from a held grant, as far as this terminal knows."""
-    remaining = held.last_known.remaining_amount
-    per_use = held.record.per_use_cap
-    return min(remaining, per_use) if per_use else remaining
+    limits = [held.last_known.remaining_amount, held.record.per_use_cap, allowance_left(held)]
+    return min(limit for limit in limits if limit is not None)
+
+
+def allowance_left(held: HeldGrant, now: datetime | None = None) -> int | None:
+    """What is left of a held grant's allowance in the interval ``now`` (default: this
+    instant) falls in, as far as this terminal knows: what the server last said, unless that
+    interval has ended since (then all of it); None for a grant without an allowance."""
+    record, known = held.record, held.last_known
+    if record.allowance_amount is None:
+        return None
+    now = now or datetime.now(UTC)
+    renews = known.allowance_renews_at
+    if known.allowance_left is None or renews is None or datetime.fromisoformat(renews) <= now:
+        return record.allowance_amount
+    return known.allowance_left
+
+
+def allowance_now(held: HeldGrant) -> tuple[int, str | None] | None:
+    """What is left of a held grant's allowance now and when it renews (ISO, None if this
+    terminal cannot reckon it); None for a grant without an allowance."""
+    left = allowance_left(held)
+    if left is None:
+        return None
+    renews = held.last_known.allowance_renews_at
+    if renews is None or datetime.fromisoformat(renews) <= datetime.now(UTC):
+        renews = _renews_at(held.record)
+    return left, renews
+
+
+def _renews_at(record: GrantRecord) -> str | None:
+    """When the allowance interval this instant falls in ends (ISO), as this terminal's clock
+    and zone data reckon it; None without an allowance or the zone's data."""
+    if record.allowance_period is None or record.time_zone is None:
+        return None
+    try:
+        tz = allowance.zone(record.time_zone)
+    except ValueError:
+        return None
+    end = allowance.interval(record.allowance_period, tz, datetime.now(UTC))[1]
+    return end.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def usable(held: HeldGrant, challenge: ChallengeRecord) -> bool:
@@ -198,6 +255,7 @@ def usable(held: HeldGrant, challenge: ChallengeRecord) -> bool:
         known.status in {GrantStatus.ACTIVE, GrantStatus.UNCONFIRMED}
         and known.remaining_uses > 0
         and known.remaining_amount > 0
+        and allowance_left(held) != 0
         and record.currency == challenge.currency
         and record.bill_id == challenge.bill_id
         and (record.valid_until is None or record.valid_until > datetime.now(UTC))

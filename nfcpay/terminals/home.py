@@ -83,6 +83,9 @@ class Identity:
     #: A merchant's categories as last registered or changed here, primary first (None in a
     #: home made before merchants had several: asked from the server when needed).
     categories: list[str] | None = None
+    #: The IANA zone this terminal's grants count their allowances in (None in a home made
+    #: before allowances: see :func:`nfcpay.terminals.user.declared_zone`).
+    time_zone: str | None = None
 
 
 class TerminalHome:

@@ -29,6 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from nfcpay import crypto
+from nfcpay.allowance import FALLBACK_ZONE, Period, machine_zone
 from nfcpay.client import PaymentClient
 from nfcpay.errors import ApiError, ConfigError, Declined, NfcPayError, TransportError
 from nfcpay.records import AckRecord, GrantRecord, HelloRecord, Role, encode_message
@@ -42,6 +43,26 @@ Json = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Allowance:
+    """A cap that renews: at most ``amount`` (minor units) per ``period``, counted in the IANA
+    zone ``time_zone``."""
+
+    period: Period
+    amount: int
+    time_zone: str
+
+    def to_json(self) -> Json:
+        """As the server's API takes it (``rights.allowance``)."""
+        return {"period": self.period.value, "amount": self.amount, "time_zone": self.time_zone}
+
+
+def declared_zone(identity: Identity) -> str:
+    """The zone this terminal's allowances count in: declared at ``terminal init``, else (a
+    home made before allowances) the machine's, else UTC."""
+    return identity.time_zone or machine_zone() or FALLBACK_ZONE
+
+
+@dataclass(frozen=True)
 class Rights:
     """What a grant allows (amounts in minor units of the terminal's currency)."""
 
@@ -52,6 +73,7 @@ class Rights:
     purposes: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()
     merchants: tuple[str, ...] = ()
+    allowance: Allowance | None = None
 
 
 class Confirmation(StrEnum):
@@ -168,6 +190,7 @@ def issue(
             regions=list(rights.regions) or None,
             merchants=list(rights.merchants) or None,
             tap_fingerprint=tap_fingerprint,
+            allowance=rights.allowance.to_json() if rights.allowance else None,
         )
     except ApiError as exc:
         raise _older_server(exc) from exc
@@ -361,6 +384,7 @@ def grant_record(entry: Json, identity: Identity, target: str) -> GrantRecord:
         crypto.b64d(entry["auth_code"]), grant["grant_id"], identity.terminal_id, target
     )
     valid_until = rights.get("valid_until")
+    allowance = rights.get("allowance") or {}
     return GrantRecord(
         grant_id=grant["grant_id"],
         virtual_card_number=grant["virtual_card_number"],
@@ -377,6 +401,9 @@ def grant_record(entry: Json, identity: Identity, target: str) -> GrantRecord:
         regions=tuple(rights.get("regions") or ()),
         merchants=tuple(rights.get("merchants") or ()),
         bill_id=grant.get("bill_id"),
+        allowance_period=allowance.get("period"),
+        allowance_amount=allowance.get("amount"),
+        time_zone=allowance.get("time_zone"),
     )
 
 

@@ -18,7 +18,7 @@ from nfcpay import crypto
 from nfcpay.client import SERVER_TOO_OLD, PaymentClient
 from nfcpay.errors import ApiError
 from nfcpay.terminals import bill as group_bill
-from nfcpay.terminals.held import HeldGrant, HeldGrants, LastKnown
+from nfcpay.terminals.held import HeldGrant, HeldGrants, LastKnown, allowance_now
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.receipts import Receipt, Receipts, ReceiptStatus, settle, settle_charged
 
@@ -41,9 +41,14 @@ class Wallet:
 
 
 def wallet_view(held: HeldGrant) -> Json:
-    """A held grant without its usage-auth, for display and --json."""
+    """A held grant without its usage-auth, for display and --json; with an allowance, what
+    is left of it now (all of it once the interval last heard of is over)."""
     record = {k: v for k, v in held.record.to_json().items() if k != "usage_auth"}
-    return {**record, **held.last_known.to_json(), "received_at": held.received_at}
+    view = {**record, **held.last_known.to_json(), "received_at": held.received_at}
+    now = allowance_now(held)
+    if now is not None:
+        view["allowance_left"], view["allowance_renews_at"] = now
+    return view
 
 
 def wallet(home: TerminalHome, client: PaymentClient | None = None) -> Wallet:

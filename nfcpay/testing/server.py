@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -648,3 +649,11 @@ def payment_scene(
     return PaymentScene(
         owner, target, shop, src, issued["grant"], crypto.b64d(issued["auth_code"]), currency
     )
+
+
+def zone_at_noon(now: float | None = None) -> str:
+    """A fixed-offset IANA zone (``Etc/GMT-9`` is UTC+9) where it is about noon at ``now``
+    (default: this instant), so that no allowance day ends while a test on the real clock
+    runs."""
+    hours = 12 - datetime.fromtimestamp(time.time() if now is None else now, UTC).hour
+    return "Etc/GMT" if hours == 0 else f"Etc/GMT{-hours:+d}"

@@ -221,6 +221,22 @@ REFUSALS: list[tuple[str, str, Request]] = [
     ("rights.purposes", "validation_error", lambda w: w.grant(purposes=[""])),
     ("rights.regions", "validation_error", lambda w: w.grant(regions=["x" * 33])),
     ("rights.merchants", "validation_error", lambda w: w.grant(merchants=["m"])),
+    (
+        "rights.allowance.period",
+        "validation_error",
+        lambda w: w.grant(allowance=_per(period="year")),
+    ),
+    ("rights.allowance.amount", "validation_error", lambda w: w.grant(allowance=_per(amount=0))),
+    (
+        "rights.allowance.amount",
+        "invalid_request",
+        lambda w: w.grant(amount_cap=5_000, allowance=_per(amount=5_001)),
+    ),
+    (
+        "rights.allowance.time_zone",
+        "validation_error",
+        lambda w: w.grant(allowance=_per(time_zone="Mars/Olympus")),
+    ),
     ("bill_id", "validation_error", lambda w: w.grant(bill_id="b")),
     ("bill_id", "bill_not_found", lambda w: w.grant(bill_id=crypto.new_id("b"))),
     ("total", "validation_error", lambda w: w.target.open_bill(total=0, currency="KRW")),
@@ -239,6 +255,11 @@ REFUSALS: list[tuple[str, str, Request]] = [
         lambda w: w.shop.refund(w.payment_id, 1, idempotency_key="k" * 65),
     ),
 ]
+
+
+def _per(**changes: Any) -> dict[str, Any]:
+    """A grant's allowance (``rights.allowance``), 1,000 KRW a day in Seoul, with ``changes``."""
+    return {"period": "day", "amount": 1_000, "time_zone": "Asia/Seoul", **changes}
 
 
 def test_every_field_the_server_validates_is_refused_here() -> None:

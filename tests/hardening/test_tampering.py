@@ -611,6 +611,7 @@ PUT_IN: dict[str, Any] = {
     "purposes": ["7995"],
     "regions": ["US-CA"],
     "merchants": ["m_tampered"],
+    "allowance": {"period": "day", "amount": 1, "time_zone": "UTC"},
     "tap_fingerprint": "00" * 8,
     "grants": [{"grant_id": "g_tampered", "usage_auth": "AAAA", "amount": 1}],
 }

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
+
+from nfcpay.errors import DecodeError
 from nfcpay.records import GrantRecord, encode_message
 from nfcpay.records.samples import encoded_sizes, sample_records
 from tests.support.vectors import RecordVectors
@@ -37,11 +40,23 @@ FULL_HEX = (
     "0c 81 6435383132 0d 81 654b522d3131 0e 81 636d5f31 0f 63625f31"
 )
 
+#: A grant with an allowance is written in payload version 2; without one, still in 1.
+ALLOWANCE = MINIMAL | {"allowance_period": "day", "allowance_amount": 500, "time_zone": "UTC"}
+ALLOWANCE_HEX = f"02 ab {HEAD} 07 1903e8 08 1903e8 10 01 11 1901f4 12 63555443"
+
 
 class TestGrantVectors(RecordVectors):
     cls = GrantRecord
-    valid = [(MINIMAL_HEX, MINIMAL), (FULL_HEX, FULL)]
+    valid = [(MINIMAL_HEX, MINIMAL), (FULL_HEX, FULL), (ALLOWANCE_HEX, ALLOWANCE)]
     decode_errors = [
+        (f"02 a8 {HEAD} 07 1903e8 08 1903e8", "version 2 does not match .* written in version 1"),
+        ("01" + ALLOWANCE_HEX[2:], "version 1 does not match .* written in version 2"),
+        (
+            f"03 a8 {HEAD} 07 1903e8 08 1903e8",
+            "version 3 is not supported: .* newer nfcpay .* upgrade nfcpay on the receiving",
+        ),
+        (f"02 a9 {HEAD} 07 1903e8 08 1903e8 10 01", "go together"),
+        (f"02 ab {HEAD} 07 1903e8 08 1903e8 10 04 11 01 12 63555443", "unknown code 4"),
         (f"01 a8 {HEAD} 07 1903e8 08 1903e9", "remaining_amount 1001 exceeds amount_cap 1000"),
         (f"01 a8 {HEAD} 07 fb408f400000000000 08 00", "amount_cap must be an integer .* not float"),
         (f"01 a8 {HEAD} 07 f5 08 00", "amount_cap must be an integer .* not bool"),
@@ -84,7 +99,28 @@ class TestGrantVectors(RecordVectors):
         (MINIMAL | {"purposes": ["a"] * 2}, "same value twice"),
         (MINIMAL | {"per_use_cap": 0}, r"per_use_cap is 0"),
         (MINIMAL | {"remaining_amount": 1001}, "exceeds amount_cap"),
+        (ALLOWANCE | {"allowance_amount": 1001}, "allowance_amount 1001 exceeds amount_cap"),
+        (ALLOWANCE | {"allowance_period": "year"}, "must be one of day, week, month"),
+        (ALLOWANCE | {"time_zone": "Asia/Seoul;x"}, "must be an IANA time zone name"),
+        (ALLOWANCE | {"time_zone": None}, "go together"),
     ]
+
+
+def test_a_target_on_an_older_nfcpay_is_told_to_upgrade_for_an_allowance() -> None:
+    """nfcpay before allowances reads grant payload version 1 only: a grant with an
+    allowance is refused there with the sentence naming the side to upgrade, never half-read
+    without its limit. A grant without one still reaches it."""
+
+    class BeforeAllowances(GrantRecord):
+        version = 1
+        older_versions = frozenset()
+
+    with pytest.raises(DecodeError) as caught:
+        BeforeAllowances._decode_payload(GrantRecord(**ALLOWANCE).payload, "strict")
+    assert caught.value.code == "unsupported_version"
+    assert "upgrade nfcpay on the receiving terminal" in caught.value.message
+    plain = BeforeAllowances._decode_payload(GrantRecord(**MINIMAL).payload, "strict")
+    assert plain.amount_cap == 1000
 
 
 def test_time_is_normalised_to_whole_utc_seconds() -> None:

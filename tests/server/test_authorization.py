@@ -146,6 +146,11 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[Api, PaymentScene], Final], str
     "no_uses_left": ({}, _no_uses_left, None),
     "over_remaining_cap": ({"amount_cap": 1000}, _plain(1001), None),
     "over_per_use_cap": ({"per_use_cap": 100, "max_uses": 3}, _plain(200), None),
+    "allowance_exceeded": (
+        {"amount_cap": 5000, "allowance": {"period": "day", "amount": 1000, "time_zone": "UTC"}},
+        _plain(1001),
+        None,
+    ),
     "purpose_not_allowed": ({"purposes": ["5411"]}, _plain(100), None),
     "purpose_not_registered": ({}, _plain(100, purpose="5411"), None),
     "region_not_allowed": ({"regions": ["KR-26"]}, _plain(100), None),

@@ -27,6 +27,10 @@ NOW = 1_750_000_000_000_000  # 2025-06-15, in microseconds
 HOUR = 3_600_000_000
 PRESENTER, OWNER, GRANT, SOURCE = "t_target", "t_owner", "g_grant", "src_card"
 MERCHANT = {"merchant_id": "m_shop", "region": "KR-11"}
+#: An allowance of 10,000 KRW a day in Seoul, where NOW is Mon 16 Jun 00:06:40, 400 s into
+#: the day that began at TODAY.
+DAILY = {"allowance_period": "day", "allowance_amount": 10_000, "allowance_zone": "Asia/Seoul"}
+TODAY = NOW - 400_000_000
 #: The merchant's registered categories, primary first (the default purpose is 5812).
 CATEGORIES = ("5812", "5411", "7995")
 CIPHER = crypto.FieldCipher(bytes(32))
@@ -102,6 +106,11 @@ def grant_row(**changes: Any) -> dict[str, Any]:
         "remaining_uses": 3,
         "status": "active",
         "confirm_by": None,
+        "allowance_period": None,
+        "allowance_amount": None,
+        "allowance_zone": None,
+        "interval_start": None,
+        "interval_spent": 0,
         "auth_code_enc": CIPHER.encrypt(crypto.b64e(AUTH_CODE), GRANT),
         "allowed": 1,
     }
@@ -417,6 +426,21 @@ GRANTS: list[tuple[str, dict[str, Any], int, dict[str, Any], DeclineCode | None,
      "1,000 KRW is over grant g_grant's per-use cap 999 KRW"),
     ("over what it has left", {"remaining_amount": 999}, 1_000, {},
      DeclineCode.OVER_REMAINING_CAP, "1,000 KRW is over grant g_grant's remaining 999 KRW"),
+    ("within today's allowance", {**DAILY, "interval_start": TODAY, "interval_spent": 9_000},
+     1_000, {}, None, ""),
+    ("over today's allowance", {**DAILY, "interval_start": TODAY, "interval_spent": 9_001},
+     1_000, {}, DeclineCode.ALLOWANCE_EXCEEDED, "1,000 KRW is over grant g_grant's allowance: "
+     "999 KRW of 10,000 KRW is left today; it renews Tue 17 Jun 00:00 Asia/Seoul"),
+    ("over a whole day's allowance", DAILY, 10_001, {}, DeclineCode.ALLOWANCE_EXCEEDED,
+     "10,001 KRW is over grant g_grant's allowance: 10,000 KRW of 10,000 KRW is left today; "
+     "it renews Tue 17 Jun 00:00 Asia/Seoul"),
+    ("allowance spent yesterday",
+     {**DAILY, "interval_start": TODAY - 24 * HOUR, "interval_spent": 10_000}, 10_000, {}, None,
+     ""),
+    ("over this week's allowance",
+     {**DAILY, "allowance_period": "week", "allowance_zone": "Europe/Berlin"}, 10_001, {},
+     DeclineCode.ALLOWANCE_EXCEEDED, "10,001 KRW is over grant g_grant's allowance: 10,000 KRW "
+     "of 10,000 KRW is left this week; it renews Mon 16 Jun 00:00 Europe/Berlin"),
     ("another purpose", {"purposes": '["5411"]'}, 1_000, {}, DeclineCode.PURPOSE_NOT_ALLOWED,
      "grant g_grant does not allow purpose 5812"),
     ("purpose overridden", {"purposes": '["5411"]'}, 1_000, {"purpose": "5411"}, None, ""),
@@ -438,6 +462,11 @@ GRANTS: list[tuple[str, dict[str, Any], int, dict[str, Any], DeclineCode | None,
      DeclineCode.OVER_PER_USE_CAP, "1,000 KRW is over grant g_grant's per-use cap 10 KRW"),
     ("used up, another region", {"remaining_uses": 0, "regions": "[]"}, 1_000, {},
      DeclineCode.NO_USES_LEFT, "grant g_grant has no uses left"),
+    ("over the cap and the allowance", {**DAILY, "remaining_amount": 10}, 10_001, {},
+     DeclineCode.OVER_REMAINING_CAP, "10,001 KRW is over grant g_grant's remaining 10 KRW"),
+    ("over the allowance, another region", {**DAILY, "regions": "[]"}, 10_001, {},
+     DeclineCode.ALLOWANCE_EXCEEDED, "10,001 KRW is over grant g_grant's allowance: 10,000 KRW "
+     "of 10,000 KRW is left today; it renews Tue 17 Jun 00:00 Asia/Seoul"),
 ]  # fmt: skip
 
 
@@ -479,6 +508,19 @@ def test_amounts_around_the_caps(cap: int, left: int, delta: int, per_use: bool)
         expected = DeclineCode.OVER_REMAINING_CAP
     else:
         expected = None
+    assert code_of(failure) == expected
+
+
+@given(spent=st.integers(0, 10_000), delta=st.integers(-2, 2), earlier=st.booleans())
+def test_amounts_around_the_allowance(spent: int, delta: int, earlier: bool) -> None:
+    """What is left of today's allowance passes, one minor unit more does not; what an
+    earlier day spent counts for nothing."""
+    start = TODAY - 24 * HOUR if earlier else TODAY
+    left = 10_000 if earlier else 10_000 - spent
+    amount = max(1, left + delta)
+    row = grant_row(**DAILY, interval_start=start, interval_spent=spent)
+    failure = rules.rights_rule(attempt(amount), share(amount), row)
+    expected = DeclineCode.ALLOWANCE_EXCEEDED if amount > left else None
     assert code_of(failure) == expected
 
 

@@ -38,7 +38,14 @@ from nfcpay.errors import InvalidRequest
 from nfcpay.server import ledger
 from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import GrantShareIn, PaymentIn
-from nfcpay.server.services import bills, idempotency, merchants, notifications, payments
+from nfcpay.server.services import (
+    allowances,
+    bills,
+    idempotency,
+    merchants,
+    notifications,
+    payments,
+)
 from nfcpay.server.services.grants import GRANT_COLUMNS
 from nfcpay.server.services.rules import (
     LOCK_AFTER_MISMATCHES,
@@ -378,11 +385,7 @@ def _write_charge(check: _Check) -> tuple[dict[str, Any], Any]:
     payment_id = crypto.new_id("p")
     for share in check.shares:
         if share.grant_id is not None:
-            tx.execute(
-                "UPDATE grants SET remaining_amount = remaining_amount - ?, "
-                "remaining_uses = remaining_uses - 1 WHERE grant_id = ?",
-                (share.amount, share.grant_id),
-            )
+            _charge_grant(tx, check.grants[share.grant_id], share.amount, now)
     for source_id, source in check.sources.items():
         total = sum(s.amount for s in check.shares if s.source_id == source_id)
         column = (
@@ -426,6 +429,24 @@ def _write_charge(check: _Check) -> tuple[dict[str, Any], Any]:
     )
     _notify_owners(check)
     return {**payments.view(payment, shares), "replayed": False}, challenge_taken
+
+
+def _charge_grant(tx: Tx, row: Row, amount: int, now: int) -> None:
+    """Take ``amount`` and a use from grant ``row``, and count it in its allowance's interval."""
+    limit = allowances.of(row, now)
+    if limit is None:
+        tx.execute(
+            "UPDATE grants SET remaining_amount = remaining_amount - ?, "
+            "remaining_uses = remaining_uses - 1 WHERE grant_id = ?",
+            (amount, row["grant_id"]),
+        )
+        return
+    tx.execute(
+        "UPDATE grants SET remaining_amount = remaining_amount - ?, "
+        "remaining_uses = remaining_uses - 1, interval_start = ?, interval_spent = ? "
+        "WHERE grant_id = ?",
+        (amount, *limit.after(amount), row["grant_id"]),
+    )
 
 
 def _notify_owners(check: _Check) -> None:

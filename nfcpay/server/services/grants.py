@@ -23,8 +23,8 @@ from typing import Any
 from nfcpay import crypto
 from nfcpay.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from nfcpay.server.runtime import Caller, Runtime
-from nfcpay.server.schemas import GrantIn, RightsIn
-from nfcpay.server.services import bills, notifications, sources
+from nfcpay.server.schemas import AllowanceIn, GrantIn, RightsIn
+from nfcpay.server.services import allowances, bills, notifications, sources
 from nfcpay.server.services.formats import dump_list, iso, load_list, to_us
 from nfcpay.server.store import Row, Tx
 
@@ -36,7 +36,8 @@ CONFIRM_WINDOW_S = 120
 GRANT_COLUMNS = (
     "grant_id, virtual_card_number, source_id, issuing_terminal, currency, amount_cap, "
     "max_uses, per_use_cap, valid_from, valid_until, purposes, regions, merchants, bill_id, "
-    "remaining_amount, remaining_uses, status, confirm_by, created_at"
+    "remaining_amount, remaining_uses, status, confirm_by, created_at, allowance_period, "
+    "allowance_amount, allowance_zone, interval_start, interval_spent"
 )
 
 
@@ -60,8 +61,8 @@ def issue(tx: Tx, rt: Runtime, caller: Caller, body: GrantIn) -> dict[str, Any]:
         "INSERT INTO grants (grant_id, virtual_card_number, source_id, issuing_terminal, "
         "currency, auth_code_enc, amount_cap, max_uses, per_use_cap, valid_from, valid_until, "
         "purposes, regions, merchants, bill_id, remaining_amount, remaining_uses, status, "
-        "confirm_by, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?)",
+        "confirm_by, created_at, allowance_period, allowance_amount, allowance_zone) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?)",
         (
             grant_id,
             _unused_virtual_number(tx),
@@ -82,6 +83,7 @@ def issue(tx: Tx, rt: Runtime, caller: Caller, body: GrantIn) -> dict[str, Any]:
             rights.max_uses,
             confirm_by,
             now,
+            *_allowance_columns(rights.allowance),
         ),
     )
     tx.executemany(
@@ -90,6 +92,12 @@ def issue(tx: Tx, rt: Runtime, caller: Caller, body: GrantIn) -> dict[str, Any]:
     )
     answer = {"grant": _get(tx, rt, caller, grant_id), "auth_code": crypto.b64e(auth_code)}
     return answer | ({"tapped": tapped} if tapped else {})
+
+
+def _allowance_columns(allowance: AllowanceIn | None) -> tuple[str | None, int | None, str | None]:
+    if allowance is None:
+        return None, None, None
+    return allowance.period.value, allowance.amount, allowance.time_zone
 
 
 def _check_tapped(tx: Tx, allowed: list[str], claimed: str | None) -> dict[str, str] | None:
@@ -142,6 +150,11 @@ def _check_rights(rights: RightsIn, now: int) -> None:
         raise InvalidRequest("valid_from must be before valid_until", field="rights.valid_from")
     if rights.per_use_cap is not None and rights.per_use_cap > rights.amount_cap:
         raise InvalidRequest("per_use_cap cannot exceed amount_cap", field="rights.per_use_cap")
+    if rights.allowance is not None and rights.allowance.amount > rights.amount_cap:
+        raise InvalidRequest(
+            "the allowance cannot exceed amount_cap, the most the grant pays in all",
+            field="rights.allowance.amount",
+        )
 
 
 def _check_terminals(tx: Tx, allowed: list[str]) -> None:
@@ -278,7 +291,9 @@ def _view(tx: Tx, row: Row, caller: Caller, now_us: int) -> dict[str, Any]:
         "purposes": load_list(row["purposes"]),
         "regions": load_list(row["regions"]),
         "merchants": load_list(row["merchants"]),
+        "allowance": None,
     }
+    limit = allowances.of(row, now_us)
     out: dict[str, Any] = {
         "grant_id": row["grant_id"],
         "virtual_card_number": row["virtual_card_number"],
@@ -293,6 +308,14 @@ def _view(tx: Tx, row: Row, caller: Caller, now_us: int) -> dict[str, Any]:
         "confirm_by": iso(row["confirm_by"]),
         "created_at": iso(row["created_at"]),
     }
+    if limit is not None:
+        rights["allowance"] = {
+            "period": limit.period.value,
+            "amount": limit.amount,
+            "time_zone": limit.zone.key,
+        }
+        out["allowance_left"] = limit.left
+        out["allowance_renews_at"] = iso(limit.end_us)
     if row["issuing_terminal"] == caller.terminal_id:
         out["source_id"] = row["source_id"]
     return out

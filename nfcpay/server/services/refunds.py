@@ -3,6 +3,9 @@
 Rule (documented in the API contract): a refund reverses the ledger legs, restores the
 funding sources, and gives the refunded amount back to each grant's ``remaining_amount``,
 split pro rata across the payment's shares — but NOT the use: a one-use grant stays used.
+A grant with an allowance also gets it back in the interval its payment counted in, when
+that is still the last interval a payment fell in (an earlier interval is over: its
+spending no longer limits anything).
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def refund(
         )
     shares = payments.load_shares(tx, payment_id)
     parts = allocate(amount, [(int(s["amount"]), int(s["refunded"])) for s in shares])
-    _restore(tx, shares, parts, payment_id)
+    _restore(tx, shares, parts, payment)
     refund_id = crypto.new_id("r")
     tx.execute(
         "UPDATE payments SET refunded = refunded + ? WHERE payment_id = ?", (amount, payment_id)
@@ -103,8 +106,9 @@ def refund(
     return 201, response
 
 
-def _restore(tx: Tx, shares: Sequence[Row], parts: Sequence[int], payment_id: str) -> None:
+def _restore(tx: Tx, shares: Sequence[Row], parts: Sequence[int], payment: Row) -> None:
     """Give each share its part back: grants first, then sources, each locked in id order."""
+    payment_id = payment["payment_id"]
     by_grant: dict[str, int] = {}
     by_source: dict[str, int] = {}
     for share, part in zip(shares, parts, strict=True):
@@ -116,11 +120,7 @@ def _restore(tx: Tx, shares: Sequence[Row], parts: Sequence[int], payment_id: st
             (part, payment_id, share["seq"]),
         )
     for grant_id in sorted(by_grant):
-        tx.one(f"SELECT grant_id FROM grants WHERE grant_id = ?{tx.for_update}", (grant_id,))
-        tx.execute(
-            "UPDATE grants SET remaining_amount = remaining_amount + ? WHERE grant_id = ?",
-            (by_grant[grant_id], grant_id),
-        )
+        _restore_grant(tx, grant_id, by_grant[grant_id], payment["created_at"])
     for source_id in sorted(by_source):
         kind = tx.scalar(
             f"SELECT kind FROM funding_sources WHERE source_id = ?{tx.for_update}", (source_id,)
@@ -130,3 +130,22 @@ def _restore(tx: Tx, shares: Sequence[Row], parts: Sequence[int], payment_id: st
             f"UPDATE funding_sources SET {column} ? WHERE source_id = ?",
             (by_source[source_id], source_id),
         )
+
+
+def _restore_grant(tx: Tx, grant_id: str, part: int, paid_at: int) -> None:
+    """Give ``part`` back to the grant, and to its allowance's interval if the payment (made
+    at ``paid_at``) counted in the interval the grant's spending is kept for."""
+    row = tx.one(
+        f"SELECT interval_start, interval_spent FROM grants WHERE grant_id = ?{tx.for_update}",
+        (grant_id,),
+    )
+    if row is None:
+        raise RuntimeError(f"grant {grant_id} of a payment share is missing")
+    spent = row["interval_spent"]
+    if row["interval_start"] is not None and paid_at >= row["interval_start"]:
+        spent = max(0, spent - part)
+    tx.execute(
+        "UPDATE grants SET remaining_amount = remaining_amount + ?, interval_spent = ? "
+        "WHERE grant_id = ?",
+        (part, spent, grant_id),
+    )

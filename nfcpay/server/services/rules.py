@@ -18,7 +18,7 @@ from nfcpay.errors import InvalidRequest
 from nfcpay.money import format_minor
 from nfcpay.server.runtime import TerminalKey
 from nfcpay.server.schemas import GrantShareIn, PaymentIn
-from nfcpay.server.services import bills, sources
+from nfcpay.server.services import allowances, bills, sources
 from nfcpay.server.services.formats import iso, load_list
 from nfcpay.server.store import Row
 
@@ -320,7 +320,22 @@ def rights_rule(attempt: Attempt, share: GrantShareIn, row: Row) -> Failure | No
             f"{money(amount)} is over grant {gid}'s remaining {money(row['remaining_amount'])}",
             gid,
         )
-    return scope_rule(attempt, row)
+    return allowance_rule(attempt, amount, row) or scope_rule(attempt, row)
+
+
+def allowance_rule(attempt: Attempt, amount: int, row: Row) -> Failure | None:
+    """A share of grant ``row`` fits what its allowance has left in the current interval, and
+    a decline says how much that is and when the allowance renews."""
+    limit = allowances.of(row, attempt.now)
+    if limit is None or amount <= limit.left:
+        return None
+    money, gid = attempt.money, row["grant_id"]
+    return Failure(
+        DeclineCode.ALLOWANCE_EXCEEDED,
+        f"{money(amount)} is over grant {gid}'s allowance: {money(limit.left)} of "
+        f"{money(limit.amount)} is left {limit.period.this}; it renews {limit.renews}",
+        gid,
+    )
 
 
 def confirmation_rule(row: Row, now: int) -> Failure | None:

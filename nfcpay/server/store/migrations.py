@@ -234,7 +234,34 @@ _V8 = [
         created_at FROM payments WHERE bill_id IS NOT NULL""",
 ]
 
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8}
+#: v9 (allowances): a grant's cap may also renew every day, week or month
+#: (``allowance_period``), counted in an IANA time zone (``allowance_zone``); the three are
+#: set together or not at all. ``interval_spent`` is what payments took in the interval that
+#: starts at ``interval_start`` (server time, microseconds), the last one a payment fell in:
+#: it never exceeds the allowance. Existing grants have none and change in nothing.
+_V9 = [
+    """ALTER TABLE grants ADD COLUMN allowance_period TEXT
+        CHECK (allowance_period IN ('day', 'week', 'month'))""",
+    """ALTER TABLE grants ADD COLUMN allowance_amount BIGINT
+        CHECK ((allowance_amount IS NULL) = (allowance_period IS NULL) AND allowance_amount > 0)""",
+    """ALTER TABLE grants ADD COLUMN allowance_zone TEXT
+        CHECK ((allowance_zone IS NULL) = (allowance_period IS NULL))""",
+    "ALTER TABLE grants ADD COLUMN interval_start BIGINT",
+    """ALTER TABLE grants ADD COLUMN interval_spent BIGINT NOT NULL DEFAULT 0
+        CHECK (interval_spent >= 0 AND interval_spent <= COALESCE(allowance_amount, 0))""",
+]
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: _V1,
+    2: _V2,
+    3: _V3,
+    4: _V4,
+    5: _V5,
+    6: _V6,
+    7: _V7,
+    8: _V8,
+    9: _V9,
+}
 
 _ADVISORY_LOCK_KEY = 0x6E6663706179  # "nfcpay": serializes migrations across server processes
 

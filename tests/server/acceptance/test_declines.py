@@ -19,7 +19,7 @@ import pytest
 
 from nfcpay import crypto
 from nfcpay.declines import DeclineCode
-from nfcpay.testing.server import PaymentScene, Terminal, signed_means
+from nfcpay.testing.server import PaymentScene, Terminal, signed_means, zone_at_noon
 from tests.support.harness import Harness, changed_tables
 
 AMOUNT = 1_000
@@ -252,6 +252,16 @@ CASES: dict[str, Case] = {
     "over_remaining_cap-second_share": Case("over_remaining_cap", _second_grant_over_cap),
     "over_per_use_cap": Case(
         "over_per_use_cap", _pay(amount=AMOUNT + 1), scene={"per_use_cap": AMOUNT}
+    ),
+    "allowance_exceeded": Case(
+        "allowance_exceeded",
+        _pay(amount=500),
+        scene={
+            "amount_cap": 5 * AMOUNT,
+            "max_uses": 3,
+            "allowance": {"period": "day", "amount": AMOUNT, "time_zone": zone_at_noon()},
+        },
+        setup=_spend_600,
     ),
     "purpose_not_allowed": Case("purpose_not_allowed", _pay(), scene={"purposes": ["5411"]}),
     "purpose_not_allowed-override": Case(
