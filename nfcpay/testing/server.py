@@ -390,6 +390,7 @@ STATE_TABLES = (
     "refunds",
     "challenges",
     "bills",
+    "deliveries",
 )
 
 
