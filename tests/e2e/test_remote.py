@@ -1,0 +1,80 @@
+"""Grants sent through the server (issue 12), one ``nfcpay`` process per terminal against a
+real server process: Alice sends Bob a grant while she is not at the counter; Bob fetches it
+and pays. Only Bob can fetch it; a fetch whose answer is lost is repeated and yields the same
+grant; once Bob has it the server no longer does; a revoked one never arrives."""
+
+from __future__ import annotations
+
+import pytest
+
+from nfcpay.errors import ApiError
+from nfcpay.terminals.account import connect
+from nfcpay.terminals.home import TerminalHome
+from nfcpay.testing.server import ServerProcess
+from tests.e2e.conftest import Cli, LostAnswers
+from tests.e2e.test_counter import owner_with_card
+
+pytestmark = pytest.mark.nfc_sim
+
+
+def test_a_grant_sent_through_the_server_is_fetched_and_pays(
+    cli: Cli, server: ServerProcess
+) -> None:
+    owner_with_card(cli)
+    bob = cli.init("bob", "target")
+    cli.init("mallory", "target")
+    cli.init("shop", "merchant")
+
+    sent = cli.run("user", "user", "send", "--to", bob, "--amount", "30,000", "--uses", "2")
+    assert sent.status == 0, sent
+    grant_id, delivery_id = sent.data["grant"]["grant_id"], sent.data["delivery"]["delivery_id"]
+    assert sent.data["delivery"]["status"] == "pending"
+
+    nothing = cli.run("mallory", "target", "receive", "--remote")
+    assert (nothing.status, nothing.data["received"]) == (0, [])
+    with connect(TerminalHome(cli.home("mallory")), None) as mallory:
+        with pytest.raises(ApiError) as refused:
+            mallory.get_delivery(delivery_id)
+        assert (refused.value.status, refused.value.code) == (404, "delivery_not_found")
+
+    proxy = LostAnswers(server.url)
+    try:
+        lost = cli.run("bob", "target", "receive", "--remote", server=proxy.url)
+    finally:
+        proxy.close()
+    assert (lost.status, lost.data["error"]) == (5, "server_unavailable"), lost
+    waiting = cli.run("bob", "target", "inbox")  # fetched, not kept: a crash before the ack
+    assert [d["grant_id"] for d in waiting.data["deliveries"]] == [grant_id]
+    assert "usage_auth" not in waiting.data["deliveries"][0]["grant"]
+
+    got = cli.run("bob", "target", "receive", "--remote")
+    assert got.status == 0, got
+    [item] = got.data["received"]
+    assert item["grant"]["grant_id"] == grant_id and "usage_auth" not in item["grant"]
+    assert item["delivery"]["from"]["label"] == "user"
+    assert cli.run("bob", "target", "receive", "--remote").data["received"] == []
+    assert cli.run("bob", "target", "inbox").data["deliveries"] == []
+    told = cli.run("user", "user", "notifications").data["notifications"]
+    assert [n["grant_id"] for n in told if n["kind"] == "grant_delivered"] == [grant_id]
+
+    charge, pay = cli.tap(
+        ("shop", "merchant", "charge", "--amount", "12,000"), ("bob", "target", "pay")
+    )
+    assert (charge.status, pay.status) == (0, 0), (charge, pay)
+    assert charge.data["status"] == "approved"
+
+
+def test_a_revoked_grant_is_never_delivered(cli: Cli) -> None:
+    owner_with_card(cli)
+    bob = cli.init("bob", "target")
+    issued = cli.run("user", "user", "issue", "--to", bob, "--amount", "5,000")
+    grant_id = issued.data["grant"]["grant_id"]
+    sent = cli.run("user", "user", "send", "--grant", grant_id)
+    assert sent.status == 0 and sent.data["delivery"]["to"]["terminal_id"] == bob, sent
+    assert cli.run("user", "user", "revoke", grant_id).status == 0
+
+    got = cli.run("bob", "target", "receive", "--remote")
+    assert (got.status, got.data["received"]) == (0, [])
+    again = cli.run("user", "user", "send", "--grant", grant_id)
+    assert (again.status, again.data["error"]) == (2, "grant_revoked"), again
+    assert again.data["message"] == f"grant {grant_id} is revoked: there is nothing to send"
