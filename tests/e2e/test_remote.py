@@ -5,13 +5,18 @@ grant; once Bob has it the server no longer does; a revoked one never arrives.""
 
 from __future__ import annotations
 
+import json
+import queue
+import subprocess
+import threading
+
 import pytest
 
 from nfcpay.errors import ApiError
 from nfcpay.terminals.account import connect
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.testing.server import ServerProcess
-from tests.e2e.conftest import Cli, LostAnswers
+from tests.e2e.conftest import PROCESS_TIMEOUT, Cli, LostAnswers, finish, interrupt
 from tests.e2e.test_counter import owner_with_card
 
 pytestmark = pytest.mark.nfc_sim
@@ -78,3 +83,26 @@ def test_a_revoked_grant_is_never_delivered(cli: Cli) -> None:
     again = cli.run("user", "user", "send", "--grant", grant_id)
     assert (again.status, again.data["error"]) == (2, "grant_revoked"), again
     assert again.data["message"] == f"grant {grant_id} is revoked: there is nothing to send"
+
+
+def test_follow_keeps_each_grant_as_it_is_sent(cli: Cli) -> None:
+    owner_with_card(cli)
+    bob = cli.init("bob", "target")
+    follower = cli.start("bob", "target", "receive", "--remote", "--follow")
+    sent = cli.run("user", "user", "send", "--to", bob, "--amount", "5,000")
+    assert sent.status == 0, sent
+    got = next_document(follower)
+    assert got["grant"]["grant_id"] == sent.data["grant"]["grant_id"]
+    interrupt(follower)
+    assert finish(follower).status == 130
+    assert cli.run("bob", "target", "inbox").data["deliveries"] == []
+
+
+def next_document(process: subprocess.Popen[str]) -> dict[str, object]:
+    """The next --json line ``process`` prints (failing, not hanging, if none comes)."""
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = process.stdout
+    assert stdout is not None
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    document: dict[str, object] = json.loads(lines.get(timeout=PROCESS_TIMEOUT))
+    return document
