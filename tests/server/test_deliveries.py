@@ -11,32 +11,14 @@ import pytest
 
 from nfcpay import crypto
 from nfcpay.errors import ApiError
-from nfcpay.records import GrantRecord, decode_one, encode_message
+from nfcpay.records import GrantRecord, decode_one
 from nfcpay.testing.server import PaymentScene, Terminal
 from tests.server.conftest import Api
 
 
-def handoff(scene: PaymentScene, to: Terminal | None = None, **changes: Any) -> bytes:
-    """The NDEF message a tap would carry for the scene's grant, bound to ``to``."""
-    to = to or scene.target
-    grant = scene.grant
-    fields: dict[str, Any] = {
-        "grant_id": scene.grant_id,
-        "virtual_card_number": grant["virtual_card_number"],
-        "issuing_terminal": scene.owner.terminal_id,
-        "allowed_terminal": to.terminal_id,
-        "usage_auth": scene.usage_auth(to),
-        "currency": grant["currency"],
-        "amount_cap": grant["rights"]["amount_cap"],
-        "remaining_amount": grant["remaining_amount"],
-        "max_uses": grant["rights"]["max_uses"],
-    }
-    return encode_message([GrantRecord(**(fields | changes))])
-
-
 def sent(api: Api) -> tuple[PaymentScene, bytes, dict[str, Any]]:
     scene = api.scene()
-    record = handoff(scene)
+    record = scene.handoff()
     return (
         scene,
         record,
@@ -141,14 +123,14 @@ def refused(
 def test_a_record_that_is_not_the_grants_for_that_target_is_refused(api: Api) -> None:
     scene = api.scene()
     other = api.terminal("target")
-    wrong_auth = refused(api, scene, scene.target, handoff(scene, usage_auth=bytes(32)))
+    wrong_auth = refused(api, scene, scene.target, scene.handoff(usage_auth=bytes(32)))
     assert (wrong_auth.status, wrong_auth.code) == (422, "record_mismatch")
     assert "usage-auth is not grant" in wrong_auth.message
-    bound_elsewhere = refused(api, scene, scene.target, handoff(scene, to=other))
+    bound_elsewhere = refused(api, scene, scene.target, scene.handoff(to=other))
     assert f"bound to {other.terminal_id}, not to {scene.target.terminal_id}" in (
         bound_elsewhere.message
     )
-    not_allowed = refused(api, scene, other, handoff(scene, to=other))
+    not_allowed = refused(api, scene, other, scene.handoff(to=other))
     assert (not_allowed.code, not_allowed.field) == ("terminal_not_allowed", "to")
     garbage = refused(api, scene, scene.target, b"\x00not a record")
     assert (garbage.status, garbage.field) == (422, "record")
@@ -156,7 +138,7 @@ def test_a_record_that_is_not_the_grants_for_that_target_is_refused(api: Api) ->
 
 def test_only_the_owner_sends_its_active_grant(api: Api) -> None:
     scene = api.scene()
-    record = handoff(scene)
+    record = scene.handoff()
     holder = refused(api, scene, scene.target, record, by=scene.target)
     assert holder.status == 403
     stranger = refused(api, scene, scene.target, record, by=api.terminal("user"))

@@ -24,7 +24,6 @@ from nfcpay import crypto
 from nfcpay.client import signed_headers
 from nfcpay.testing.server import PaymentScene, Terminal
 from tests.server.acceptance.conftest import Harness, changed_tables
-from tests.server.test_deliveries import handoff
 
 
 @dataclass
@@ -69,7 +68,7 @@ def world(harness: Harness) -> World:
         currency="KRW",
         bill_id=bill_id,
     )
-    delivery = a.owner.client.send_grant(a.grant_id, a.target.terminal_id, handoff(a))
+    delivery = a.owner.client.send_grant(a.grant_id, a.target.terminal_id, a.handoff())
     return World(
         a, b, b_source, b_grant, harness.terminal("merchant"), paid["payment_id"],
         note["notification_id"], crypto.b64e(challenge), bill_id, delivery["delivery_id"],
