@@ -318,13 +318,7 @@ class PaymentClient:
         except ApiError as exc:
             if exc.status == 404 and exc.code == NO_PAYMENT_YET:
                 return None
-            if exc.status == 404 and exc.code == "not_found":  # no such route there
-                raise ApiError(
-                    "the payment server runs an older nfcpay that cannot say what became of "
-                    "presented means: upgrade nfcpay on the server",
-                    code=SERVER_TOO_OLD,
-                    status=404,
-                ) from exc
+            _raise_if_older_server(exc, "cannot say what became of presented means")
             raise
 
     def refund(
@@ -333,6 +327,41 @@ class PaymentClient:
         key = idempotency_key or new_idempotency_key()
         body = _drop_none({"amount": amount})
         return self._call("POST", f"/v1/payments/{payment_id}/refunds", body, idempotency_key=key)
+
+    # --- grants sent through the server -------------------------------------------------------
+
+    def send_grant(self, grant_id: str, to: str, record: bytes) -> Json:
+        """Have the server keep grant ``grant_id``'s hand-off ``record`` (the NDEF message a
+        tap would carry) for target terminal ``to``. A retry is safe: the same grant still
+        waiting for the same target is answered with its delivery again.
+
+        Raises ApiError ``server_too_old`` when the server cannot deliver grants."""
+        body = {"grant_id": grant_id, "to": to, "record": crypto.b64e(record)}
+        try:
+            return self._call("POST", "/v1/deliveries", body, idempotent=True)
+        except ApiError as exc:
+            _raise_if_older_server(exc, "cannot deliver grants")
+            raise
+
+    def deliveries(self, wait: float = 0) -> list[Json]:
+        """The grants waiting for this terminal, each with its ``record`` (base64url), until
+        acknowledged; with ``wait`` > 0 the server holds the call open until one arrives or
+        ``wait`` seconds (≤ 30) pass."""
+        query = _drop_none({"wait": wait or None})
+        try:
+            answer = self._call("GET", "/v1/deliveries", query=query, extra_timeout=wait)
+        except ApiError as exc:
+            _raise_if_older_server(exc, "cannot deliver grants")
+            raise
+        return list(answer["deliveries"])
+
+    def get_delivery(self, delivery_id: str) -> Json:
+        return self._call("GET", f"/v1/deliveries/{quote(delivery_id, safe='')}")
+
+    def ack_delivery(self, delivery_id: str) -> Json:
+        """This terminal kept the grant: the server deletes its copy (repeating is harmless)."""
+        path = f"/v1/deliveries/{quote(delivery_id, safe='')}/ack"
+        return self._call("POST", path, idempotent=True)
 
     # --- notifications and health ------------------------------------------------------------
 
@@ -453,6 +482,18 @@ def signed_headers(
         "X-Nfcpay-Nonce": nonce,
         "X-Nfcpay-Signature": crypto.b64e(private_key.sign(message)),
     }
+
+
+def _raise_if_older_server(exc: ApiError, cannot: str) -> None:
+    """For the 404 of a route the server does not have, raise the ApiError
+    ``server_too_old`` saying the server ``cannot`` do this and needs an upgrade."""
+    if exc.status != 404 or exc.code != "not_found":
+        return
+    raise ApiError(
+        f"the payment server runs an older nfcpay that {cannot}: upgrade nfcpay on the server",
+        code=SERVER_TOO_OLD,
+        status=404,
+    ) from exc
 
 
 def _default_transport(verify: str | Path | ssl.SSLContext | None = None) -> httpx.HTTPTransport:

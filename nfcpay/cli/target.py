@@ -12,6 +12,7 @@ from nfcpay.cli.terminal import (
     client_of,
     grant_lines,
     home_of,
+    labelled,
     money_text,
     reader_of,
     tap_options,
@@ -40,14 +41,37 @@ def _grant_summary(view: dict[str, Any]) -> str:
 
 
 @target.command()
+@click.option(
+    "--remote",
+    is_flag=True,
+    help="Fetch the grants sent to this terminal through the server (`user send`) instead "
+    "of tapping: no reader needed.",
+)
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="With --remote: keep waiting for the next grant sent here (Ctrl-C to stop).",
+)
 @tap_options
 @click.pass_obj
-def receive(obj: CliContext, timeout: float, listen: bool | None) -> None:
+def receive(
+    obj: CliContext, remote: bool, follow: bool, timeout: float, listen: bool | None
+) -> None:
     """Tap the user's terminal and keep the grant it hands over (with --carrier tag: read
     it from the sticker the user wrote it to, and wipe the sticker).
 
     This terminal's key fingerprint is shown while waiting: the owner compares it with the
-    one on their screen before confirming the grant, which pays nothing until then."""
+    one on their screen before confirming the grant, which pays nothing until then.
+
+    With --remote, no tap: the grants an owner sent to this terminal with `user send` are
+    fetched from the server, checked like a tapped grant, kept, and then acknowledged (the
+    server deletes its copy and tells the owner). A fetch that fails half way is safe to
+    run again: the server keeps a grant until this terminal says it has it."""
+    if follow and not remote:
+        raise click.UsageError("--follow waits for grants sent through the server: add --remote")
+    if remote:
+        _receive_remote(obj, follow)
+        return
     from nfcpay.crypto import format_fingerprint
     from nfcpay.terminals.exchange import own_fingerprint
     from nfcpay.terminals.target import receive_grant, receive_grant_from_tag
@@ -70,6 +94,68 @@ def receive(obj: CliContext, timeout: float, listen: bool | None) -> None:
             f"{fingerprint}; a grant given in a tap pays once the owner has confirmed it."
         ),
     )
+
+
+def _receive_remote(obj: CliContext, follow: bool) -> None:
+    """``receive --remote [--follow]``: one JSON document for all the grants fetched, or
+    with --follow one per grant as it arrives."""
+    from nfcpay.terminals import remote
+    from nfcpay.terminals.wallet import wallet_view
+
+    home, _ = home_of(obj, "target")
+
+    def shown(got: remote.Received) -> dict[str, Any]:
+        return {"grant": wallet_view(got.held), "delivery": got.delivery}
+
+    def text(item: dict[str, Any]) -> str:
+        sender = item["delivery"]["from"]
+        origin = labelled(sender["label"], sender["terminal_id"])
+        return f"Received through the server from {origin}.\n{_grant_summary(item['grant'])}"
+
+    with client_of(obj, home) as client:
+        if follow:
+            obj.status("Waiting for grants sent to this terminal; Ctrl-C to stop.")
+            for got in remote.follow(home, client):
+                item = shown(got)
+                obj.emit({"ok": True, **item}, text(item))
+            return
+        items = [shown(got) for got in remote.receive(home, client)]
+    obj.emit(
+        {"ok": True, "received": items},
+        "\n".join(map(text, items)) or "No grants waiting on the server for this terminal.",
+    )
+
+
+@target.command()
+@click.pass_obj
+def inbox(obj: CliContext) -> None:
+    """Grants sent to this terminal through the server and not fetched yet (`receive
+    --remote` keeps them). Looking changes nothing: they stay on the server."""
+    from nfcpay.terminals import remote
+
+    home, _ = home_of(obj, "target")
+    with client_of(obj, home) as client:
+        waiting = remote.inbox(home, client)
+    items = [
+        {**{k: v for k, v in item.items() if k != "record"}, "grant": _record_view(record)}
+        for item, record in waiting
+    ]
+    rows = [
+        [
+            item["grant_id"],
+            labelled(item["from"]["label"], item["from"]["terminal_id"]),
+            money_text(item["grant"]["amount_cap"], item["grant"]["currency"]),
+            item["created_at"],
+        ]
+        for item in items
+    ]
+    human = table(["grant", "from", "cap", "sent"], rows) if rows else "Nothing waiting."
+    obj.emit({"ok": True, "deliveries": items}, human)
+
+
+def _record_view(record: Any) -> dict[str, Any]:
+    """A received grant record as --json shows it: without its usage-auth."""
+    return {k: v for k, v in record.to_json().items() if k != "usage_auth"}
 
 
 @target.command()

@@ -366,6 +366,51 @@ def issue(obj: CliContext, /, to: str, source_id: str | None, **params: Any) -> 
 
 
 @user.command()
+@rights_options
+@click.option(
+    "--to",
+    type=TERMINAL_ID,
+    help="The target terminal id to send the grant to (as `terminal show` prints it there).",
+)
+@click.option(
+    "--grant",
+    "grant_id",
+    type=GRANT_ID,
+    help="Send this grant, issued earlier with `issue` (default: its own target).",
+)
+@click.pass_obj
+def send(
+    obj: CliContext, /, to: str | None, grant_id: str | None, source_id: str | None, **params: Any
+) -> None:
+    """Send a grant to a target terminal through the server: no tap, no reader, from
+    anywhere. The server keeps it, encrypted, for that terminal alone; the target fetches
+    it with `target receive --remote` and then pays at the counter as with a tapped grant.
+
+    A new grant is issued bound to --to (with the usage-rights options); --grant sends one
+    issued earlier. You are notified (`user notifications`) once the target has it;
+    `user revoke` before that withdraws it from the server too.
+    """
+    from nfcpay.cli.terminal import labelled
+    from nfcpay.terminals.remote import send as send_grant
+
+    home, identity = home_of(obj, "user")
+    if grant_id is None and to is None:
+        raise click.UsageError("name the target terminal with --to (or send a grant with --grant)")
+    what = grant_id or _rights(identity, params)
+    with client_of(obj, home) as client:
+        sent = send_grant(home, client, what, to=to, source_id=source_id)
+    target = sent.delivery["to"]
+    obj.emit(
+        sent.to_json(),
+        lambda: click.echo(
+            f"Sent to {labelled(target['label'], target['terminal_id'])} through the server; "
+            f"it waits there until that terminal fetches it (`target receive --remote`).\n"
+            f"{describe_grant(sent.grant)}"
+        ),
+    )
+
+
+@user.command()
 @click.pass_obj
 def grants(obj: CliContext) -> None:
     """Grants this terminal issued, with what remains of each."""

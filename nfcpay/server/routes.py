@@ -8,6 +8,7 @@ FastAPI (:mod:`nfcpay.server.fastpath`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
@@ -21,6 +22,7 @@ from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import (
     BillIn,
     CategoriesIn,
+    DeliveryIn,
     FundingSourceIn,
     GrantIn,
     PaymentIn,
@@ -31,6 +33,7 @@ from nfcpay.server.schemas import (
 )
 from nfcpay.server.services import (
     bills,
+    deliveries,
     grants,
     idempotency,
     merchants,
@@ -73,6 +76,18 @@ async def _no_nul_in_url(request: Request) -> None:
             refuse_nul(str(value))
         except ValueError as exc:
             raise InvalidRequest(f"{name}: {exc}", code="validation_error", field=name) from None
+
+
+async def _long_poll(
+    rt: Runtime, items: list[Json], wait: float, again: Callable[[Any], list[Json]]
+) -> list[Json]:
+    """``items``, or while there are none and ``wait`` seconds have not passed, what
+    ``again`` finds (run every :data:`POLL_INTERVAL_S`)."""
+    deadline = anyio.current_time() + wait
+    while not items and anyio.current_time() < deadline:
+        await anyio.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - anyio.current_time())))
+        items = await rt.db.run_async(again)
+    return items
 
 
 def build_router(rt: Runtime) -> APIRouter:
@@ -199,10 +214,38 @@ def build_router(rt: Runtime) -> APIRouter:
             return seq, notifications.newer_than(tx, owner, seq)
 
         seq, items = await rt.unit_async(caller, first)
-        deadline = anyio.current_time() + wait
-        while not items and anyio.current_time() < deadline:
-            await anyio.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - anyio.current_time())))
-            items = await rt.db.run_async(lambda tx: notifications.newer_than(tx, owner, seq))
+        items = await _long_poll(
+            rt, items, wait, lambda tx: notifications.newer_than(tx, owner, seq)
+        )
         return {"notifications": items}
+
+    @router.post("/deliveries", status_code=201, tags=["deliveries"])
+    async def send_grant(body: DeliveryIn, caller: Signed, response: Response) -> Json:
+        """Keep a grant's hand-off record for its target terminal (201; 200 when the same
+        grant already waits for it)."""
+        status, answer = await rt.unit_async(
+            caller, lambda tx: deliveries.send(tx, rt, caller, body)
+        )
+        response.status_code = status
+        return answer
+
+    @router.get("/deliveries", tags=["deliveries"])
+    async def list_deliveries(
+        caller: Signed, wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0
+    ) -> Json:
+        """The grants waiting for the calling terminal, each with its record, until it
+        acknowledges them; with ``wait``, held open until one arrives."""
+        items = await rt.unit_async(caller, lambda tx: deliveries.inbox(tx, rt, caller))
+        items = await _long_poll(rt, items, wait, lambda tx: deliveries.inbox(tx, rt, caller))
+        return {"deliveries": items}
+
+    @router.get("/deliveries/{delivery_id}", tags=["deliveries"])
+    async def get_delivery(delivery_id: str, caller: Signed) -> Json:
+        return await rt.unit_async(caller, lambda tx: deliveries.get(tx, rt, caller, delivery_id))
+
+    @router.post("/deliveries/{delivery_id}/ack", tags=["deliveries"])
+    async def ack_delivery(delivery_id: str, caller: Signed) -> Json:
+        """The target kept the grant: the server deletes the record and tells the owner."""
+        return await rt.unit_async(caller, lambda tx: deliveries.ack(tx, rt, caller, delivery_id))
 
     return router

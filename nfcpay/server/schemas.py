@@ -176,6 +176,15 @@ class GrantIn(_WithCurrency):
     tap_fingerprint: Fingerprint | None = None
 
 
+class DeliveryIn(_Body):
+    """A grant its owner sends through the server to target terminal ``to``: ``record`` is
+    the hand-off NDEF message a tap would carry (base64url), grant and usage-auth."""
+
+    grant_id: Id
+    to: Id
+    record: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=4096), NoNul]
+
+
 class BillIn(_WithCurrency):
     """A group bill its collector opens: the total to split and how (see ``PaymentIn``)."""
 

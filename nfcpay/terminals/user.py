@@ -237,7 +237,7 @@ def give(
     identity = home.require_role("user")
     entry = None
     if isinstance(what, str) or to is not None:
-        entry = _obtain(home, client, what, to, source_id)
+        entry = obtain(home, client, what, to, source_id)
     expected = to or (entry["grant"]["allowed_terminals"][0] if entry else None)
     with exchange.tap(
         reader, exchange.GIVE_SERVICE, offer=True, timeout=timeout, status=status, what="give"
@@ -308,7 +308,7 @@ def give_by_tag(
     identity = home.require_role("user")
     if to is None and not isinstance(what, str):
         raise ConfigError("a grant on a tag is bound ahead: name its target with --to")
-    entry = _obtain(home, client, what, to, source_id)
+    entry = obtain(home, client, what, to, source_id)
     target = str(entry["grant"]["allowed_terminals"][0])
     if to is not None and to != target:
         raise ConfigError(f"grant {entry['grant']['grant_id']} is bound to {target}, not {to}")
@@ -329,7 +329,7 @@ def _unconfirmed(exc: TransportError, grant_id: str, target: str) -> TransportEr
     )
 
 
-def _obtain(
+def obtain(
     home: TerminalHome,
     client: PaymentClient,
     what: Rights | str,
@@ -370,7 +370,7 @@ def _obtain_in_tap(
 ) -> Json:
     """A new grant for the terminal whose ``hello`` this is, pending the owner's confirmation."""
     try:
-        return _obtain(home, client, what, hello.terminal_id, source_id, hello.key_fingerprint)
+        return obtain(home, client, what, hello.terminal_id, source_id, hello.key_fingerprint)
     except NfcPayError as exc:
         exchange.refuse(channel, "issue_failed", f"the owner's server refused: {exc.message}")
         raise

@@ -46,7 +46,14 @@ from pydantic import ValidationError
 
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
-from nfcpay.records import ChallengeRecord, MeansRecord, PresentedGrant, presentation
+from nfcpay.records import (
+    ChallengeRecord,
+    GrantRecord,
+    MeansRecord,
+    PresentedGrant,
+    encode_message,
+    presentation,
+)
 from nfcpay.records.means import SplitMode
 from nfcpay.server.schemas import PaymentIn
 from nfcpay.server.services import rules
@@ -391,6 +398,7 @@ STATE_TABLES = (
     "refunds",
     "challenges",
     "bills",
+    "deliveries",
 )
 
 
@@ -444,6 +452,24 @@ class PaymentScene:
         return crypto.usage_auth(
             self.auth_code, self.grant_id, self.owner.terminal_id, presenting.terminal_id
         )
+
+    def handoff(self, to: Terminal | None = None, **changes: Any) -> bytes:
+        """The NDEF message a tap hands over for this grant, bound to ``to`` (default: the
+        target), as ``user send`` sends it through the server; ``changes`` alter its fields."""
+        to = to or self.target
+        grant, rights = self.grant, self.grant["rights"]
+        fields: dict[str, Any] = {
+            "grant_id": self.grant_id,
+            "virtual_card_number": grant["virtual_card_number"],
+            "issuing_terminal": self.owner.terminal_id,
+            "allowed_terminal": to.terminal_id,
+            "usage_auth": self.usage_auth(to),
+            "currency": grant["currency"],
+            "amount_cap": rights["amount_cap"],
+            "remaining_amount": grant["remaining_amount"],
+            "max_uses": rights["max_uses"],
+        }
+        return encode_message([GrantRecord(**(fields | changes))])
 
     def signed_means(
         self, amount: int, *, merchant: Terminal | None = None

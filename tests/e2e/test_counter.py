@@ -207,7 +207,7 @@ def test_demo_json_every_step(tmp_path: Path, readers: str) -> None:
     names = [step["name"] for step in data["steps"]]
     assert names == [
         "terminals", "card", "give", "pay", "pay_again", "give_second", "stranger",
-        "owner_notified", "over_cap",
+        "owner_notified", "over_cap", "remote", "remote_pay",
     ]  # fmt: skip
     assert all(step["ok"] for step in data["steps"])
     assert data["steps"][6]["observed"]["merchant"]["decline_code"] == "terminal_not_allowed"

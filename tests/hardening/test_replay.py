@@ -203,6 +203,15 @@ def replay_calls(harness: Harness) -> dict[tuple[str, str], tuple[Terminal | Non
         "rights": {"amount_cap": 100},
     }
     wallet = {"kind": "wallet", "balance": 100, "currency": "KRW"}
+    target = scene.target
+    delivery = owner.client.send_grant(scene.grant_id, target.terminal_id, scene.handoff())
+    other = scene.another_grant(amount_cap=100)
+    sent = {
+        "grant_id": other.grant_id,
+        "to": target.terminal_id,
+        "record": crypto.b64e(other.handoff()),
+    }
+    ack = f"/v1/deliveries/{delivery['delivery_id']}/ack"
     return {
         ("POST", "/v1/terminals"): (None, "/v1/terminals", registration, key),
         ("POST", "/v1/funding-sources"): (owner, "/v1/funding-sources", wallet, None),
@@ -214,6 +223,8 @@ def replay_calls(harness: Harness) -> dict[tuple[str, str], tuple[Terminal | Non
             scene.merchant, "/v1/merchants/me/categories", {"categories": ["5812", "5999"]}, None,
         ),
         ("POST", "/v1/bills"): (scene.target, "/v1/bills", {"total": 100, "currency": "KRW"}, None),
+        ("POST", "/v1/deliveries"): (owner, "/v1/deliveries", sent, None),
+        ("POST", "/v1/deliveries/{delivery_id}/ack"): (target, ack, {}, None),
     }  # fmt: skip
 
 
@@ -240,6 +251,8 @@ def test_every_state_changing_route_has_a_replay_case(harness: Harness) -> None:
         ("POST", "/v1/grants"),
         ("PUT", "/v1/merchants/me/categories"),
         ("POST", "/v1/bills"),
+        ("POST", "/v1/deliveries"),
+        ("POST", "/v1/deliveries/{delivery_id}/ack"),
     ],
     ids=lambda route: f"{route[0]} {route[1]}",
 )

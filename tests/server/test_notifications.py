@@ -106,7 +106,7 @@ FIELDS = {
     "terminal_id": "t_1",
     "bill_id": None,
 }
-FACTS = {"grant_bill": "b_1", "what": "card limit", "after": 5}
+FACTS = {"grant_bill": "b_1", "what": "card limit", "after": 5, "label": "Bob"}
 
 TEXTS = [
     ("grant_used", {}, "grant g_1 paid 12,000 KRW at m_1"),
@@ -114,6 +114,7 @@ TEXTS = [
     ("grant_exhausted", {}, "grant g_1 is used up"),
     ("grant_expired", {}, "grant g_1 has expired"),
     ("grant_revoked", {}, "grant g_1 was revoked"),
+    ("grant_delivered", {}, "grant g_1 was delivered to Bob (t_1)"),
     ("grant_locked", {}, "grant g_1 is locked after 5 wrong usage-auth values"),
     ("terminal_not_allowed", {}, "terminal t_1 tried to pay 12,000 KRW at m_1 with grant g_1"),
     (

@@ -242,3 +242,20 @@ def ready_pair(cli: Cli) -> str:
     )
     assert (give.status, receive.status) == (0, 0), (give, receive)
     return str(give.data["grant"]["grant_id"])
+
+
+class LostAnswers(SlowProxy):
+    """A TCP proxy to the server that passes every request on and loses every answer: the
+    server does the work, and the client sees its connection drop instead of the answer."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream, 0.0)
+
+    def _pipe(self, client: socket.socket) -> None:
+        with client, socket.create_connection(self.upstream) as upstream:
+            threading.Thread(target=self._copy, args=(client, upstream, 0.0), daemon=True).start()
+            with contextlib.suppress(OSError):
+                upstream.recv(65536)  # the server's answer, lost on the way back
+            for sock in (client, upstream):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)

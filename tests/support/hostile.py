@@ -320,6 +320,8 @@ class World:
     #: The merchant's challenge the payment's means answered (base64url).
     challenge: str
     bill_id: str
+    #: The scene's grant, sent through the server to its target.
+    delivery_id: str
 
     @classmethod
     def build(cls, url: str) -> World:
@@ -330,9 +332,13 @@ class World:
         challenge = secrets.token_bytes(16)
         payment = scene.pay(1, idempotency_key=secrets.token_hex(8), challenge=challenge)
         bill = scene.target.client.open_bill(total=10**6, currency=scene.currency)
-        return cls(
-            url, scene, spare, payment["payment_id"], crypto.b64e(challenge), bill["bill_id"]
+        sent = scene.owner.client.send_grant(
+            scene.grant_id, scene.target.terminal_id, scene.handoff()
         )
+        return cls(
+            url, scene, spare, payment["payment_id"], crypto.b64e(challenge), bill["bill_id"],
+            sent["delivery_id"],
+        )  # fmt: skip
 
     def path_params(self) -> dict[str, str]:
         return {
@@ -342,6 +348,7 @@ class World:
             "merchant_id": str(self.scene.merchant.merchant_id),
             "challenge": self.challenge,
             "bill_id": self.bill_id,
+            "delivery_id": self.delivery_id,
         }
 
     def body(self, method: str, path: str) -> tuple[Any, Ed25519PrivateKey | None]:
@@ -392,11 +399,16 @@ class World:
             },
             ("post", "/v1/payments"): lambda: scene.payment_body(1),
             ("post", "/v1/payments/{payment_id}/refunds"): lambda: {"amount": 1},
+            ("post", "/v1/deliveries"): lambda: {
+                "grant_id": scene.grant_id,
+                "to": scene.target.terminal_id,
+                "record": crypto.b64e(scene.handoff()),
+            },
         }
 
     def signer(self, path: str) -> Terminal:
         scene = self.scene
-        if path.startswith(("/v1/presentations", "/v1/bills")):
+        if path.startswith(("/v1/presentations", "/v1/bills", "/v1/deliveries/")):
             return scene.target
         return scene.merchant if path.startswith("/v1/payments") else scene.owner
 

@@ -121,6 +121,32 @@ class Story:
         )
         return str(grant.get("grant_id", "g_missing"))
 
+    def send_remote(self, cap: int) -> str:
+        """Alice, away from the counter, sends Bob a grant through the server; he fetches it."""
+        started = time.monotonic()
+        sent = self.stage.run(
+            "user", "user", "send", "--to", self.ids["target"], "--amount", str(cap)
+        )
+        fetched = self.stage.run("target", "target", "receive", "--remote")
+        grant_id = sent.data.get("grant", {}).get("grant_id")
+        received = [
+            item.get("grant", {}).get("grant_id") for item in fetched.data.get("received", [])
+        ]
+        self.record(
+            "remote",
+            f"Alice is not at the counter: she sends Bob grant {grant_id} worth {krw(cap)} "
+            "through the server, and Bob fetches it (`target receive --remote`); the server "
+            "keeps it for his terminal alone and deletes it once he has it.",
+            sent.status == 0 and fetched.status == 0 and received == [grant_id],
+            "the grant sent is the one grant the target fetched (exit 0 on both sides)",
+            started,
+            {
+                "user": {"status": sent.status, **sent.data},
+                "target": {"status": fetched.status, **fetched.data},
+            },
+        )
+        return str(grant_id or "g_missing")
+
     def pay(
         self, name: str, payer: str, amount: int, grant_id: str | None, expect: str, story: str
     ) -> None:
@@ -206,5 +232,11 @@ def run_story(stage: Stage, say: Callable[[str], None]) -> list[Step]:
     story.pay(
         "over_cap", "target", 25_000, second, "over_remaining_cap",
         "Bob tries to spend {amount} on the 20,000 KRW grant: {outcome}.",
+    )  # fmt: skip
+    remote = story.send_remote(10_000)
+    story.pay(
+        "remote_pay", "target", 8_000, remote, "approved",
+        "Bob pays {amount} at the Corner Bistro with the grant sent through the server: "
+        "{outcome}.",
     )  # fmt: skip
     return story.steps

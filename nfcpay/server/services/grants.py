@@ -24,7 +24,7 @@ from nfcpay import crypto
 from nfcpay.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import AllowanceIn, GrantIn, RightsIn
-from nfcpay.server.services import allowances, bills, notifications, sources
+from nfcpay.server.services import allowances, bills, deliveries, notifications, sources
 from nfcpay.server.services.formats import dump_list, iso, load_list, to_us
 from nfcpay.server.store import Row, Tx
 
@@ -222,12 +222,30 @@ def _load_visible(tx: Tx, caller: Caller, grant_id: str, *, lock: bool = False) 
     raise NotFound(f"no grant {grant_id} visible to you", code="grant_not_found")
 
 
+def load_issued(tx: Tx, caller: Caller, grant_id: str) -> Row:
+    """Grant ``grant_id`` locked, if the caller issued it (404 if it cannot see it, 403 if
+    it only holds it)."""
+    row = _load_visible(tx, caller, grant_id, lock=True)
+    if row["issuing_terminal"] != caller.terminal_id:
+        raise Forbidden(f"only the issuing terminal can send grant {grant_id}")
+    return row
+
+
+def usage_auth_for(tx: Tx, rt: Runtime, row: Row, terminal_id: str) -> bytes:
+    """Grant ``row``'s usage-auth for ``terminal_id``, from its stored auth code."""
+    sealed = tx.scalar("SELECT auth_code_enc FROM grants WHERE grant_id = ?", (row["grant_id"],))
+    code = crypto.b64d(rt.cipher.decrypt(bytes(sealed), row["grant_id"]))
+    return crypto.usage_auth(code, row["grant_id"], row["issuing_terminal"], terminal_id)
+
+
 def revoke(tx: Tx, rt: Runtime, caller: Caller, grant_id: str) -> dict[str, Any]:
+    """Revoke a grant, withdrawing it if it still waits for its target on the server."""
     row = _load_visible(tx, caller, grant_id, lock=True)
     if row["issuing_terminal"] != caller.terminal_id:
         raise Forbidden("only the issuing terminal can revoke a grant")
     if row["status"] != "revoked":
         tx.execute("UPDATE grants SET status = 'revoked' WHERE grant_id = ?", (grant_id,))
+        deliveries.withdraw(tx, grant_id)
         notifications.notify(
             tx,
             rt.now_us(),

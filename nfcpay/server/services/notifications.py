@@ -18,12 +18,14 @@ PAGE_SIZE = 100
 #: (``grant_id``, ``merchant_id``, ``terminal_id``, ``bill_id``), ``money`` (its amount in its
 #: currency), the bill phrases ``for_bill`` (`` for bill b_…`` or nothing), ``your_share`` and
 #: ``outside``, and the kind's own facts: ``grant_bill`` (the bill a grant is bound to),
-#: ``what`` ("card limit", "wallet balance", ...) and ``after`` (wrong usage-auths that lock).
+#: ``what`` ("card limit", "wallet balance", ...), ``after`` (wrong usage-auths that lock) and
+#: ``label`` (the target terminal's, for a delivered grant).
 TEXTS: dict[str, str] = {
     "grant_used": "grant {grant_id} paid {money}{your_share} at {merchant_id}",
     "grant_exhausted": "grant {grant_id} is used up",
     "grant_expired": "grant {grant_id} has expired",
     "grant_revoked": "grant {grant_id} was revoked",
+    "grant_delivered": "grant {grant_id} was delivered to {label} ({terminal_id})",
     "grant_locked": "grant {grant_id} is locked after {after} wrong usage-auth values",
     "terminal_not_allowed": (
         "terminal {terminal_id} tried to pay {money}{for_bill} at {merchant_id} with grant "

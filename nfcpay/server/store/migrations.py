@@ -251,17 +251,29 @@ _V9 = [
         CHECK (interval_spent >= 0 AND interval_spent <= COALESCE(allowance_amount, 0))""",
 ]
 
+#: v10 (remote grants): a grant sent through the server waits here for its one target
+#: terminal, as the hand-off record (grant + usage-auth) it would get in a tap, encrypted
+#: with the field cipher (context: the delivery id). Fetching is repeatable until the target
+#: acknowledges it; then ``record_enc`` is deleted (NULL) and the row only says it was
+#: delivered. Revoking the grant before that deletes the row.
+_V10 = [
+    """CREATE TABLE deliveries (
+        delivery_id TEXT PRIMARY KEY,
+        grant_id TEXT NOT NULL UNIQUE REFERENCES grants (grant_id),
+        owner_terminal TEXT NOT NULL REFERENCES terminals (terminal_id),
+        target_terminal TEXT NOT NULL REFERENCES terminals (terminal_id),
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered')),
+        record_enc {blob},
+        created_at BIGINT NOT NULL,
+        delivered_at BIGINT,
+        CHECK ((status = 'pending') = (record_enc IS NOT NULL)),
+        CHECK ((status = 'delivered') = (delivered_at IS NOT NULL)))""",
+    "CREATE INDEX deliveries_target ON deliveries (target_terminal, status, created_at)",
+]
+
 MIGRATIONS: dict[int, list[str]] = {
-    1: _V1,
-    2: _V2,
-    3: _V3,
-    4: _V4,
-    5: _V5,
-    6: _V6,
-    7: _V7,
-    8: _V8,
-    9: _V9,
-}
+    1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8, 9: _V9, 10: _V10,
+}  # fmt: skip
 
 _ADVISORY_LOCK_KEY = 0x6E6663706179  # "nfcpay": serializes migrations across server processes
 

@@ -37,6 +37,7 @@ class World:
     #: The merchant's challenge the paid means answered (base64url).
     challenge: str
     bill_id: str  # a bill T collects, with a share of A's grant
+    delivery_id: str  # A's grant, sent through the server to T and not fetched yet
 
     @property
     def target(self) -> Terminal:
@@ -66,9 +67,10 @@ def world(harness: Harness) -> World:
         currency="KRW",
         bill_id=bill_id,
     )
+    delivery = a.owner.client.send_grant(a.grant_id, a.target.terminal_id, a.handoff())
     return World(
         a, b, b_source, b_grant, harness.terminal("merchant"), paid["payment_id"],
-        note["notification_id"], crypto.b64e(challenge), bill_id,
+        note["notification_id"], crypto.b64e(challenge), bill_id, delivery["delivery_id"],
     )  # fmt: skip
 
 
@@ -321,6 +323,33 @@ OWNERSHIP_CASES: dict[str, tuple[Callable[[World], Call], int, str]] = {
         403,
         "forbidden",
     ),
+    "owner_sends_other_owners_grant": (
+        _signed_call(
+            _a,
+            "POST",
+            lambda w: "/v1/deliveries",
+            lambda w: json.dumps(
+                {"grant_id": w.b_grant, "to": w.target.terminal_id, "record": "AAAA"}
+            ).encode(),
+        ),
+        404,
+        "grant_not_found",
+    ),
+    "other_owner_reads_delivery": (
+        _signed_call(lambda w: w.b_owner, "GET", lambda w: f"/v1/deliveries/{w.delivery_id}"),
+        404,
+        "delivery_not_found",
+    ),
+    "owner_acknowledges_delivery_for_its_target": (
+        _signed_call(_a, "POST", lambda w: f"/v1/deliveries/{w.delivery_id}/ack", {}),
+        404,
+        "delivery_not_found",
+    ),
+    "merchant_acknowledges_delivery": (
+        _signed_call(lambda w: w.m2, "POST", lambda w: f"/v1/deliveries/{w.delivery_id}/ack", {}),
+        404,
+        "delivery_not_found",
+    ),
     "merchant_issues_grant": (
         _signed_call(
             lambda w: w.m2,
@@ -407,6 +436,9 @@ def test_each_terminal_lists_only_its_own(harness: Harness, world: World) -> Non
     assert {world.a.grant_id, world.b_grant} <= set(target_view)
     assert all("source_id" not in g for g in target_view.values())
     assert world.payment_id not in {p["payment_id"] for p in world.m2.client.list_payments()}
+    for other in (world.a.owner, world.b_owner, world.m2):
+        assert other.client.deliveries() == []
+    assert [d["delivery_id"] for d in world.target.client.deliveries()] == [world.delivery_id]
     assert world.b_notification not in {n["notification_id"] for n in a.notifications()}
     # Naming B's notification as a cursor answers exactly as naming one that does not exist.
     answers = []
@@ -430,6 +462,7 @@ OWN_LISTS = {
     "GET /v1/grants",
     "GET /v1/payments",
     "GET /v1/notifications",
+    "GET /v1/deliveries",
 }
 #: Answered without a signature (health) or signed by the new key itself (registration,
 #: refused in AUTH_CASES when it names an existing terminal or another key).
@@ -475,6 +508,7 @@ def test_every_signed_operation_refuses_an_unsigned_request(harness: Harness, wo
         "merchant_id": _m1(world),
         "challenge": world.challenge,
         "bill_id": world.bill_id,
+        "delivery_id": world.delivery_id,
     }
     for operation in sorted(set(_operations(harness)) - UNSIGNED):
         method, template = operation.split()
