@@ -174,8 +174,14 @@ def test_fast_path_hands_deep_bodies_to_fastapi(tmp_path: Path) -> None:
         plain = create_app(server.runtime.settings, runtime=server.runtime)
         plain.router.routes.remove(_fast_route(plain))
         scene = payment_scene(server.url, http=server.http)
-        world = World(
-            server.url, scene, scene.source["source_id"], "p_none", crypto.b64e(bytes(16)), "b_none"
+        world = World(  # ids of nothing: only the bodies' shapes matter here
+            url=server.url,
+            scene=scene,
+            patch_source_id=scene.source["source_id"],
+            payment_id="p_none",
+            challenge=crypto.b64e(bytes(16)),
+            bill_id="b_none",
+            delivery_id="dl_none",
         )
         answers: list[list[tuple[int, Any]]] = [[], []]
         with httpx.Client(transport=InProcessTransport(plain), base_url=server.url) as without:
