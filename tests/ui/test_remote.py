@@ -1,6 +1,7 @@
-"""The owner page's "send to terminal" refuses a target that cannot take the grant with a
-plain sentence on the page, and nothing is issued or delivered (a real server and a real
-``nfcpay ui`` process; no browser)."""
+"""Grants sent through the server, on the pages: "send to terminal" refuses a target that
+cannot take the grant, and "receive" a delivery that is not this terminal's, each with a
+plain sentence on the page and nothing issued, delivered or kept (a real server and real
+``nfcpay ui`` processes; no browser)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,21 @@ def test_a_bad_target_is_a_plain_error_on_the_page_and_nothing_is_sent(cli: Cli)
     owner.stop()
     assert cli.run("user", "user", "grants").data["grants"] == []
     assert cli.run("target", "target", "inbox").data["deliveries"] == []
+
+
+def test_receiving_a_delivery_that_is_not_waiting_here_is_a_plain_error(cli: Cli) -> None:
+    cli.init("target", "target")
+    wallet = start_ui(cli, "target")
+    refusals = {
+        "/inbox/d_0000000000000000/receive": "no delivery d_0000000000000000 for this terminal",
+        "/inbox/d_x%20y/receive": "&#39;d_x y&#39; is not an id this page shows",
+    }
+    with signed_in(wallet) as client:
+        csrf = csrf_of(client.get("/").text)
+        for path, sentence in refusals.items():
+            answer = client.post(path, data={"csrf": csrf}, headers={"origin": wallet.base})
+            assert answer.status_code == 303
+            page = client.get("/").text
+            assert "flash error" in page and sentence in page, (path, page)
+    wallet.stop()
+    assert cli.run("target", "target", "wallet").data["grants"] == []
