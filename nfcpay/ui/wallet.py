@@ -52,12 +52,11 @@ class WalletPage(Page):
         }
 
     def _inbox(self, client: PaymentClient) -> tuple[list[Json], str | None]:
-        """The deliveries waiting here as the inbox shows them, or why they cannot be read
-        (a record this terminal refuses is left on the server, untouched)."""
+        """The deliveries waiting here as the inbox shows them, or why they cannot be read (a
+        record this terminal refuses is left on the server, untouched; a server too old to
+        deliver grants says so): the held grants are shown all the same."""
         try:
             waiting = remote.inbox(self.ui.home, client)
-        except ApiError:
-            raise
         except NfcPayError as exc:
             return [], exc.message
         return [
