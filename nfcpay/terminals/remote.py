@@ -6,6 +6,7 @@ grant and the usage-auth for that one target) and the server keeps it, encrypted
 target alone. The target fetches it with its signed key (:func:`receive`, or
 :func:`follow` to wait for the next), decodes and checks it exactly as a tapped grant, keeps
 it, and only then acknowledges it; the server then deletes its copy and tells the owner.
+The target may also take one delivery (:func:`receive_one`, the wallet page's button).
 Fetching is repeatable until the acknowledgement, so an answer lost on the way (or a crash
 between keeping and acknowledging) never loses a grant: the next fetch yields the same
 record, and keeping it again changes nothing. Revoking the grant first withdraws it.
@@ -19,7 +20,7 @@ from typing import Any
 
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
-from nfcpay.errors import ApiError, ConfigError, Declined
+from nfcpay.errors import ApiError, ConfigError, Conflict, Declined
 from nfcpay.records import GrantRecord, decode_one, encode_message
 from nfcpay.terminals.held import HeldGrant, HeldGrants
 from nfcpay.terminals.home import Identity, TerminalHome
@@ -105,6 +106,19 @@ def receive(home: TerminalHome, client: PaymentClient, *, wait: float = 0) -> li
     ``wait``: hold the fetch open up to that many seconds until one arrives)."""
     identity = home.require_role("target")
     return [_keep(home, client, item, identity) for item in client.deliveries(wait=wait)]
+
+
+def receive_one(home: TerminalHome, client: PaymentClient, delivery_id: str) -> Received:
+    """Fetch, keep and acknowledge the one delivery ``delivery_id`` (as :func:`receive`
+    does each)."""
+    identity = home.require_role("target")
+    item = client.get_delivery(delivery_id)
+    if "record" not in item:
+        raise Conflict(
+            f"grant {item['grant_id']} from {item['from']['label']} was already received here",
+            code="already_delivered",
+        )
+    return _keep(home, client, item, identity)
 
 
 def follow(home: TerminalHome, client: PaymentClient) -> Iterator[Received]:

@@ -1,10 +1,8 @@
 """The owner page (user terminal): funding sources; each grant with bars of the amount and
 the uses left, its expiry, limits and the target's label; give by tap (waits for the tap,
 live status, then the fingerprint to confirm); revoke; and the live notification feed, where
-misuse alarms stand out.
-
-Sending a grant to a terminal through the server (``user send``) is being built elsewhere:
-its form belongs in ``_give.html`` beside "give by tap", and its action in :meth:`routes`.
+misuse alarms stand out; send to a terminal through the server (``user send``: no tap),
+shown as sent, then as delivered once the ``grant_delivered`` notification comes in.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from starlette.requests import Request
@@ -20,7 +18,8 @@ from starlette.routing import BaseRoute, Route
 
 from nfcpay.errors import ApiError, NfcPayError
 from nfcpay.money import parse_amount
-from nfcpay.terminals import user
+from nfcpay.records.fields import identifier
+from nfcpay.terminals import remote, user
 from nfcpay.terminals.user import Confirmation, Given, Rights
 from nfcpay.transport.reader import Reader
 from nfcpay.ui.app import Json, Page, client_of, object_id
@@ -61,20 +60,39 @@ class Giving:
     given: Given | None = None
 
 
+@dataclass(frozen=True)
+class Sending:
+    """The last grant sent through the server: ``phase`` idle, sent or delivered."""
+
+    phase: str = "idle"
+    sent: remote.Sent | None = None
+
+    @property
+    def grant_id(self) -> str | None:
+        return None if self.sent is None else str(self.sent.grant["grant_id"])
+
+
 class OwnerPage(Page):
     template = "owner.html"
-    panel_names = ("give", "grants", "sources", "feed")
+    panel_names = ("give", "send", "grants", "sources", "feed")
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.giving = Giving()
+        self.sending = Sending()
         self.feed: deque[Json] = deque(maxlen=FEED_SIZE)
         self._answer: Confirmation | None = None
         self._answered = threading.Event()
         self._stop = threading.Event()
 
     def context(self) -> Json:
-        base = {"giving": self.giving, "feed": list(self.feed), "alarms": ALARMS, "labels": {}}
+        base = {
+            "giving": self.giving,
+            "sending": self.sending,
+            "feed": list(self.feed),
+            "alarms": ALARMS,
+            "labels": {},
+        }
         try:
             with client_of(self.ui) as client:
                 sources, grants = client.list_sources(), client.list_grants()
@@ -100,6 +118,7 @@ class OwnerPage(Page):
         return [
             Route("/give", self.action(self.give), methods=["POST"]),
             Route("/give/answer", self.action(self.answer), methods=["POST"]),
+            Route("/send", self.action(self.send), methods=["POST"]),
             Route("/grants/{grant_id}/revoke", self.action(self.revoke), methods=["POST"]),
         ]
 
@@ -172,6 +191,30 @@ class OwnerPage(Page):
         self.giving = Giving("error", exc.message)
         self.refresh("give", "grants")
 
+    # --- send through the server --------------------------------------------------------
+
+    def send(self, form: Json, _: Request) -> None:
+        """``user send``: a new grant bound to the named target, or the grant named."""
+        to = _form_id(form, "to", "t", "target terminal id")
+        grant_id = _form_id(form, "grant", "g", "grant id")
+        if to is None and grant_id is None:
+            raise NfcPayError("name the target terminal id to send the grant to")
+        what = grant_id or self._rights(form)
+        with client_of(self.ui) as client:
+            sent = remote.send(self.ui.home, client, what, to=to)
+        self.sending = Sending("sent", sent)
+        self.say(None)
+        self.refresh("send", "grants")
+
+    def _delivered(self, found: list[Json]) -> None:
+        """The grant last sent has reached its target: say so beside the form."""
+        sent = self.sending.grant_id
+        if sent is not None and any(
+            n["kind"] == "grant_delivered" and n.get("grant_id") == sent for n in found
+        ):
+            self.sending = replace(self.sending, phase="delivered")
+            self.refresh("send")
+
     # --- revoke and the feed -------------------------------------------------------------
 
     def revoke(self, _: Json, request: Request) -> None:
@@ -201,6 +244,18 @@ class OwnerPage(Page):
                             after = found[-1]["notification_id"]
                             self.feed.extendleft(found)
                             self.refresh("feed", "grants")
+                            self._delivered(found)
                         first = False
             except NfcPayError:
                 self._stop.wait(2.0)  # the server is away: try again shortly
+
+
+def _form_id(form: Json, name: str, prefix: str, what: str) -> str | None:
+    """The id typed in field ``name`` (None if left empty), refused unless it looks like
+    one: it goes into a server request."""
+    text = str(form.get(name, "")).strip()
+    if not text:
+        return None
+    if not identifier(prefix).pattern.fullmatch(text):
+        raise NfcPayError(f"{what} must look like {prefix}_3fz7q2m4k9xw6a5b, not {text[:40]!r}")
+    return text

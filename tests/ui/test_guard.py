@@ -85,6 +85,34 @@ def test_a_same_origin_post_with_the_csrf_token_is_taken(counter: UiProcess) -> 
         assert "KRW has no minor unit" in client.get("/").text
 
 
+#: Every action the pages added after the counter's, with a form that would change something
+#: were it taken: refused alike from another site, without the CSRF token or the cookie.
+ACTIONS = [
+    ("user", "/send", {"to": "t_0000000000000000", "amount": "1000"}),
+    ("target", "/inbox/receive", {}),
+    ("target", "/inbox/d_0000000000000000/receive", {}),
+]
+
+
+@pytest.mark.parametrize(("role", "path", "form"), ACTIONS)
+def test_every_action_is_refused_from_another_site_or_without_its_tokens(
+    cli: Cli, role: str, path: str, form: dict[str, str]
+) -> None:
+    cli.init("me", role)
+    page = start_ui(cli, "me")
+    with signed_in(page) as client:
+        csrf = csrf_of(client.get("/").text)
+        signed = {**form, "csrf": csrf}
+        for headers in ({"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}, {}):
+            assert client.post(path, data=signed, headers=headers).status_code == 403
+        assert client.post(path, data=form, headers={"origin": page.base}).status_code == 403
+        unchanged = client.get("/").text
+    cookieless = httpx.post(page.base + path, data=signed, headers={"origin": page.base})
+    assert cookieless.status_code == 403
+    page.stop()
+    assert "flash error" not in unchanged  # nothing was even tried
+
+
 def test_a_post_without_the_cookie_is_403_even_with_the_csrf_token(counter: UiProcess) -> None:
     with signed_in(counter) as client:
         csrf = csrf_of(client.get("/").text)

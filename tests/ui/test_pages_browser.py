@@ -166,3 +166,63 @@ def test_the_owner_revokes_on_the_page_and_a_charge_with_the_grant_is_declined(
     assert charge.data["status"] == "declined", charge
     assert charge.data["decline_code"] == "grant_revoked", charge
     owner.stop()
+
+
+def receive_button(driver: Any) -> str:
+    """The id of the first "receive" button in the wallet's inbox."""
+    from selenium.webdriver.common.by import By
+
+    button = driver.find_element(By.CSS_SELECTOR, "#inbox button[id^='receive-d_']")
+    return str(button.get_attribute("id"))
+
+
+def test_the_owner_sends_to_a_terminal_and_its_wallet_receives_it_live(
+    cli: Cli, browser: Any, timings: list[tuple[str, float]]
+) -> None:
+    owner_id = owner_with_card(cli)
+    target_id = cli.init("target", "target")
+    cli.init("shop", "merchant")
+    owner, wallet = start_ui(cli, "user"), start_ui(cli, "target")
+
+    browser.get(wallet.link)
+    wait_for_text(browser, "#inbox", "Nothing waiting")
+    browser.execute_script(WATCH, "inbox")
+    wallet_tab = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    browser.get(owner.link)
+    wait_for_text(browser, "#sources", "411111******1111")
+    by_id(browser, "send-to").send_keys(target_id)
+    by_id(browser, "send-amount").send_keys("30,000")
+    by_id(browser, "send-uses").clear()
+    by_id(browser, "send-uses").send_keys("2")
+    by_id(browser, "send-to-terminal").click()
+    wait_for_text(browser, "#send", "Sent; waiting on the server until it is received: target")
+    sent = time.monotonic()
+    owner_tab = browser.current_window_handle
+
+    browser.switch_to.window(wallet_tab)
+    shown = wait_for_text(browser, "#inbox", "30,000 KRW")
+    wait_for_text(browser, "#inbox", owner_id)
+    assert not_reloaded(browser)
+    timings.append(("wallet: the owner's send → the grant in the inbox", (shown - sent) * 1000))
+    click(browser, receive_button(browser))
+    wait_for_text(browser, "#held", "30,000 KRW left")
+    wait_for_text(browser, "#held", "uses left 2/2")
+    wait_for_text(browser, "#inbox", "Nothing waiting")
+    wait_for_text(browser, "#flash", "Received")
+    assert not_reloaded(browser)
+
+    browser.switch_to.window(owner_tab)
+    wait_for_text(browser, "#send", "Delivered: target")
+    wait_for_text(browser, "#feed", "was delivered to target")
+
+    charge, pay = cli.tap(
+        ("shop", "merchant", "charge", "--amount", "12,000"), ("target", "target", "pay")
+    )
+    assert charge.data["status"] == "approved", charge
+    assert pay.status == 0, pay
+    browser.switch_to.window(wallet_tab)
+    click(browser, "refresh")
+    wait_for_text(browser, "#held", "18,000 KRW left")
+    owner.stop()
+    wallet.stop()
