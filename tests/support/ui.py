@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from subprocess import Popen
 from typing import Any
 from urllib.parse import urlsplit
+
+import httpx
 
 from tests.support.cli import Cli, Done, finish
 
@@ -46,3 +50,18 @@ def start_ui(cli: Cli, name: str, *args: str, device: str | None = None) -> UiPr
         raise AssertionError(f"nfcpay ui did not start: {line}{finish(process)}")
     data: dict[str, Any] = json.loads(line)
     return UiProcess(process, str(data["url"]))
+
+
+@contextlib.contextmanager
+def signed_in(page: UiProcess) -> Iterator[httpx.Client]:
+    """A client that opened the printed link (and so holds the page's cookie)."""
+    with httpx.Client(base_url=page.base) as client:
+        answer = client.get(page.link)
+        assert answer.status_code == 303 and answer.headers["location"] == "/"
+        assert "HttpOnly" in answer.headers["set-cookie"]
+        assert "SameSite=Strict" in answer.headers["set-cookie"]
+        yield client
+
+
+def csrf_of(html: str) -> str:
+    return html.split('name="csrf" value="', 1)[1].split('"', 1)[0]

@@ -3,7 +3,6 @@ site's POST refused, nothing listening beyond 127.0.0.1 (a real ``nfcpay ui`` pr
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from collections.abc import Iterator
 
@@ -11,7 +10,7 @@ import httpx
 import pytest
 
 from tests.support.cli import Cli
-from tests.support.ui import UiProcess, start_ui
+from tests.support.ui import UiProcess, csrf_of, signed_in, start_ui
 
 
 @pytest.fixture
@@ -20,21 +19,6 @@ def counter(cli: Cli) -> Iterator[UiProcess]:
     page = start_ui(cli, "shop", device="loopback:1")
     yield page
     page.stop()
-
-
-@contextlib.contextmanager
-def signed_in(page: UiProcess) -> Iterator[httpx.Client]:
-    """A client that opened the printed link (and so holds the page's cookie)."""
-    with httpx.Client(base_url=page.base) as client:
-        answer = client.get(page.link)
-        assert answer.status_code == 303 and answer.headers["location"] == "/"
-        assert "HttpOnly" in answer.headers["set-cookie"]
-        assert "SameSite=Strict" in answer.headers["set-cookie"]
-        yield client
-
-
-def csrf_of(html: str) -> str:
-    return html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
 
 
 @pytest.mark.parametrize("path", ["/", "/events", "/static/ui.js", "/?token=wrong"])

@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.cli import Cli, owner_with_card
-from tests.support.ui import start_ui
-from tests.ui.test_guard import csrf_of, signed_in
+from tests.support.ui import csrf_of, signed_in, start_ui
 
 pytestmark = pytest.mark.slow
 
