@@ -69,8 +69,23 @@ def send(
     except ApiError as exc:
         if isinstance(what, str):
             raise
+        if exc.status is not None and 400 <= exc.status < 500 and not exc.retryable:
+            # Refused for good (e.g. ``to`` is no target terminal): a grant that can never
+            # reach its only terminal is withdrawn rather than left active.
+            client.revoke_grant(grant["grant_id"])
+            raise _refused_and_withdrawn(exc, grant["grant_id"]) from exc
         raise _issued_not_sent(exc, grant["grant_id"]) from exc
     return Sent(grant, delivery)
+
+
+def _refused_and_withdrawn(exc: ApiError, grant_id: str) -> ApiError:
+    """The server refused to deliver a grant issued for this very send: it was revoked."""
+    return type(exc)(
+        f"{exc.message}; grant {grant_id}, issued for this send, was revoked",
+        code=exc.code,
+        status=exc.status,
+        request_id=exc.request_id,
+    )
 
 
 def _issued_not_sent(exc: ApiError, grant_id: str) -> ApiError:

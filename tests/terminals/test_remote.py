@@ -58,3 +58,15 @@ def test_a_new_grant_needs_its_target(scene: Scene) -> None:
     with scene.client(scene.user) as owner, pytest.raises(ConfigError) as refused:
         remote.send(scene.user, owner, Rights(amount_cap=1_000), to=None)
     assert "--to" in refused.value.message
+
+
+def test_a_grant_the_server_will_not_deliver_is_withdrawn_not_left_active(scene: Scene) -> None:
+    """Sent to a user terminal's id: the server issues the grant (any terminal may be named)
+    but refuses to hold it for a terminal that cannot fetch it, so the send revokes it."""
+    user_id = scene.user.identity().terminal_id
+    with scene.client(scene.user) as owner:
+        with pytest.raises(ApiError) as refused:
+            remote.send(scene.user, owner, Rights(amount_cap=1_000), to=user_id)
+        assert "was revoked" in refused.value.message
+        [grant] = owner.list_grants()
+        assert grant["status"] == "revoked"
