@@ -19,15 +19,24 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from nfcpay import crypto
+from nfcpay.errors import AmountRefused
 from nfcpay.money import MAX_MINOR
 from nfcpay.records import ChallengeRecord, MeansRecord, PresentedGrant
 from nfcpay.records.means import SplitMode
-from nfcpay.records.presentation import presentation, signed
+from nfcpay.records.presentation import presentation, signed, signed_amount
 from nfcpay.server.runtime import TerminalKey
 from nfcpay.server.schemas import PaymentIn
 from nfcpay.server.services import rules
 from nfcpay.terminals.merchant import payment_request
-from tests.records.strategies import amounts, challenges, currencies, ids, means, tokens
+from tests.records.strategies import (
+    amounts,
+    challenges,
+    currencies,
+    ids,
+    means,
+    open_challenges,
+    tokens,
+)
 
 #: The key the vectors were signed with (Ed25519 signatures are deterministic).
 KEY = crypto.private_key_from_bytes(bytes(range(32)))
@@ -168,9 +177,64 @@ def test_records_and_the_request_give_the_same_presentation(
     sent = dataclasses.replace(
         drawn, currency=challenge.currency, bill_id=bill_id, split_mode=split_mode
     )
+    assume(sent.total <= (challenge.max_amount or MAX_MINOR))
     body = as_the_server_reads_it(challenge, sent)
     server = rules.presentation(body, challenge.merchant_id, str(body.purpose))
     assert server == presentation(challenge, sent)
+
+
+def opened(challenge: ChallengeRecord, max_amount: int | None = None) -> ChallengeRecord:
+    """``challenge`` as an open one: no amount, the target enters it."""
+    return dataclasses.replace(challenge, amount=None, max_amount=max_amount)
+
+
+def test_an_open_challenge_signs_the_entered_amount_in_the_same_layout() -> None:
+    """The amount was always signed: for an open challenge it is the means' total, and the
+    bytes are those of a fixed challenge for that amount (layout version 2 unchanged)."""
+    for what, challenge, unsigned, message, signature in VECTORS:
+        if unsigned.split_mode is SplitMode.REMAINDER or unsigned.bill_id is not None:
+            continue  # a group bill is never paid open
+        donation = opened(challenge)
+        assert signed_amount(donation, unsigned) == unsigned.total == challenge.amount, what
+        assert presentation(donation, unsigned).message().hex() == message, what
+        assert signed(donation, unsigned, KEY).signature.hex() == signature, what
+
+
+@given(challenge=open_challenges, drawn=means(), other=amounts())
+def test_the_server_verifies_exactly_the_amount_the_target_entered(
+    challenge: ChallengeRecord, drawn: MeansRecord, other: int
+) -> None:
+    """The merchant asks for the signed amount; re-splitting the shares to another amount
+    (so the shares still add up) fails the signature."""
+    challenge = dataclasses.replace(challenge, purpose=challenge.purpose or "5812")
+    assume(drawn.total <= (challenge.max_amount or MAX_MINOR))
+    sent = signed(challenge, dataclasses.replace(drawn, currency=challenge.currency), KEY)
+    body = as_the_server_reads_it(challenge, sent)
+    assert body.amount == sent.total
+    registered = TerminalKey(crypto.public_key_bytes(KEY), "target", None)
+    row = {"merchant_id": challenge.merchant_id, "region": "KR-11"}
+    purpose = str(challenge.purpose)
+    attempt = rules.Attempt(body, challenge.merchant_id, row, 0, (purpose,))
+    assert rules.signature_rule(attempt, registered) is None
+    assume(other != body.amount and sent.own_amount == 0)
+    grants = [body.means.grants[0].model_copy(update={"amount": other})]
+    means_in = body.means.model_copy(update={"grants": grants[:1]})
+    changed = body.model_copy(update={"amount": other, "means": means_in})
+    failure = rules.signature_rule(
+        rules.Attempt(changed, challenge.merchant_id, row, 0, (purpose,)), registered
+    )
+    assert failure is not None and failure.code == "bad_signature"
+
+
+def test_the_merchant_refuses_an_entered_amount_over_its_maximum() -> None:
+    _, challenge, unsigned, _, _ = VECTORS[0]
+    assert payment_request(opened(challenge, 12_000), unsigned)["amount"] == 12_000
+    with pytest.raises(AmountRefused) as caught:
+        payment_request(opened(challenge, 11_999), unsigned)
+    assert caught.value.code == "over_max"
+    assert caught.value.message == (
+        f"12,000 KRW is more than merchant {MERCHANT} accepts for this charge (at most 11,999 KRW)"
+    )
 
 
 def _shares() -> st.SearchStrategy[tuple[crypto.GrantShare, ...]]:
