@@ -177,7 +177,9 @@ def test_records_and_the_request_give_the_same_presentation(
     sent = dataclasses.replace(
         drawn, currency=challenge.currency, bill_id=bill_id, split_mode=split_mode
     )
-    assume(sent.total <= (challenge.max_amount or MAX_MINOR))
+    if challenge.is_open:  # the means' total is the amount: one the merchant takes
+        challenge = dataclasses.replace(challenge, max_amount=None)
+        assume(sent.total <= MAX_MINOR)
     body = as_the_server_reads_it(challenge, sent)
     server = rules.presentation(body, challenge.merchant_id, str(body.purpose))
     assert server == presentation(challenge, sent)
@@ -200,26 +202,48 @@ def test_an_open_challenge_signs_the_entered_amount_in_the_same_layout() -> None
         assert signed(donation, unsigned, KEY).signature.hex() == signature, what
 
 
-@given(challenge=open_challenges, drawn=means(), other=amounts())
+#: Grant shares of an open payment: at most 8, adding up to at most MAX_MINOR.
+open_shares = st.lists(
+    st.builds(
+        PresentedGrant,
+        grant_id=ids("g"),
+        amount=st.integers(1, MAX_MINOR // 8),
+        usage_auth=st.binary(min_size=32, max_size=32),
+    ),
+    min_size=1,
+    max_size=8,
+    unique_by=lambda share: share.grant_id,
+)
+
+
+@given(challenge=open_challenges, shares=open_shares, other=amounts(), data=st.data())
 def test_the_server_verifies_exactly_the_amount_the_target_entered(
-    challenge: ChallengeRecord, drawn: MeansRecord, other: int
+    challenge: ChallengeRecord,
+    shares: list[PresentedGrant],
+    other: int,
+    data: st.DataObject,
 ) -> None:
     """The merchant asks for the signed amount; re-splitting the shares to another amount
     (so the shares still add up) fails the signature."""
-    challenge = dataclasses.replace(challenge, purpose=challenge.purpose or "5812")
-    assume(drawn.total <= (challenge.max_amount or MAX_MINOR))
-    sent = signed(challenge, dataclasses.replace(drawn, currency=challenge.currency), KEY)
+    total = sum(share.amount for share in shares)
+    most = data.draw(st.none() | st.integers(total, MAX_MINOR), label="max_amount")
+    challenge = dataclasses.replace(challenge, purpose=challenge.purpose or "5812", max_amount=most)
+    unsigned = MeansRecord(
+        presenting_terminal=TARGET, currency=challenge.currency, grants=shares, signature=bytes(64)
+    )
+    sent = signed(challenge, unsigned, KEY)
     body = as_the_server_reads_it(challenge, sent)
-    assert body.amount == sent.total
+    assert body.amount == total
     registered = TerminalKey(crypto.public_key_bytes(KEY), "target", None)
     row = {"merchant_id": challenge.merchant_id, "region": "KR-11"}
     purpose = str(challenge.purpose)
     attempt = rules.Attempt(body, challenge.merchant_id, row, 0, (purpose,))
     assert rules.signature_rule(attempt, registered) is None
-    assume(other != body.amount and sent.own_amount == 0)
-    grants = [body.means.grants[0].model_copy(update={"amount": other})]
-    means_in = body.means.model_copy(update={"grants": grants[:1]})
-    changed = body.model_copy(update={"amount": other, "means": means_in})
+    assume(other != total)
+    resplit = [body.means.grants[0].model_copy(update={"amount": other})]
+    changed = body.model_copy(
+        update={"amount": other, "means": body.means.model_copy(update={"grants": resplit})}
+    )
     failure = rules.signature_rule(
         rules.Attempt(changed, challenge.merchant_id, row, 0, (purpose,)), registered
     )
