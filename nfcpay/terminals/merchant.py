@@ -39,7 +39,7 @@ from nfcpay.terminals import exchange
 from nfcpay.terminals.clock import now_iso
 from nfcpay.terminals.exchange import Status, quiet
 from nfcpay.terminals.home import TerminalHome
-from nfcpay.terminals.open_amount import ENTRY_TIMEOUT, check_max
+from nfcpay.terminals.open_amount import ENTRY_TIMEOUT, asked, check_max
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.reader import Reader
 
@@ -119,25 +119,13 @@ def charge(
             offer=True,
             timeout=timeout,
             status=status,
-            what=_asking(challenge),
+            what=f"charge {asked(challenge, 'the customer enters')}",
         ) as channel:
             receipt = _converse(channel, home, client, challenge, status)
     except TransportError:
         if receipt is None:
             raise
     return receipt
-
-
-def _asking(challenge: ChallengeRecord) -> str:
-    """What an open or fixed charge waits for, for the status line."""
-    if challenge.amount is not None:
-        return f"charge {format_minor(challenge.amount, challenge.currency)}"
-    if challenge.max_amount is None:
-        return "charge what the customer enters"
-    return (
-        "charge what the customer enters, at most "
-        f"{format_minor(challenge.max_amount, challenge.currency)}"
-    )
 
 
 def categories(home: TerminalHome, client: PaymentClient) -> list[str]:

@@ -27,6 +27,17 @@ ENTRY_TIMEOUT = 120.0
 AmountEntry = Callable[[ChallengeRecord], int]
 
 
+def asked(challenge: ChallengeRecord, enterer: str) -> str:
+    """What ``challenge`` asks for, for a status line: ``12,000 KRW``, or for an open one
+    ``the amount <enterer> enter(s) (at most 50,000 KRW)``."""
+    if challenge.amount is not None:
+        return format_minor(challenge.amount, challenge.currency)
+    text = f"the amount {enterer}"
+    if challenge.max_amount is not None:
+        text += f" (at most {format_minor(challenge.max_amount, challenge.currency)})"
+    return text
+
+
 def over_max(amount: int, challenge: ChallengeRecord) -> AmountRefused:
     """The refusal of an entered ``amount`` above ``challenge``'s maximum (or above any
     amount nfcpay carries, for an open challenge without one)."""

@@ -34,7 +34,7 @@ from nfcpay.terminals import exchange
 from nfcpay.terminals.exchange import Status, quiet
 from nfcpay.terminals.held import HeldGrant, HeldGrants, Share, choose_shares, held_entry
 from nfcpay.terminals.home import Identity, TerminalHome
-from nfcpay.terminals.open_amount import AmountEntry, price
+from nfcpay.terminals.open_amount import AmountEntry, asked, price
 from nfcpay.terminals.receipts import Receipt, Receipts, ReceiptStatus, record_result
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.reader import Reader
@@ -157,7 +157,8 @@ def pay(
         exchange.send(channel, exchange.hello_from(home, identity))
         challenge = _receive_challenge(channel)
         purpose = _purpose_or_refuse(channel, challenge)
-        status(f"Merchant {challenge.merchant_id} {_asks(challenge)} for purpose {purpose}.")
+        wanted = asked(challenge, "you enter")
+        status(f"Merchant {challenge.merchant_id} asks for {wanted} for purpose {purpose}.")
         challenge = _priced_or_refuse(channel, challenge, amount, enter_amount, bill_id)
         status(f"Paying {format_minor(challenge.fixed_amount, challenge.currency)}.")
         if bill_id is None:
@@ -194,16 +195,6 @@ def _receive_challenge(channel: Channel) -> ChallengeRecord:
         if exc.code == UNSUPPORTED_VERSION:
             exchange.refuse(channel, exc.code, exc.message)
         raise
-
-
-def _asks(challenge: ChallengeRecord) -> str:
-    """What the merchant asks for, as the status line says it."""
-    if challenge.amount is not None:
-        return f"asks for {format_minor(challenge.amount, challenge.currency)}"
-    if challenge.max_amount is None:
-        return "asks you to enter the amount"
-    limit = format_minor(challenge.max_amount, challenge.currency)
-    return f"asks you to enter the amount (at most {limit})"
 
 
 def _priced_or_refuse(
