@@ -5,6 +5,8 @@
     NfcPayError                      root: every error nfcpay raises on purpose
     ├── ConfigError                  bad settings, home directory or key file
     ├── MoneyError                   an amount that cannot be parsed or mixed
+    ├── AmountRefused                an entered amount a terminal refuses before signing
+                                     or charging it (over the merchant's maximum)
     ├── RecordError                  the NDEF wire format
     │   ├── DecodeError              bad bytes from the wire
     │   └── EncodeError              a value that cannot be put on the wire
@@ -57,6 +59,14 @@ class ConfigError(NfcPayError):
 
 class MoneyError(NfcPayError, ValueError):
     code = "bad_amount"
+
+
+class AmountRefused(NfcPayError):
+    """An amount the target's person entered that a terminal refuses before it is signed or
+    charged: over the merchant's maximum, or not the fixed amount the merchant asks. The
+    person's input to fix (CLI exit 2), never sent to the server."""
+
+    code = "amount_refused"
 
 
 class RecordError(NfcPayError):

@@ -41,7 +41,21 @@ def _finish(obj: CliContext, charges: list[Any]) -> None:
 
 
 @merchant.command(epilog=EXIT_CODES_HELP)
-@click.option("--amount", type=POSITIVE_AMOUNT, required=True, help="What the customer pays.")
+@click.option("--amount", type=POSITIVE_AMOUNT, help="What the customer pays.")
+@click.option(
+    "--open",
+    "open_amount",
+    is_flag=True,
+    help="Let the customer enter the amount on their terminal (a donation box, a fare they "
+    "confirm): it is signed there and charged exactly.",
+)
+@click.option(
+    "--max",
+    "max_amount",
+    type=POSITIVE_AMOUNT,
+    help="With --open: the most the customer may enter; more is refused before the server "
+    "is asked.",
+)
 @click.option(
     "--purpose",
     type=PURPOSE,
@@ -51,19 +65,33 @@ def _finish(obj: CliContext, charges: list[Any]) -> None:
 @tap_options
 @click.pass_obj
 def charge(
-    obj: CliContext, amount: str, purpose: str | None, timeout: float, listen: bool | None
+    obj: CliContext,
+    amount: str | None,
+    open_amount: bool,
+    max_amount: str | None,
+    purpose: str | None,
+    timeout: float,
+    listen: bool | None,
 ) -> None:
     """Wait for a tap, challenge it, ask the server, send the result back.
 
-    Before asking the server a pending receipt is stored; if the server cannot be reached
-    the command exits 5 and `nfcpay merchant settle` sends the same request again later
-    (same idempotency key: it is never charged twice).
+    With --open no amount is asked: the customer's terminal enters one (at most --max) and
+    signs it, and that amount is charged. Before asking the server a pending receipt is
+    stored; if the server cannot be reached the command exits 5 and `nfcpay merchant settle`
+    sends the same request again later (same idempotency key: it is never charged twice).
     """
     from nfcpay.terminals.merchant import categories
     from nfcpay.terminals.merchant import charge as run_charge
 
     home, identity = home_of(obj, "merchant")
-    money = amount_in(amount, identity.currency)
+    if open_amount == (amount is not None):
+        raise click.UsageError(
+            "give the amount to charge with --amount, or --open to let the customer enter it"
+        )
+    if max_amount is not None and not open_amount:
+        raise bad_value("max_amount", "--max is the most a customer may enter: use it with --open")
+    money = amount_in(amount, identity.currency) if amount is not None else None
+    most = amount_in(max_amount, identity.currency) if max_amount is not None else None
     with client_of(obj, home) as client:
         known = categories(home, client)
     if purpose is not None and purpose not in known:
@@ -74,9 +102,18 @@ def charge(
         )
     with client_of(obj, home) as client, reader_of(obj, listen) as reader, LiveStatus(obj) as live:
         done = run_charge(
-            home, client, reader, money, purpose=purpose, timeout=timeout, status=live
+            home,
+            client,
+            reader,
+            money,
+            max_amount=most,
+            purpose=purpose,
+            timeout=timeout,
+            status=live,
         )
     human = done.describe()
+    if done.open_amount:
+        human += "\n(the amount was entered and signed on the customer's terminal)"
     if done.delivered is False:
         human += "\n(the customer's terminal did not get the result: the link was lost)"
     obj.emit(done.to_json(), human)

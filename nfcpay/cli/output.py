@@ -50,7 +50,7 @@ def exit_code_for(error: errors.NfcPayError) -> int:
     """The documented exit status for an nfcpay error."""
     if isinstance(error, errors.Declined):
         return EXIT_DECLINED
-    if refused_input(error):
+    if refused_input(error) or isinstance(error, errors.AmountRefused):
         return EXIT_USAGE
     if isinstance(error, errors.TransportError | errors.RecordError | errors.ProfileError):
         return EXIT_NFC

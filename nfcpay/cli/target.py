@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from nfcpay.cli.output import EXIT_DECLINED, EXIT_SERVER, CliContext, table
+from nfcpay.cli.output import EXIT_CODES_HELP, EXIT_DECLINED, EXIT_SERVER, CliContext, table
+from nfcpay.cli.params import POSITIVE_AMOUNT
 from nfcpay.cli.terminal import (
     LiveStatus,
+    amount_in,
     client_of,
     grant_lines,
     home_of,
@@ -18,6 +20,9 @@ from nfcpay.cli.terminal import (
     tap_options,
 )
 from nfcpay.errors import ApiError
+
+if TYPE_CHECKING:
+    from nfcpay.records import ChallengeRecord
 
 
 @click.group()
@@ -250,8 +255,15 @@ def _receipt_detail(receipt: dict[str, Any], refreshed: bool) -> str:
     return str(receipt.get("decline_code") or receipt.get("payment_id") or "")
 
 
-@target.command()
+@target.command(epilog=EXIT_CODES_HELP)
 @click.option("--grant", "grant_ids", multiple=True, help="Pay with this grant (repeat).")
+@click.option(
+    "--amount",
+    type=POSITIVE_AMOUNT,
+    help="What you pay when the merchant lets you enter the amount (`merchant charge --open`); "
+    "without it you are asked after the merchant and purpose are shown. A merchant that asks "
+    "another amount itself is refused.",
+)
 @click.option("--bill", "bill_id", help="Pay this group bill (see `nfcpay group collect`).")
 @click.option(
     "--own-source",
@@ -265,14 +277,20 @@ def pay(
     grant_ids: tuple[str, ...],
     bill_id: str | None,
     own_source_id: str | None,
+    amount: str | None,
     timeout: float,
     listen: bool | None,
 ) -> None:
-    """Tap the merchant's terminal, answer its challenge and show the result it sends back."""
+    """Tap the merchant's terminal, answer its challenge and show the result it sends back.
+
+    When the merchant lets you enter the amount, you pay --amount or what you type when
+    asked (at most the merchant's maximum); it is signed and charged exactly.
+    """
     from nfcpay.terminals.receipts import ReceiptStatus
     from nfcpay.terminals.target import pay as pay_merchant
 
     home, identity = home_of(obj, "target")
+    entered = amount_in(amount, identity.currency).minor if amount is not None else None
     if bill_id is not None and grant_ids:
         raise click.UsageError("--bill presents the bill's grants: no --grant with it")
     if bill_id is not None and own_source_id is None:
@@ -291,6 +309,8 @@ def pay(
             grant_ids=grant_ids,
             bill_id=bill_id,
             own_source_id=own_source_id,
+            amount=entered,
+            enter_amount=lambda challenge: _ask_amount(live, challenge),
             timeout=timeout,
             status=live,
         )
@@ -307,3 +327,23 @@ def pay(
         click.get_current_context().exit(EXIT_DECLINED)
     if paid.status is ReceiptStatus.PENDING:
         click.get_current_context().exit(EXIT_SERVER)
+
+
+def _ask_amount(live: LiveStatus, challenge: ChallengeRecord) -> int:
+    """The amount the person types for an open challenge (asked again until it reads as a
+    positive amount in the challenge's currency), in minor units."""
+    from nfcpay.money import format_minor
+
+    limit = challenge.max_amount
+    most = "" if limit is None else f", at most {format_minor(limit, challenge.currency)}"
+
+    def read(text: str) -> int:
+        return amount_in(POSITIVE_AMOUNT.convert(text, None, None), challenge.currency).minor
+
+    with live.paused():
+        minor: int = click.prompt(
+            f"Amount to pay merchant {challenge.merchant_id} ({challenge.currency}{most})",
+            value_proc=read,
+            err=True,
+        )
+    return minor

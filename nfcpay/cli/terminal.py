@@ -271,6 +271,17 @@ class LiveStatus:
     def _clear(self) -> None:
         click.echo("\r\x1b[2K", err=True, nl=False)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No redrawing while the person answers a prompt mid-tap: the current message
+        becomes a plain line, and the spinner waits until the prompt is answered."""
+        with self._lock:
+            if self._live and self._message:
+                self._clear()
+                click.echo(f"  {self._message}", err=True)
+                self._message = ""
+            yield
+
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:

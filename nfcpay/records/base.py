@@ -7,9 +7,11 @@ PAYLOAD is one version byte followed by one CBOR map with small-integer keys::
 
 Each record type has its own payload version (:attr:`NfcpayRecord.version`, :data:`VERSION`
 unless the type's meaning changed since). A terminal reads only its own version of each
-type, and a payload of another version is refused with a sentence telling which side to
-upgrade (``code`` ``unsupported_version``), so two terminals on different nfcpay releases
-never half-understand each other.
+type (or, where a type's new version only added a kind of record, the versions from
+:attr:`NfcpayRecord.oldest_version` on, each record written with the oldest that holds it),
+and a payload of another version is refused with a sentence telling which side to upgrade
+(``code`` ``unsupported_version``), so two terminals on different nfcpay releases never
+half-understand each other.
 
 The map is written in canonical (deterministic) form — shortest integers, definite lengths,
 sorted keys, optional fields at their default left out — and a decoded payload must
@@ -200,8 +202,10 @@ class NfcpayRecord(WireStruct, ndef.Record):  # type: ignore[misc]  # ndeflib is
     _type: ClassVar[str]
     #: The newest payload version this nfcpay writes and reads for this record type.
     version: ClassVar[int] = VERSION
-    #: Older payload versions it still reads (and writes, see :meth:`payload_version`).
-    older_versions: ClassVar[frozenset[int]] = frozenset()
+    #: The oldest payload version still read: a type whose new version only adds a kind of
+    #: record (an open-amount challenge) keeps writing the old version for the old kind, so
+    #: a peer on an older nfcpay is refused only what it cannot understand.
+    oldest_version: ClassVar[int] = VERSION
     _payload: bytes
     _decode_min_payload_length = 2
     _decode_max_payload_length = 512
@@ -209,10 +213,12 @@ class NfcpayRecord(WireStruct, ndef.Record):  # type: ignore[misc]  # ndeflib is
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.type_name = cls._type.rsplit(":", 1)[1]
+        if "oldest_version" not in cls.__dict__:
+            cls.oldest_version = cls.version
 
     def payload_version(self) -> int:
-        """The version this record is written in: :attr:`version`, unless a type that added
-        fields writes a record without them in the older version, which older peers read."""
+        """The version this record is written with: :attr:`version` unless the type writes
+        an older one for records an older nfcpay understands (see :attr:`oldest_version`)."""
         return self.version
 
     def _seal(self) -> None:
@@ -251,13 +257,13 @@ class NfcpayRecord(WireStruct, ndef.Record):  # type: ignore[misc]  # ndeflib is
     def _decode_payload(cls, octets: bytes, errors: str) -> Self:
         """Called by ndeflib with the PAYLOAD. Always strict, whatever ``errors`` says."""
         where = cls.type_name
-        if octets[0] != cls.version and octets[0] not in cls.older_versions:
+        if not cls.oldest_version <= octets[0] <= cls.version:
             raise unsupported_version(where, octets[0], cls.version)
         record = cls.from_wire(load_cbor(octets[1:], where), where)
         if record.payload[0] != octets[0]:
             raise DecodeError(
-                f"{where} payload version {octets[0]} does not match its fields, which are "
-                f"written in version {record.payload[0]}"
+                f"{where} payload version {octets[0]} does not fit its fields, which are "
+                f"written as version {record.payload[0]}"
             )
         if record.payload != octets:
             extra = len(octets) - len(record.payload)

@@ -95,7 +95,7 @@ class GrantRecord(NfcpayRecord):
     #: version 1, so a target on an older nfcpay receives it; one with an allowance tells
     #: such a target to upgrade instead of dropping the limit unread.
     version = 2
-    older_versions = frozenset({1})
+    oldest_version = 1
 
     def payload_version(self) -> int:
         return 1 if self.allowance_period is None else 2

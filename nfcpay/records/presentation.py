@@ -7,6 +7,10 @@ the merchant's request (:func:`nfcpay.server.services.rules.presentation`), whic
 the challenge's amount, currency, purpose and nonce and the means as the merchant received
 them. The purpose is signed, so a merchant cannot claim another one after the tap.
 
+The signed amount is the challenge's, or for an open challenge the sum of the means' shares:
+the amount the target's person entered (:func:`signed_amount`). The merchant asks the server
+for exactly that amount, so one it changes fails the signature like any other field.
+
 >>> from nfcpay.records import ChallengeRecord, MeansRecord, PresentedGrant
 >>> challenge = ChallengeRecord(
 ...     merchant_id="m_r2d5k8x3q7w4b9n6",
@@ -39,15 +43,16 @@ from nfcpay.records.means import MeansRecord
 
 def presentation(challenge: ChallengeRecord, means: MeansRecord) -> crypto.Presentation:
     """What ``means`` answering ``challenge`` presents: the challenge's nonce, merchant,
-    amount, currency and purpose, and the means' terminal, shares, bill and split mode (its
-    signature and usage-auths are not signed). Raises ValueError for a challenge without a
-    purpose: nothing can be signed for it (it comes from a merchant on an older nfcpay)."""
+    amount (:func:`signed_amount`), currency and purpose, and the means' terminal, shares,
+    bill and split mode (its signature and usage-auths are not signed). Raises ValueError
+    for a challenge without a purpose: nothing can be signed for it (it comes from a
+    merchant on an older nfcpay)."""
     if challenge.purpose is None:
         raise ValueError("a challenge without a purpose cannot be presented")
     return crypto.Presentation(
         nonce=challenge.nonce,
         merchant_id=challenge.merchant_id,
-        amount=challenge.amount,
+        amount=signed_amount(challenge, means),
         currency=challenge.currency,
         purpose=challenge.purpose,
         presenting_terminal=means.presenting_terminal,
@@ -57,6 +62,12 @@ def presentation(challenge: ChallengeRecord, means: MeansRecord) -> crypto.Prese
         bill_id=means.bill_id,
         split_mode=means.split_mode.value,
     )
+
+
+def signed_amount(challenge: ChallengeRecord, means: MeansRecord) -> int:
+    """The amount ``means`` pay for ``challenge``: the challenge's own, or for an open one
+    (:attr:`ChallengeRecord.is_open`) what the target entered: the sum of its shares."""
+    return means.total if challenge.amount is None else challenge.amount
 
 
 def signed(challenge: ChallengeRecord, means: MeansRecord, key: Ed25519PrivateKey) -> MeansRecord:

@@ -207,15 +207,15 @@ def means_plan(
     members = [(s["grant_id"], s["amount"]) for s in joined(bill)]
     granted = sum(amount for _, amount in members)
     if bill["mode"] == "exact":
-        if challenge.amount != bill["total"]:
+        if challenge.fixed_amount != bill["total"]:
             raise Declined(
-                f"the merchant charges {format_minor(challenge.amount, money)}, the bill's "
+                f"the merchant charges {format_minor(challenge.fixed_amount, money)}, the bill's "
                 f"total is {format_minor(bill['total'], money)}",
                 code="amount_mismatch",
             )
         own = bill["total"] - granted
     else:
-        own = challenge.amount - granted
+        own = challenge.fixed_amount - granted
         if own < 0:
             raise Declined(
                 f"the members' shares exceed the charged amount by {format_minor(-own, money)}",

@@ -188,7 +188,7 @@ def choose_shares(
         chosen = [held for held in grants.each() if usable(held, challenge)]
         chosen.sort(key=lambda held: held.last_known.remaining_amount)
     shares: list[Share] = []
-    left = challenge.amount
+    left = challenge.fixed_amount
     for index, held in enumerate(chosen):
         last = index == len(chosen) - 1
         share = left if last and grant_ids else min(left, capacity(held))
@@ -196,8 +196,8 @@ def choose_shares(
             shares.append(Share(held, share))
             left -= share
     if left > 0 or not shares:
-        covered = format_minor(challenge.amount - left, challenge.currency)
-        asked = format_minor(challenge.amount, challenge.currency)
+        covered = format_minor(challenge.fixed_amount - left, challenge.currency)
+        asked = format_minor(challenge.fixed_amount, challenge.currency)
         raise Declined(f"the grants held here cover {covered} of {asked}", code="no_usable_grant")
     return shares
 

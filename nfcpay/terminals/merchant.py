@@ -7,6 +7,11 @@ killed, the link to the target lost — the receipt either records the server's 
 can be sent again with the same key by :func:`settle`, which the server answers with the
 first decision and never charges twice. The request (usage-auth, signature) is dropped
 from the receipt once it is final.
+
+An *open* charge (``amount`` None) sends a challenge without an amount: the target's person
+enters it, at most ``max_amount``, and the target signs it (see
+:mod:`nfcpay.records.challenge`). The merchant charges exactly the amount signed, and refuses
+means over its maximum itself, before the server hears of them.
 """
 
 from __future__ import annotations
@@ -18,14 +23,23 @@ from typing import Any
 
 from nfcpay import crypto
 from nfcpay.client import PaymentClient, new_idempotency_key
-from nfcpay.errors import ApiError, Declined, DecodeError, ServerUnavailable, TransportError
+from nfcpay.errors import (
+    AmountRefused,
+    ApiError,
+    Declined,
+    DecodeError,
+    ServerUnavailable,
+    TransportError,
+)
 from nfcpay.money import Money, format_minor
 from nfcpay.records import ChallengeRecord, HelloRecord, MeansRecord, ResultRecord, Role
 from nfcpay.records.base import UNSUPPORTED_VERSION
+from nfcpay.records.presentation import signed_amount
 from nfcpay.terminals import exchange
 from nfcpay.terminals.clock import now_iso
 from nfcpay.terminals.exchange import Status, quiet
-from nfcpay.terminals.home import Identity, TerminalHome
+from nfcpay.terminals.home import TerminalHome
+from nfcpay.terminals.open_amount import ENTRY_TIMEOUT, asked, check_max
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.reader import Reader
 
@@ -51,6 +65,8 @@ class Charge:
     message: str = ""
     delivered: bool | None = None
     replayed: bool = False
+    #: The customer's terminal entered the amount (an open charge).
+    open_amount: bool = False
     created_at: str = ""
     updated_at: str = ""
 
@@ -70,18 +86,31 @@ def charge(
     home: TerminalHome,
     client: PaymentClient,
     reader: Reader,
-    amount: Money,
+    amount: Money | None,
     *,
+    max_amount: Money | None = None,
     purpose: str | None = None,
     timeout: float | None = None,
     status: Status = quiet,
 ) -> Charge:
     """Wait for a target's tap and charge ``amount`` for ``purpose`` (default: the merchant's
-    primary category) to the means it presents."""
+    primary category) to the means it presents; with ``amount`` None, whatever amount the
+    target enters and signs, at most ``max_amount``."""
     identity = home.require_role("merchant")
-    if amount.currency != identity.currency or amount.minor <= 0:
-        raise ValueError(f"charge needs a positive amount in {identity.currency}")
+    for money in (amount, max_amount):
+        if money is not None and (money.currency != identity.currency or money.minor <= 0):
+            raise ValueError(f"charge needs a positive amount in {identity.currency}")
+    if amount is not None and max_amount is not None:
+        raise ValueError("a maximum is for open charges, where the customer enters the amount")
     purpose = purpose or categories(home, client)[0]
+    challenge = ChallengeRecord(
+        merchant_id=str(identity.merchant_id),
+        currency=identity.currency,
+        amount=None if amount is None else amount.minor,
+        max_amount=None if max_amount is None else max_amount.minor,
+        nonce=secrets.token_bytes(16),
+        purpose=purpose,
+    )
     receipt: Charge | None = None
     try:
         with exchange.tap(
@@ -90,9 +119,9 @@ def charge(
             offer=True,
             timeout=timeout,
             status=status,
-            what=f"charge {amount}",
+            what=f"charge {asked(challenge, 'the customer enters')}",
         ) as channel:
-            receipt = _converse(channel, home, client, identity, amount, purpose, status)
+            receipt = _converse(channel, home, client, challenge, status)
     except TransportError:
         if receipt is None:
             raise
@@ -118,9 +147,7 @@ def _converse(
     channel: Channel,
     home: TerminalHome,
     client: PaymentClient,
-    identity: Identity,
-    amount: Money,
-    purpose: str,
+    challenge: ChallengeRecord,
     status: Status,
 ) -> Charge:
     hello = exchange.receive(channel, HelloRecord)
@@ -128,22 +155,18 @@ def _converse(
         message = f"a {hello.role.value} terminal tapped; only a target terminal pays"
         exchange.refuse(channel, "wrong_role", message)
         raise Declined(message, code="wrong_role")
-    challenge = ChallengeRecord(
-        merchant_id=str(identity.merchant_id),
-        currency=amount.currency,
-        amount=amount.minor,
-        nonce=secrets.token_bytes(16),
-        purpose=purpose,
-    )
     exchange.send(channel, challenge)
-    means = _receive_means(channel)
+    means = _receive_means(channel, ENTRY_TIMEOUT if challenge.is_open else exchange.REPLY_TIMEOUT)
     try:
         request = payment_request(challenge, means)
-    except Declined as exc:
+    except (Declined, AmountRefused) as exc:
         exchange.refuse(channel, exc.code, exc.message)
         raise
     receipt = _pending(home, challenge, means, request)
-    status(f"Target {means.presenting_terminal} presented; asking the payment server ...")
+    status(
+        f"Target {means.presenting_terminal} presented "
+        f"{format_minor(receipt.amount, receipt.currency)}; asking the payment server ..."
+    )
     _authorize(home, client, receipt)
     # The result goes out before the answer is saved: one durable write less while the
     # customer waits. A crash in between leaves the pending receipt (request and key), and
@@ -157,11 +180,11 @@ def _converse(
     return receipt
 
 
-def _receive_means(channel: Channel) -> MeansRecord:
+def _receive_means(channel: Channel, timeout: float) -> MeansRecord:
     """The target's means; a means of another version (a target on another nfcpay release)
     is refused with the sentence that says which side to upgrade."""
     try:
-        return exchange.receive(channel, MeansRecord)
+        return exchange.receive(channel, MeansRecord, timeout)
     except DecodeError as exc:
         if exc.code == UNSUPPORTED_VERSION:
             exchange.refuse(channel, exc.code, exc.message)
@@ -171,17 +194,20 @@ def _receive_means(channel: Channel) -> MeansRecord:
 def payment_request(challenge: ChallengeRecord, means: MeansRecord) -> Json:
     """What the server is asked for ``means`` answering this terminal's ``challenge``.
 
-    Amount, purpose and nonce come from the merchant's own challenge; the means must be in
-    its currency (Declined ``currency_mismatch`` otherwise: the record was changed on the way
-    or the target answered another challenge).
+    Purpose and nonce come from the merchant's own challenge, the amount too unless it is
+    open: then it is the amount the target signed (:func:`signed_amount`), refused here
+    (AmountRefused ``over_max``) above the challenge's maximum. The means must be in the
+    challenge's currency (Declined ``currency_mismatch`` otherwise: the record was changed
+    on the way or the target answered another challenge).
     """
     if means.currency != challenge.currency:
         raise Declined(
             f"the means are in {means.currency}; this charge is in {challenge.currency}",
             code="currency_mismatch",
         )
+    amount = check_max(signed_amount(challenge, means), challenge)
     return {
-        "amount": challenge.amount,
+        "amount": amount,
         "currency": challenge.currency,
         "purpose": challenge.purpose,
         "challenge": crypto.b64e(challenge.nonce),
@@ -213,7 +239,8 @@ def _pending(
         receipt_id=crypto.new_id("rc"),
         idempotency_key=new_idempotency_key(),
         status="pending",
-        amount=challenge.amount,
+        amount=request["amount"],
+        open_amount=challenge.is_open,
         currency=challenge.currency,
         purpose=challenge.purpose,
         presenting_terminal=means.presenting_terminal,

@@ -153,7 +153,7 @@ class Receipt:
             receipt_id=crypto.new_id("rc"),
             status=ReceiptStatus.SENT,
             merchant_id=challenge.merchant_id,
-            amount=challenge.amount,
+            amount=challenge.fixed_amount,
             currency=challenge.currency,
             purpose=challenge.purpose,
             grants=tuple(

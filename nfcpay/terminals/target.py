@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nfcpay.errors import Declined, LinkLost, TransportError
+from nfcpay.errors import AmountRefused, Declined, DecodeError, LinkLost, TransportError
 from nfcpay.money import format_minor
 from nfcpay.records import (
     AckRecord,
@@ -27,12 +27,14 @@ from nfcpay.records import (
     decode_one,
     presentation,
 )
+from nfcpay.records.base import UNSUPPORTED_VERSION
 from nfcpay.records.means import SplitMode
 from nfcpay.terminals import bill as group_bill
 from nfcpay.terminals import exchange
 from nfcpay.terminals.exchange import Status, quiet
 from nfcpay.terminals.held import HeldGrant, HeldGrants, Share, choose_shares, held_entry
 from nfcpay.terminals.home import Identity, TerminalHome
+from nfcpay.terminals.open_amount import AmountEntry, asked, price
 from nfcpay.terminals.receipts import Receipt, Receipts, ReceiptStatus, record_result
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.reader import Reader
@@ -126,10 +128,17 @@ def pay(
     grant_ids: Sequence[str] = (),
     bill_id: str | None = None,
     own_source_id: str | None = None,
+    amount: int | None = None,
+    enter_amount: AmountEntry | None = None,
     timeout: float | None = None,
     status: Status = quiet,
 ) -> Paid:
     """Tap the merchant, answer its challenge with signed payment means, get the result.
+
+    A merchant's open challenge is paid with ``amount`` (minor units), or else with what
+    ``enter_amount`` asks the person for once the merchant and purpose are shown; either is
+    refused over the merchant's maximum, before anything is signed. An ``amount`` for a
+    challenge that asks another is refused (see :func:`nfcpay.terminals.open_amount.price`).
 
     With ``grant_ids`` exactly those grants are presented (the server decides); otherwise
     the held grants that fit the challenge are chosen here. With ``bill_id`` the group
@@ -146,10 +155,12 @@ def pay(
         reader, exchange.PAY_SERVICE, offer=False, timeout=timeout, status=status, what="pay"
     ) as channel:
         exchange.send(channel, exchange.hello_from(home, identity))
-        challenge = exchange.receive(channel, ChallengeRecord)
+        challenge = _receive_challenge(channel)
         purpose = _purpose_or_refuse(channel, challenge)
-        asked = format_minor(challenge.amount, challenge.currency)
-        status(f"Merchant {challenge.merchant_id} asks for {asked} for purpose {purpose}.")
+        wanted = asked(challenge, "you enter")
+        status(f"Merchant {challenge.merchant_id} asks for {wanted} for purpose {purpose}.")
+        challenge = _priced_or_refuse(channel, challenge, amount, enter_amount, bill_id)
+        status(f"Paying {format_minor(challenge.fixed_amount, challenge.currency)}.")
         if bill_id is None:
             shares = _shares_or_refuse(channel, home, challenge, grant_ids)
             means = sign_means(home, identity, challenge, shares)
@@ -173,6 +184,31 @@ def pay(
     if bill_id is not None and receipt.status is ReceiptStatus.APPROVED:
         group_bill.mark_paid(home, bill_id, receipt)
     return Paid(receipt)
+
+
+def _receive_challenge(channel: Channel) -> ChallengeRecord:
+    """The merchant's challenge; one of another version (a merchant on another nfcpay
+    release) is refused with the sentence that says which side to upgrade."""
+    try:
+        return exchange.receive(channel, ChallengeRecord)
+    except DecodeError as exc:
+        if exc.code == UNSUPPORTED_VERSION:
+            exchange.refuse(channel, exc.code, exc.message)
+        raise
+
+
+def _priced_or_refuse(
+    channel: Channel,
+    challenge: ChallengeRecord,
+    amount: int | None,
+    enter_amount: AmountEntry | None,
+    bill_id: str | None,
+) -> ChallengeRecord:
+    try:
+        return price(challenge, amount, enter_amount, bill_id=bill_id)
+    except (AmountRefused, Declined) as exc:
+        exchange.refuse(channel, exc.code, exc.message)
+        raise
 
 
 def require_purpose(challenge: ChallengeRecord) -> str:

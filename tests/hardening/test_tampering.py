@@ -54,7 +54,7 @@ from pydantic import BaseModel
 
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
-from nfcpay.errors import ApiError, Declined, DecodeError
+from nfcpay.errors import ApiError, Declined, DecodeError, EncodeError
 from nfcpay.records import (
     RECORD_CLASSES,
     ChallengeRecord,
@@ -84,6 +84,7 @@ from nfcpay.server import schemas
 from nfcpay.terminals import merchant, target
 from nfcpay.terminals.account import connect, init_terminal
 from nfcpay.terminals.home import TerminalHome
+from nfcpay.terminals.open_amount import price
 from nfcpay.terminals.user import Rights, grant_record, issue
 from nfcpay.testing.server import (
     DEFAULT_MERCHANT,
@@ -260,9 +261,22 @@ def apply(wire: Json, mutation: Mutation) -> Json:
 
 
 def tampered_octets(record: NfcpayRecord, mutation: Mutation) -> bytes:
-    """The NDEF message of ``record`` with ``mutation`` applied to its CBOR map."""
+    """The NDEF message of ``record`` with ``mutation`` applied to its CBOR map, under the
+    version byte its type writes for the changed fields (a challenge whose amount is left
+    out is an open one, version 2), as a careful attacker would write it."""
     wire = apply(record.to_wire(), mutation)
-    return framed(record.type_name, bytes([record.version]) + cbor2.dumps(wire, canonical=True))
+    return framed(
+        record.type_name, bytes([written_as(record, wire)]) + cbor2.dumps(wire, canonical=True)
+    )
+
+
+def written_as(record: NfcpayRecord, wire: dict[int, Any]) -> int:
+    """The payload version ``record``'s type writes ``wire`` with; the original's when
+    ``wire`` is no record at all (the decoder refuses it whatever the version)."""
+    try:
+        return type(record).from_wire(wire, record.type_name).payload_version()
+    except (DecodeError, EncodeError):
+        return record.payload[0]
 
 
 def field_names(struct: type[WireStruct], prefix: str = "") -> set[str]:
@@ -355,7 +369,7 @@ class World:
         home = self.homes["target"]
         grant = decode_one(grant_octets, GrantRecord)
         home.put("grants", grant.grant_id, target.held_entry(grant))
-        challenge = decode_one(challenge_octets, ChallengeRecord)
+        challenge = price(decode_one(challenge_octets, ChallengeRecord), None, person_types)
         shares = target.choose_shares(home, challenge, [grant.grant_id])
         return encode_message([target.sign_means(home, home.identity(), challenge, shares)])
 
@@ -364,6 +378,13 @@ class World:
         means = decode_one(means_octets, MeansRecord)
         request = merchant.payment_request(challenge, means)
         return merchant.ask_server(self.clients["shop"], request)
+
+
+def person_types(_: ChallengeRecord) -> int:
+    """What the target's person enters at a challenge turned open in flight: not the price
+    the merchant asked (typing exactly that is charged exactly that: see
+    :func:`test_a_challenge_turned_open_in_flight_charges_only_what_the_merchant_asked`)."""
+    return AMOUNT + 1
 
 
 ROLES = {
@@ -537,6 +558,32 @@ def re_signed(world: World, octets: bytes, challenge: ChallengeRecord) -> bytes:
     return encode_message(
         [presentation.signed(challenge, means, world.homes["target"].private_key())]
     )
+
+
+def test_a_challenge_turned_open_in_flight_charges_only_what_the_merchant_asked(
+    world: World,
+) -> None:
+    """Left out, the challenge's amount makes an open challenge: the person enters an amount
+    and the target signs it, but the merchant asks the server for its own challenge's amount.
+    Only the very amount it asked is charged; any other is declined."""
+    records = scene_records(world, "challenge")
+    fixed = records["challenge"]
+    assert isinstance(fixed, ChallengeRecord)
+    opened = ChallengeRecord(
+        merchant_id=fixed.merchant_id, currency="KRW", nonce=fixed.nonce, purpose=fixed.purpose
+    )
+    grant = encode_message([records["grant"]])
+    before = world.snapshot()
+    means = world.present(grant, encode_message([opened]))  # the person types AMOUNT + 1
+    assert outcome(lambda: world.charge(fixed, means)) == "declined:shares_do_not_add_up"
+    assert_only_counters_changed(world, before, "declined:shares_do_not_add_up")
+    home = world.homes["target"]
+    priced = opened.priced(AMOUNT)
+    shares = target.choose_shares(home, priced, [records["grant"].grant_id])
+    typed_right = encode_message([target.sign_means(home, home.identity(), priced, shares)])
+    answer = world.charge(fixed, typed_right)
+    assert answer["status"] == "approved"
+    assert world.clients["shop"].get_payment(answer["payment_id"])["amount"] == AMOUNT
 
 
 #: Changes the target may make to its own means and sign: allowed, and charged exactly as

@@ -113,7 +113,7 @@ def test_a_target_on_an_older_nfcpay_is_told_to_upgrade_for_an_allowance() -> No
 
     class BeforeAllowances(GrantRecord):
         version = 1
-        older_versions = frozenset()
+        oldest_version = 1
 
     with pytest.raises(DecodeError) as caught:
         BeforeAllowances._decode_payload(GrantRecord(**ALLOWANCE).payload, "strict")

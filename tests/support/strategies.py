@@ -98,7 +98,7 @@ splits = st.builds(
     amount=amounts(),
     expires_at=times,
 )
-challenges = st.builds(
+fixed_challenges = st.builds(
     ChallengeRecord,
     merchant_id=ids("m"),
     currency=currencies,
@@ -107,6 +107,16 @@ challenges = st.builds(
     purpose=st.none() | tokens,
     bill_id=st.none() | ids("b"),
 )
+#: Challenges without an amount: the target enters it, at most the optional maximum.
+open_challenges = st.builds(
+    ChallengeRecord,
+    merchant_id=ids("m"),
+    currency=currencies,
+    nonce=st.binary(min_size=16, max_size=32),
+    purpose=st.none() | tokens,
+    max_amount=st.none() | amounts(),
+)
+challenges = fixed_challenges | open_challenges
 presented = st.builds(PresentedGrant, grant_id=ids("g"), amount=amounts(), usage_auth=secret(32))
 
 

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import ndef
 import pytest
 
 from nfcpay.errors import DecodeError, EncodeError
 from nfcpay.records import NfcpayRecord, decode_one, encode_message
+from tests.support.records import framed as framed_payload
 
 
 def framed(cls: type[NfcpayRecord], payload_hex: str) -> bytes:
-    """A one-record NDEF message of ``cls``'s type around an arbitrary payload."""
-    payload = bytes.fromhex(payload_hex)
-    return b"".join(ndef.message_encoder([ndef.Record(cls._type, None, payload)]))
+    """A one-record NDEF message of ``cls``'s type around an arbitrary payload (hex)."""
+    return framed_payload(cls.type_name, bytes.fromhex(payload_hex))
 
 
 class RecordVectors:

@@ -19,15 +19,24 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from nfcpay import crypto
+from nfcpay.errors import AmountRefused
 from nfcpay.money import MAX_MINOR
 from nfcpay.records import ChallengeRecord, MeansRecord, PresentedGrant
 from nfcpay.records.means import SplitMode
-from nfcpay.records.presentation import presentation, signed
+from nfcpay.records.presentation import presentation, signed, signed_amount
 from nfcpay.server.runtime import TerminalKey
 from nfcpay.server.schemas import PaymentIn
 from nfcpay.server.services import rules
 from nfcpay.terminals.merchant import payment_request
-from tests.support.strategies import amounts, challenges, currencies, ids, means, tokens
+from tests.support.strategies import (
+    amounts,
+    challenges,
+    currencies,
+    ids,
+    means,
+    open_challenges,
+    tokens,
+)
 
 #: The key the vectors were signed with (Ed25519 signatures are deterministic).
 KEY = crypto.private_key_from_bytes(bytes(range(32)))
@@ -168,9 +177,88 @@ def test_records_and_the_request_give_the_same_presentation(
     sent = dataclasses.replace(
         drawn, currency=challenge.currency, bill_id=bill_id, split_mode=split_mode
     )
+    if challenge.is_open:  # the means' total is the amount: one the merchant takes
+        challenge = dataclasses.replace(challenge, max_amount=None)
+        assume(sent.total <= MAX_MINOR)
     body = as_the_server_reads_it(challenge, sent)
     server = rules.presentation(body, challenge.merchant_id, str(body.purpose))
     assert server == presentation(challenge, sent)
+
+
+def opened(challenge: ChallengeRecord, max_amount: int | None = None) -> ChallengeRecord:
+    """``challenge`` as an open one: no amount, the target enters it."""
+    return dataclasses.replace(challenge, amount=None, max_amount=max_amount)
+
+
+def test_an_open_challenge_signs_the_entered_amount_in_the_same_layout() -> None:
+    """The amount was always signed: for an open challenge it is the means' total, and the
+    bytes are those of a fixed challenge for that amount (layout version 2 unchanged)."""
+    for what, challenge, unsigned, message, signature in VECTORS:
+        if unsigned.split_mode is SplitMode.REMAINDER or unsigned.bill_id is not None:
+            continue  # a group bill is never paid open
+        donation = opened(challenge)
+        assert signed_amount(donation, unsigned) == unsigned.total == challenge.amount, what
+        assert presentation(donation, unsigned).message().hex() == message, what
+        assert signed(donation, unsigned, KEY).signature.hex() == signature, what
+
+
+#: Grant shares of an open payment: at most 8, adding up to at most MAX_MINOR.
+open_shares = st.lists(
+    st.builds(
+        PresentedGrant,
+        grant_id=ids("g"),
+        amount=st.integers(1, MAX_MINOR // 8),
+        usage_auth=st.binary(min_size=32, max_size=32),
+    ),
+    min_size=1,
+    max_size=8,
+    unique_by=lambda share: share.grant_id,
+)
+
+
+@given(challenge=open_challenges, shares=open_shares, other=amounts(), data=st.data())
+def test_the_server_verifies_exactly_the_amount_the_target_entered(
+    challenge: ChallengeRecord,
+    shares: list[PresentedGrant],
+    other: int,
+    data: st.DataObject,
+) -> None:
+    """The merchant asks for the signed amount; re-splitting the shares to another amount
+    (so the shares still add up) fails the signature."""
+    total = sum(share.amount for share in shares)
+    most = data.draw(st.none() | st.integers(total, MAX_MINOR), label="max_amount")
+    challenge = dataclasses.replace(challenge, purpose=challenge.purpose or "5812", max_amount=most)
+    unsigned = MeansRecord(
+        presenting_terminal=TARGET, currency=challenge.currency, grants=shares, signature=bytes(64)
+    )
+    sent = signed(challenge, unsigned, KEY)
+    body = as_the_server_reads_it(challenge, sent)
+    assert body.amount == total
+    registered = TerminalKey(crypto.public_key_bytes(KEY), "target", None)
+    row = {"merchant_id": challenge.merchant_id, "region": "KR-11"}
+    purpose = str(challenge.purpose)
+    attempt = rules.Attempt(body, challenge.merchant_id, row, 0, (purpose,))
+    assert rules.signature_rule(attempt, registered) is None
+    assume(other != total)
+    resplit = [body.means.grants[0].model_copy(update={"amount": other})]
+    changed = body.model_copy(
+        update={"amount": other, "means": body.means.model_copy(update={"grants": resplit})}
+    )
+    failure = rules.signature_rule(
+        rules.Attempt(changed, challenge.merchant_id, row, 0, (purpose,)), registered
+    )
+    assert failure is not None and failure.code == "bad_signature"
+
+
+def test_the_merchant_refuses_an_entered_amount_over_its_maximum() -> None:
+    _, challenge, unsigned, _, _ = VECTORS[0]
+    assert payment_request(opened(challenge, 12_000), unsigned)["amount"] == 12_000
+    with pytest.raises(AmountRefused) as caught:
+        payment_request(opened(challenge, 11_999), unsigned)
+    assert caught.value.code == "over_max"
+    assert caught.value.message == (
+        f"12,000 KRW is more than merchant {MERCHANT} accepts for this charge (at most 11,999 KRW)"
+    )
 
 
 def _shares() -> st.SearchStrategy[tuple[crypto.GrantShare, ...]]:
