@@ -49,8 +49,8 @@ class TestGrantVectors(RecordVectors):
     cls = GrantRecord
     valid = [(MINIMAL_HEX, MINIMAL), (FULL_HEX, FULL), (ALLOWANCE_HEX, ALLOWANCE)]
     decode_errors = [
-        (f"02 a8 {HEAD} 07 1903e8 08 1903e8", "version 2 does not match .* written in version 1"),
-        ("01" + ALLOWANCE_HEX[2:], "version 1 does not match .* written in version 2"),
+        (f"02 a8 {HEAD} 07 1903e8 08 1903e8", "version 2 does not fit .* written as version 1"),
+        ("01" + ALLOWANCE_HEX[2:], "version 1 does not fit .* written as version 2"),
         (
             f"03 a8 {HEAD} 07 1903e8 08 1903e8",
             "version 3 is not supported: .* newer nfcpay .* upgrade nfcpay on the receiving",
