@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from nfcpay.testing.server import ServerProcess, start_server
+from tests.support.cli import Cli
 
 #: Variables that would make a test depend on the developer's own set-up.
 _ISOLATED_ENV = ("NFCPAY_HOME", "NFCPAY_SERVER", "NFCPAY_DEVICE", "NFCPAY_JSON")
@@ -34,3 +36,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One real ``nfcpay server run`` process (SQLite) shared by a test module."""
     with start_server(tmp_path_factory.mktemp("server")) as process:
         yield process
+
+
+@pytest.fixture
+def cli(tmp_path: Path, server: ServerProcess) -> Iterator[Cli]:
+    """Terminal processes with homes under this test's directory, on the module's server."""
+    terminals = Cli(tmp_path, server.url)
+    yield terminals
+    terminals.close()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from nfcpay.testing.server import ServerProcess
-from tests.support.cli import Cli, Done, finish, interrupt
+from tests.support.cli import Done, finish, interrupt
 
 #: A process must end this soon after Ctrl-C: long enough that a slow machine never fails,
 #: short enough that a hang does (people expect the prompt back in well under a second).
@@ -43,10 +41,3 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_sep("-", "Ctrl-C: signal to exit")
     for state, seconds in timings:
         terminalreporter.write_line(f"{seconds * 1000:8.0f} ms  {state}")
-
-
-@pytest.fixture
-def cli(tmp_path: Path, server: ServerProcess) -> Iterator[Cli]:
-    terminals = Cli(tmp_path, server.url)
-    yield terminals
-    terminals.close()

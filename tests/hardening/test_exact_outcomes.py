@@ -27,13 +27,6 @@ NFC = 4
 
 
 @pytest.fixture
-def cli(tmp_path: Path, server: ServerProcess) -> Iterator[Cli]:
-    terminals = Cli(tmp_path, server.url)
-    yield terminals
-    terminals.close()
-
-
-@pytest.fixture
 def dropping(tmp_path: Path, server: ServerProcess) -> Iterator[Cli]:
     """The same homes as ``cli``, run with a link drop (its ``env[ENV]`` set per tap)."""
     terminals = Cli(tmp_path, server.url)

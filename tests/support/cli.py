@@ -63,6 +63,7 @@ class Cli:
         self.root = root
         self.server_url = server_url
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("NFCPAY_")}
+        self.env["XDG_RUNTIME_DIR"] = str(root)  # reader locks (and fields) of this test's own
         self.readers = ReaderPair()
         self._fields_dir: Path | None = None
         self._processes: list[subprocess.Popen[str]] = []

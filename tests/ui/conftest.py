@@ -8,18 +8,7 @@ from typing import Any
 
 import pytest
 
-from nfcpay.testing.server import ServerProcess
-from tests.support.cli import Cli
-
 CARD = ("--number", "4111 1111 1111 1111", "--expiry", "12/39", "--limit", "500,000")
-
-
-@pytest.fixture
-def cli(tmp_path: Path, server: ServerProcess) -> Iterator[Cli]:
-    terminals = Cli(tmp_path, server.url)
-    terminals.env["XDG_RUNTIME_DIR"] = str(tmp_path)  # reader locks of this test's own
-    yield terminals
-    terminals.close()
 
 
 #: (what was timed, milliseconds) of this run's page tests, printed at its end.

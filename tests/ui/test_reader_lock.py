@@ -47,7 +47,6 @@ def test_simulated_readers_are_not_locked(locks: Path) -> None:
 
 def test_a_cli_tap_gives_up_while_the_page_holds_the_reader(cli: Cli, locks: Path) -> None:
     cli.init("shop", "merchant")
-    cli.env["XDG_RUNTIME_DIR"] = str(locks.parent)
     with hold_reader(parse_device(USB), "nfcpay ui"):
         done = finish(cli.start("shop", "merchant", "charge", "--amount", "1,000", device=USB))
     assert done.status != 0
@@ -56,7 +55,6 @@ def test_a_cli_tap_gives_up_while_the_page_holds_the_reader(cli: Cli, locks: Pat
 
 def test_the_page_gives_up_while_a_cli_holds_the_reader(cli: Cli, locks: Path) -> None:
     cli.init("shop", "merchant")
-    cli.env["XDG_RUNTIME_DIR"] = str(locks.parent)
     page = start_ui(cli, "shop", device=USB)
     with (
         httpx.Client(base_url=page.base) as client,
