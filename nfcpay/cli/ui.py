@@ -30,12 +30,12 @@ PAGES = {"user": "owner", "merchant": "counter", "target": "wallet"}
 def ui(obj: CliContext, port: int, lang: str | None) -> None:
     """Serve this terminal's page on 127.0.0.1, acting with this terminal's own key.
 
-    A user terminal gets the owner page (sources, grants, give by tap, revoke, live
-    notifications), a merchant the counter page (charge, result, refunds), a target the
-    wallet page (held grants, receipts). Open the printed link, token included, in a
-    browser on this machine; without the token the page answers 403. While the page waits
-    for a tap it holds the reader (--device), and a CLI tap command is told so; between
-    taps the reader is free. Ctrl-C stops it.
+    A user terminal gets the owner page (sources, grants, give by tap, send to a terminal,
+    revoke, live notifications), a merchant the counter page (charge, result, refunds), a
+    target the wallet page (held grants, receipts, the inbox of grants sent to it). Open the
+    printed link, token included, in a browser on this machine; without the token the page
+    answers 403. While the page waits for a tap it holds the reader (--device), and a CLI
+    tap command is told so; between taps the reader is free. Ctrl-C stops it.
     """
     from nfcpay.ui.app import UiConfig
     from nfcpay.ui.labels import language
