@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nfcpay.testing.server import ServerProcess, start_server
 from tests.support.cli import Cli
+from tests.support.report import print_sections
 
 #: Variables that would make a test depend on the developer's own set-up.
 _ISOLATED_ENV = ("NFCPAY_HOME", "NFCPAY_SERVER", "NFCPAY_DEVICE", "NFCPAY_JSON")
@@ -44,3 +46,8 @@ def cli(tmp_path: Path, server: ServerProcess) -> Iterator[Cli]:
     terminals = Cli(tmp_path, server.url)
     yield terminals
     terminals.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The figures tests stated about this run (:mod:`tests.support.report`)."""
+    print_sections(terminalreporter, config)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from nfcpay.testing.server import ServerProcess
-from tests.support.cli import Cli, finish, owner_with_card
+from tests.support.cli import Cli, finish, ready_pair
 
 pytestmark = pytest.mark.nfc_sim
 
@@ -15,14 +15,7 @@ pytestmark = pytest.mark.nfc_sim
 @pytest.fixture
 def counter(cli: Cli) -> Cli:
     """An owner who gave the target a 30,000 KRW grant for 3 uses, and a shop."""
-    owner_with_card(cli)
-    cli.init("target", "target")
-    cli.init("shop", "merchant")
-    give, receive = cli.tap(
-        ("user", "user", "give", "--amount", "30,000", "--uses", "3", "--yes"),
-        ("target", "target", "receive"),
-    )
-    assert (give.status, receive.status) == (0, 0), (give, receive)
+    ready_pair(cli, amount="30,000")
     return cli
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from nfcpay.testing.server import postgres_schema
-
-#: The figures tests state about their run (``figures`` fixture), shown at the end.
-FIGURES = pytest.StashKey[list[str]]()
+from tests.support.report import section
 
 
 @pytest.fixture
@@ -24,18 +21,10 @@ def pg_url(postgres_url: str) -> Iterator[str]:
 def figures(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """``figures(line)``: state a measured figure of this run; it is printed in the test's
     output and again in the summary at the end of the session (no ``-s`` needed)."""
-    lines = request.config.stash.setdefault(FIGURES, [])
+    lines = section(request.config, "figures stated by the hardening tests")
 
     def state(line: str) -> None:
         print(line)
         lines.append(f"{request.node.name}: {line}")
 
     return state
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    lines = config.stash.get(FIGURES, [])
-    if lines:
-        terminalreporter.write_sep("-", "figures stated by the hardening tests")
-        for line in lines:
-            terminalreporter.write_line(line)

@@ -232,13 +232,14 @@ def owner_with_card(cli: Cli) -> str:
     return user_id
 
 
-def ready_pair(cli: Cli) -> str:
-    """Owner, target holding a 50,000 KRW grant, and a merchant; returns the grant id."""
+def ready_pair(cli: Cli, amount: str = "50000") -> str:
+    """Owner, target holding a grant of ``amount`` KRW for 3 uses, and a merchant ``shop``;
+    returns the grant id."""
     owner_with_card(cli)
     cli.init("target", "target")
     cli.init("shop", "merchant")
     give, receive = cli.tap(
-        ("user", "user", "give", "--amount", "50000", "--uses", "3", "--yes"),
+        ("user", "user", "give", "--amount", amount, "--uses", "3", "--yes"),
         ("target", "target", "receive"),
     )
     assert (give.status, receive.status) == (0, 0), (give, receive)

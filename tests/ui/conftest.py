@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-CARD = ("--number", "4111 1111 1111 1111", "--expiry", "12/39", "--limit", "500,000")
-
-
-#: (what was timed, milliseconds) of this run's page tests, printed at its end.
-PAGE_TIMINGS = pytest.StashKey[list[tuple[str, float]]]()
+from tests.support.report import milliseconds, section
 
 
 @pytest.fixture
-def timings(request: pytest.FixtureRequest) -> list[tuple[str, float]]:
-    return request.config.stash.setdefault(PAGE_TIMINGS, [])
+def timings(request: pytest.FixtureRequest) -> Callable[[str, float], None]:
+    """``timings(what, ms)``: a time the page tests measured, printed at the end of the run."""
+    lines = section(request.config, "pages in headless Chromium (goal: tap to text under 1 s)")
+    return lambda what, ms: lines.append(milliseconds(ms, what))
 
 
 @pytest.fixture(scope="session")
@@ -31,12 +29,3 @@ def browser() -> Iterator[Any]:
     from tests.support.browser import chromium
 
     yield from chromium()
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    found = config.stash.get(PAGE_TIMINGS, [])
-    if not found:
-        return
-    terminalreporter.write_sep("-", "pages in headless Chromium (goal: tap to text under 1 s)")
-    for what, ms in found:
-        terminalreporter.write_line(f"{ms:8.0f} ms  {what}")

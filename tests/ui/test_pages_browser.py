@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def give_by_cli(cli: Cli) -> str:
 
 
 def test_the_counter_shows_approved_without_a_reload_and_the_wallet_the_receipt(
-    cli: Cli, browser: Any, screenshots: Path, timings: list[tuple[str, float]]
+    cli: Cli, browser: Any, screenshots: Path, timings: Callable[[str, float], None]
 ) -> None:
     owner_with_card(cli)
     cli.init("target", "target")
@@ -84,10 +85,8 @@ def test_the_counter_shows_approved_without_a_reload_and_the_wallet_the_receipt(
     assert by_id(browser, "amount").get_attribute("value") == ""  # ready for the next one
     tapped, approved = first_seen(browser, "presented"), first_seen(browser, "APPROVED")
     if tapped is not None and approved is not None:
-        timings.append(("counter: the page shows the tap → it shows APPROVED", approved - tapped))
-    timings.append(
-        ("counter: `target pay` started → the page shows APPROVED", (shown - started) * 1000)
-    )
+        timings("counter: the page shows the tap → it shows APPROVED", approved - tapped)
+    timings("counter: `target pay` started → the page shows APPROVED", (shown - started) * 1000)
     screenshot(browser, screenshots, "counter")
     counter.stop()
 
@@ -101,7 +100,7 @@ def test_the_counter_shows_approved_without_a_reload_and_the_wallet_the_receipt(
 
 
 def test_the_owner_gives_by_tap_and_a_copied_grant_alarms_the_feed(
-    cli: Cli, browser: Any, screenshots: Path, timings: list[tuple[str, float]]
+    cli: Cli, browser: Any, screenshots: Path, timings: Callable[[str, float], None]
 ) -> None:
     owner_with_card(cli)
     target_id = cli.init("target", "target")
@@ -138,9 +137,7 @@ def test_the_owner_gives_by_tap_and_a_copied_grant_alarms_the_feed(
     shown = wait_for_text(browser, "#feed .alarm", "tried to pay 8,000 KRW")
     assert not_reloaded(browser)
     assert "ALARM" in by_id(browser, "feed").text
-    timings.append(
-        ("owner: the merchant's decline → the alarm on the page", (shown - attempted) * 1000)
-    )
+    timings("owner: the merchant's decline → the alarm on the page", (shown - attempted) * 1000)
     screenshot(browser, screenshots, "owner")
     owner.stop()
 
@@ -177,7 +174,7 @@ def receive_button(driver: Any) -> str:
 
 
 def test_the_owner_sends_to_a_terminal_and_its_wallet_receives_it_live(
-    cli: Cli, browser: Any, timings: list[tuple[str, float]]
+    cli: Cli, browser: Any, timings: Callable[[str, float], None]
 ) -> None:
     owner_id = owner_with_card(cli)
     target_id = cli.init("target", "target")
@@ -204,7 +201,7 @@ def test_the_owner_sends_to_a_terminal_and_its_wallet_receives_it_live(
     shown = wait_for_text(browser, "#inbox", "30,000 KRW")
     wait_for_text(browser, "#inbox", owner_id)
     assert not_reloaded(browser)
-    timings.append(("wallet: the owner's send → the grant in the inbox", (shown - sent) * 1000))
+    timings("wallet: the owner's send → the grant in the inbox", (shown - sent) * 1000)
     click(browser, receive_button(browser))
     wait_for_text(browser, "#held", "30,000 KRW left")
     wait_for_text(browser, "#held", "uses left 2/2")
