@@ -1,5 +1,6 @@
 """``merchant charge --open`` with ``target pay --amount`` or a prompt, one ``nfcpay`` process
-per terminal over the loopback reader: the amount the target enters is signed and charged
+per terminal over the loopback reader (and, for the charge itself, virtual chips behind
+nfcpy's RC-S380 and ACR122U drivers): the amount the target enters is signed and charged
 exactly, and one over the merchant's ``--max`` is refused before the server is asked."""
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ pytestmark = pytest.mark.nfc_sim
 
 
 @pytest.fixture
-def counter(cli: Cli) -> Cli:
-    """An owner who gave the target a 30,000 KRW grant for 3 uses, and a shop."""
+def counter(cli: Cli, request: pytest.FixtureRequest) -> Cli:
+    """An owner who gave the target a 30,000 KRW grant for 3 uses, and a shop; over the
+    loopback reader unless the test names virtual chips (``"waiting+tapping"``)."""
+    readers = getattr(request, "param", "loopback")
+    if readers != "loopback":
+        cli.use_virtual_readers(*readers.split("+"))
     ready_pair(cli, amount="30,000")
     return cli
 
 
+@pytest.mark.parametrize("counter", ["loopback", "rcs380+acr122u"], indirect=True)
 def test_the_target_enters_the_amount_and_exactly_that_is_charged(
     counter: Cli, server: ServerProcess
 ) -> None:
