@@ -28,6 +28,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -136,6 +137,26 @@ class _Unit:
         return self.result
 
 
+def enter_wal_mode(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch ``conn``'s database to WAL, waiting up to ``timeout_s`` for other processes.
+
+    Changing the journal mode answers "database is locked" at once, without the busy handler,
+    while another connection holds the file (several servers starting on one new database do
+    exactly that), so the wait is here: retried with a short backoff until the deadline.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
@@ -154,7 +175,7 @@ class SqliteDatabase(Database):
             cached_statements=512,
         )
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        enter_wal_mode(self._conn, timeout_s)
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._tx = SqliteTx(self._conn)
