@@ -22,7 +22,6 @@ renews, and the CLI parses ``--per day:10,000`` with it.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -129,12 +128,9 @@ def parse_per(text: str) -> tuple[Period, str]:
     return Period(period), amount.strip()
 
 
-def machine_zone(
-    environ: Mapping[str, str] | None = None, localtime: Path | None = None
-) -> str | None:
-    """This machine's IANA zone name (``TZ``, else what ``/etc/localtime`` links to), or None
-    when it cannot be named."""
-    environ = os.environ if environ is None else environ
+def machine_zone(environ: Mapping[str, str], localtime: Path | None = None) -> str | None:
+    """This machine's IANA zone name (``TZ`` in ``environ``, else what ``/etc/localtime``
+    links to), or None when it cannot be named."""
     localtime = localtime or Path("/etc/localtime")
     candidates = [environ.get("TZ", "").removeprefix(":")]
     try:

@@ -53,9 +53,12 @@ from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.user import Rights, grant_record, issue
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.reader import Reader, open_reader
+from nfcpay.transport.rundir import runtime_dir_in
 
 AMOUNT = 1_000
 PAUSE_BETWEEN_TAPS = 0.8
+#: Where the virtual fields live: this process's environment, which its terminals inherit.
+RUNTIME_DIR = runtime_dir_in(os.environ)
 
 
 def set_up(root: Path, url: str, taps: int) -> None:
@@ -77,7 +80,7 @@ def set_up(root: Path, url: str, taps: int) -> None:
 
 def run_merchant(home: Path, device: str, taps: int) -> None:
     terminal = TerminalHome(home)
-    with connect(terminal) as client, open_reader(device) as reader:
+    with connect(terminal) as client, open_reader(device, runtime_dir=RUNTIME_DIR) as reader:
         for _ in range(taps):
             done = merchant_flow.charge(terminal, client, reader, Money(AMOUNT, "KRW"), timeout=30)
             if done.status != "approved":
@@ -134,7 +137,7 @@ def phases(started: float, stamps: list[tuple[str, float]], ended: float) -> dic
 def run_target(home: Path, device: str, taps: int) -> None:
     terminal = TerminalHome(home)
     figures = []
-    with open_reader(device) as opened:
+    with open_reader(device, runtime_dir=RUNTIME_DIR) as opened:
         reader = StampedReader(opened)
         for _ in range(taps):
             time.sleep(PAUSE_BETWEEN_TAPS)
@@ -174,9 +177,9 @@ def bench(taps: int, rate: int | None = None) -> dict[str, list[float]]:
             server.terminate()
             server.wait(10)
             if rate is not None:
-                from nfcpay.transport.virtual.broker import stop_field
+                from nfcpay.transport.virtual.broker import default_field_dir, stop_field
 
-                stop_field(field)
+                stop_field(field, directory=default_field_dir(RUNTIME_DIR))
     figures: dict[str, list[float]] = json.loads(payer.stdout)
     return figures
 

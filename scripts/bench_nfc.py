@@ -40,11 +40,17 @@ sys.path.insert(0, str(REPO))
 from nfcpay.records import encode_message  # noqa: E402
 from nfcpay.records.samples import sample_records  # noqa: E402
 from nfcpay.transport import open_reader, read_tag, write_tag  # noqa: E402
+from nfcpay.transport.rundir import runtime_dir_in  # noqa: E402
+
+#: Where the virtual fields live, for this process and the peers it starts alike.
+RUNTIME_DIR = runtime_dir_in(os.environ)
 
 
 def peer(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "nfcpay.transport.peer", *args]
+    if RUNTIME_DIR is not None:
+        command += ["--runtime-dir", str(RUNTIME_DIR)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
 
 
@@ -107,14 +113,14 @@ def bench_carrier(
 
 def bench_virtual(grant: bytes, taps: int, rate: int) -> dict[str, list[float]]:
     """LLCP between a virtual RC-S380 (waiting) and a virtual ACR122U polling at ``rate``."""
-    from nfcpay.transport.virtual.broker import stop_field
+    from nfcpay.transport.virtual.broker import default_field_dir, stop_field
 
     field = f"bench-{os.getpid()}-{rate}"
     devices = (f"virtual:rcs380@{field}", f"virtual:acr122u@{field}?rate={rate}")
     try:
         return bench_carrier("llcp", grant, taps, devices)
     finally:
-        stop_field(field)
+        stop_field(field, directory=default_field_dir(RUNTIME_DIR))
 
 
 def bench_tag(grant: bytes, taps: int) -> dict[str, list[float]]:
@@ -122,7 +128,7 @@ def bench_tag(grant: bytes, taps: int) -> dict[str, list[float]]:
     tag = peer("--device", f"loopback:{port}", "--tag", "serve", "--taps", str(2 * taps))
     time.sleep(0.5)
     handoffs = []
-    with open_reader(f"loopback:{port}?as=acr122u") as reader:
+    with open_reader(f"loopback:{port}?as=acr122u", runtime_dir=RUNTIME_DIR) as reader:
         for _ in range(taps):
             started = time.perf_counter()
             write_tag(reader, grant, timeout=5)

@@ -393,7 +393,7 @@ def bench(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="nfcpay-bench-"))
     try:
         with database(args.db) as db_url:
-            server = start_server(root / "server", db_url=db_url)
+            server = start_server(root / "server", environ=os.environ, db_url=db_url)
             try:
                 return measure(args, server)
             finally:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from nfcpay.testing.server import ServerProcess, start_server
+from nfcpay.testing.server import ServerProcess
 from tests.support.cli import Cli
+from tests.support.harness import start_server
 from tests.support.report import print_sections
 
 #: Variables that would make a test depend on the developer's own set-up.

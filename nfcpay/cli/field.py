@@ -39,12 +39,12 @@ def field() -> None:
     """
 
 
-def _connect(name: str, *, start: bool) -> Any:
-    from nfcpay.transport.virtual.broker import BrokerError, connect
+def _connect(obj: CliContext, name: str, *, start: bool) -> Any:
+    from nfcpay.transport.virtual.broker import BrokerError, connect, default_field_dir
     from nfcpay.transport.virtual.readers import unreachable
 
     try:
-        return connect(name, start=start)
+        return connect(name, directory=default_field_dir(obj.runtime_dir), start=start)
     except BrokerError as exc:
         raise unreachable(name, exc) from None
 
@@ -70,9 +70,11 @@ def _refused() -> Iterator[None]:
 @click.pass_obj
 def start(obj: CliContext, name: str, idle_exit: float) -> None:
     """Start a field's broker (the first virtual reader that names it starts it too)."""
-    from nfcpay.transport.virtual.broker import start_field
+    from nfcpay.transport.virtual.broker import default_field_dir, start_field
 
-    path = start_field(name, idle_exit=idle_exit or None)
+    path = start_field(
+        name, directory=default_field_dir(obj.runtime_dir), idle_exit=idle_exit or None
+    )
     obj.emit({"field": name, "socket": str(path)}, f"Field {name!r} is up ({path}).")
 
 
@@ -81,9 +83,9 @@ def start(obj: CliContext, name: str, idle_exit: float) -> None:
 @click.pass_obj
 def stop(obj: CliContext, name: str) -> None:
     """Stop a field's broker: its readers lose the field and its tags are gone."""
-    from nfcpay.transport.virtual.broker import stop_field
+    from nfcpay.transport.virtual.broker import default_field_dir, stop_field
 
-    stopped = stop_field(name)
+    stopped = stop_field(name, directory=default_field_dir(obj.runtime_dir))
     obj.emit(
         {"field": name, "stopped": stopped},
         f"Field {name!r} stopped." if stopped else f"Field {name!r} was not running.",
@@ -95,7 +97,7 @@ def stop(obj: CliContext, name: str) -> None:
 @click.pass_obj
 def show(obj: CliContext, name: str) -> None:
     """Who is in the field: readers (carrier on or listening) and tags."""
-    with _connect(name, start=False) as remote:
+    with _connect(obj, name, start=False) as remote:
         status = remote.status()
     readers, tags = status["antennas"], status["tags"]
     rows = [
@@ -116,7 +118,7 @@ def show(obj: CliContext, name: str) -> None:
 @click.pass_obj
 def place(obj: CliContext, kind: str, name: str, tag_id: str | None) -> None:
     """Lay a new, empty virtual tag in the field (it stays until removed or the field stops)."""
-    with _connect(name, start=True) as remote, _refused():
+    with _connect(obj, name, start=True) as remote, _refused():
         placed = remote.place_tag(kind, tag_id=tag_id)
     obj.emit(
         {"field": name, "tag_id": placed, "kind": kind},
@@ -130,6 +132,6 @@ def place(obj: CliContext, kind: str, name: str, tag_id: str | None) -> None:
 @click.pass_obj
 def remove(obj: CliContext, tag_id: str, name: str) -> None:
     """Take a tag out of the field."""
-    with _connect(name, start=False) as remote, _refused():
+    with _connect(obj, name, start=False) as remote, _refused():
         remote.remove_tag(tag_id)
     obj.emit({"field": name, "removed": tag_id}, f"Removed tag {tag_id} from field {name!r}.")

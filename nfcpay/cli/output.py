@@ -77,6 +77,9 @@ class CliContext:
     #: ``--trace FILE`` of the running NFC command, and ``--trace-secrets``.
     trace: Path | None = None
     trace_secrets: bool = False
+    #: Where reader locks and virtual fields live: ``$XDG_RUNTIME_DIR`` (None: the per-user
+    #: fallback in the temporary directory, see :mod:`nfcpay.transport.rundir`).
+    runtime_dir: Path | None = None
 
     @classmethod
     def create(
@@ -91,8 +94,18 @@ class CliContext:
     ) -> CliContext:
         level = logging.WARNING - 10 * min(verbose, 2)
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+        from nfcpay.transport.rundir import runtime_dir_in
+
         resolved_home = home or Path(os.environ.get("NFCPAY_HOME") or Path.home() / ".nfcpay")
-        return cls(resolved_home, server_url, device, as_json, verbose, ca)
+        return cls(
+            resolved_home,
+            server_url,
+            device,
+            as_json,
+            verbose,
+            ca,
+            runtime_dir=runtime_dir_in(os.environ),
+        )
 
     def emit(self, data: Mapping[str, Any], human: str | Callable[[], None]) -> None:
         """Print ``data`` as one JSON document with --json, else the human form."""

@@ -28,7 +28,7 @@ def readers(obj: CliContext) -> None:
 
     rows: list[dict[str, Any]] = []
     if obj.device:
-        with open_reader(obj.device) as reader:
+        with open_reader(obj.device, runtime_dir=obj.runtime_dir) as reader:
             rows.append(_row(reader.path, reader.profile, _simulated(reader)))
         obj.emit({"readers": rows}, lambda: click.echo(_render(rows)))
         return
@@ -103,7 +103,7 @@ def doctor(obj: CliContext) -> None:
     """Check this host for NFC reader problems and print the fix for each."""
     from nfcpay.transport import discovery
 
-    checks = discovery.doctor_checks()
+    checks = discovery.doctor_checks(obj.runtime_dir)
     problems = [c for c in checks if c.status == "problem"]
     data = {
         "ok": not problems,
@@ -155,13 +155,13 @@ def selftest(obj: CliContext, other: str | None, timeout: float) -> None:
     from nfcpay.transport import open_reader, selftest
 
     quiet_nfcpy(obj)
-    with open_reader(obj.device) as first:
+    with open_reader(obj.device, runtime_dir=obj.runtime_dir) as first:
         traced(obj, first)
         obj.status(f"Reader: {first.describe()}")
         if other is None:
             report = selftest.one_reader(first, timeout=timeout, on_wait=obj.status)
         else:
-            with open_reader(other) as second:
+            with open_reader(other, runtime_dir=obj.runtime_dir) as second:
                 traced(obj, second, suffix="-other")
                 obj.status(f"Other reader: {second.describe()}")
                 obj.status("Hold the two readers together (antennas facing, 1-2 cm apart).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import sys
 import threading
 import time
@@ -210,7 +211,9 @@ def reader_of(obj: CliContext, listen: bool | None, *, tag_ok: bool = False) -> 
     mode: Mode = "auto" if listen is None else ("listen" if listen else "poll")
     quiet_nfcpy(obj)
     try:
-        reader = open_reader(obj.device, mode=mode, holder=command_name())
+        reader = open_reader(
+            obj.device, mode=mode, holder=command_name(), runtime_dir=obj.runtime_dir
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     with reader:
@@ -377,7 +380,7 @@ def _machine_zone(obj: CliContext) -> str:
     """This machine's zone, or UTC (said on stderr) when it cannot be named."""
     from nfcpay.allowance import FALLBACK_ZONE, machine_zone
 
-    found = machine_zone()
+    found = machine_zone(os.environ)
     if found is None:
         obj.status(
             f"This machine's time zone has no IANA name; allowances count in {FALLBACK_ZONE} "

@@ -48,6 +48,7 @@ def ui(obj: CliContext, port: int, lang: str | None) -> None:
         device=obj.device,
         ca=obj.ca,
         lang=language(lang, os.environ),
+        runtime_dir=obj.runtime_dir,
     )
     page = PAGES[identity.role]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -186,8 +187,10 @@ def _refuse(name: str, message: str) -> NoReturn:
 
 
 def _allowance(identity: Identity, cap: Money, params: dict[str, Any]) -> Any:
-    """The ``--per`` allowance in ``--time-zone`` (default: the terminal's), or None."""
-    from nfcpay.terminals.user import Allowance, declared_zone
+    """The ``--per`` allowance in ``--time-zone`` (default: the zone declared at ``terminal
+    init``, else — a home made before allowances — the machine's, else UTC), or None."""
+    from nfcpay.allowance import FALLBACK_ZONE, machine_zone
+    from nfcpay.terminals.user import Allowance
 
     if params["per"] is None:
         if params["time_zone"] is not None:
@@ -197,7 +200,7 @@ def _allowance(identity: Identity, cap: Money, params: dict[str, Any]) -> Any:
     each = amount_in(text, cap.currency)
     if each.minor > cap.minor:
         _refuse("per", f"{each} a {period} is more than the whole grant, {cap} (--amount)")
-    zone = params["time_zone"] or declared_zone(identity)
+    zone = params["time_zone"] or identity.time_zone or machine_zone(os.environ) or FALLBACK_ZONE
     return Allowance(period, each.minor, zone)
 
 

@@ -84,7 +84,7 @@ class Identity:
     #: home made before merchants had several: asked from the server when needed).
     categories: list[str] | None = None
     #: The IANA zone this terminal's grants count their allowances in (None in a home made
-    #: before allowances: see :func:`nfcpay.terminals.user.declared_zone`).
+    #: before allowances: the CLI then takes the machine's zone).
     time_zone: str | None = None
 
 

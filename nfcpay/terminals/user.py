@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from nfcpay import crypto
-from nfcpay.allowance import FALLBACK_ZONE, Period, machine_zone
+from nfcpay.allowance import Period
 from nfcpay.client import PaymentClient
 from nfcpay.errors import ApiError, ConfigError, Declined, NfcPayError, TransportError
 from nfcpay.records import AckRecord, GrantRecord, HelloRecord, Role, encode_message
@@ -54,12 +54,6 @@ class Allowance:
     def to_json(self) -> Json:
         """As the server's API takes it (``rights.allowance``)."""
         return {"period": self.period.value, "amount": self.amount, "time_zone": self.time_zone}
-
-
-def declared_zone(identity: Identity) -> str:
-    """The zone this terminal's allowances count in: declared at ``terminal init``, else (a
-    home made before allowances) the machine's, else UTC."""
-    return identity.time_zone or machine_zone() or FALLBACK_ZONE
 
 
 @dataclass(frozen=True)

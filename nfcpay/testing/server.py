@@ -2,15 +2,19 @@
 
 Typical use::
 
-    with running_server(tmp_path) as server:                 # SQLite in tmp_path
+    with start_server(tmp_path, environ=environ) as server:   # SQLite in tmp_path
         alice = register_terminal(server.url, role="user")
         shop = register_terminal(server.url, role="merchant")
         ...
         assert server.audit() == []                          # ledger and balances agree
 
+The caller hands over the environment the server starts from (``environ``): its
+``NFCPAY_SERVER_*`` settings are left out, so that settings a developer exported never reach a
+test's server; ``env=`` sets the ones a test wants.
+
 PostgreSQL: ``with postgres_schema(base_url) as db_url:`` gives a fresh, uniquely named
 schema (dropped afterwards); pass ``db_url=`` to :func:`start_server`. Several processes can
-share one database and data directory (the master key): ``start_servers(3, data_dir, db_url)``.
+share one database and data directory (the master key): :func:`start_servers`.
 
 In-process (no subprocess, for fast unit tests): :class:`InProcessServer` builds the app with
 ``create_app`` and hands out an ``httpx`` transport that calls it directly; pass
@@ -153,6 +157,7 @@ def _audit(tx: Any) -> list[str]:
 def start_server(
     data_dir: Path,
     *,
+    environ: Mapping[str, str],
     db_url: str | None = None,
     host: str = "127.0.0.1",
     env: Mapping[str, str] | None = None,
@@ -163,6 +168,8 @@ def start_server(
 ) -> ServerProcess:
     """Start ``python -m nfcpay server run`` on a free port and wait until /v1/health answers.
 
+    ``environ``: the environment it starts from, less its ``NFCPAY_SERVER_*`` settings;
+    ``env``: settings and other variables on top.
     ``test_clock``: run it on a TEST-ONLY clock that :meth:`ServerProcess.advance` moves.
     ``args``: further ``server run`` options, e.g. ``["--forwarded-allow-ips", "127.0.0.1"]``.
     """
@@ -184,7 +191,7 @@ def start_server(
             command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            env={**_isolated_environ(), "PYTHONUNBUFFERED": "1", **clock_env, **(env or {})},
+            env={**_without_settings(environ), "PYTHONUNBUFFERED": "1", **clock_env, **(env or {})},
         )
     server = ServerProcess("", data_dir, db_url, process, log_path, clock_file)
     try:
@@ -202,9 +209,9 @@ def _write_clock(path: Path, offset: float) -> None:
     os.replace(draft, path)
 
 
-def _isolated_environ() -> dict[str, str]:
-    """The test's environment minus settings that would point the server elsewhere."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("NFCPAY_SERVER")}
+def _without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` minus the server settings that would point the server elsewhere."""
+    return {k: v for k, v in environ.items() if not k.startswith("NFCPAY_SERVER")}
 
 
 def _wait_ready(server: ServerProcess, timeout: float) -> str:
@@ -221,26 +228,20 @@ def _wait_ready(server: ServerProcess, timeout: float) -> str:
     raise TimeoutError(f"nfcpay server not ready after {timeout} s:\n{server.log()}")
 
 
-def start_servers(count: int, data_dir: Path, db_url: str | None = None) -> list[ServerProcess]:
-    """``count`` processes sharing one data directory (master key) and database."""
+def start_servers(
+    count: int, data_dir: Path, db_url: str | None = None, *, environ: Mapping[str, str]
+) -> list[ServerProcess]:
+    """``count`` processes sharing one data directory (master key) and database, started
+    one after another (see :func:`start_server` for ``environ``)."""
     servers: list[ServerProcess] = []
     try:
         for _ in range(count):
-            servers.append(start_server(data_dir, db_url=db_url))
+            servers.append(start_server(data_dir, environ=environ, db_url=db_url))
     except BaseException:
         for server in servers:
             server.stop()
         raise
     return servers
-
-
-@contextlib.contextmanager
-def running_server(data_dir: Path, *, db_url: str | None = None) -> Iterator[ServerProcess]:
-    server = start_server(data_dir, db_url=db_url)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager

@@ -122,7 +122,7 @@ def nfc_kernel_modules() -> list[str]:
     return sorted({m for p in default_profiles() for m in p.kernel_modules})
 
 
-def doctor_checks() -> list[Check]:
+def doctor_checks(runtime_dir: Path | None) -> list[Check]:
     """Everything that keeps nfcpy from a reader on this host, with fixes."""
     checks = [_check_profiles()]
     try:
@@ -137,16 +137,16 @@ def doctor_checks() -> list[Check]:
         checks += [_check_access(reader) for reader in readers]
     checks.append(_check_modules(readers))
     checks.append(_check_pcscd(readers))
-    checks.append(_check_virtual_fields())
+    checks.append(_check_virtual_fields(runtime_dir))
     return checks
 
 
-def _check_virtual_fields() -> Check:
+def _check_virtual_fields(runtime_dir: Path | None) -> Check:
     """Virtual readers need a private directory for their fields' sockets, nothing else."""
     from nfcpay.transport.virtual.broker import default_field_dir
 
     try:
-        directory = default_field_dir()
+        directory = default_field_dir(runtime_dir)
     except (OSError, ValueError) as exc:
         return Check(
             "virtual readers",

@@ -30,24 +30,22 @@ from nfcpay.transport.device import DeviceSpec
 from nfcpay.transport.rundir import private_dir
 
 
-def lock_dir() -> Path:
-    """Where reader locks live: the per-user ``nfcpay-readers`` directory
-    (:func:`nfcpay.transport.rundir.private_dir`)."""
-    return private_dir("nfcpay-readers")
-
-
-def lock_path(spec: DeviceSpec) -> Path:
-    return lock_dir() / (re.sub(r"[^A-Za-z0-9._-]", "_", spec.path) + ".lock")
+def lock_path(spec: DeviceSpec, runtime_dir: Path | None) -> Path:
+    """The lock file of the reader ``spec`` names, in the per-user ``nfcpay-readers``
+    directory of ``runtime_dir`` (:func:`nfcpay.transport.rundir.private_dir`)."""
+    locks = private_dir("nfcpay-readers", runtime_dir)
+    return locks / (re.sub(r"[^A-Za-z0-9._-]", "_", spec.path) + ".lock")
 
 
 @contextlib.contextmanager
-def hold_reader(spec: DeviceSpec, holder: str) -> Iterator[None]:
+def hold_reader(spec: DeviceSpec, holder: str, runtime_dir: Path | None) -> Iterator[None]:
     """Hold the reader ``spec`` names for this process (``holder``: the command, e.g.
-    ``nfcpay merchant charge``), or raise :class:`ReaderBusy` naming who holds it."""
+    ``nfcpay merchant charge``), or raise :class:`ReaderBusy` naming who holds it. Every
+    process that may open the reader must name the same ``runtime_dir``."""
     if spec.is_simulated:
         yield
         return
-    path = lock_path(spec)
+    path = lock_path(spec, runtime_dir)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

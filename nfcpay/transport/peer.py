@@ -23,6 +23,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import ndef
@@ -125,6 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m nfcpay.transport.peer", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--device", required=True)
+    parser.add_argument(
+        "--runtime-dir",
+        type=Path,
+        help="where virtual fields (and reader locks) live, as the other side names it "
+        "(default: the per-user directory in the temporary directory)",
+    )
     parser.add_argument("--mode", default="auto", choices=("auto", "listen", "poll"))
     parser.add_argument("--carrier", default="auto", choices=("auto", "llcp", "tt3"))
     parser.add_argument("--service", default="test")
@@ -146,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         logging.getLogger("nfc").setLevel(logging.DEBUG)
     try:
-        with open_reader(args.device, mode=args.mode) as reader:
+        with open_reader(args.device, mode=args.mode, runtime_dir=args.runtime_dir) as reader:
             emit(event="ready", reader=reader.describe())
             if args.tag:
                 tag_side(reader, args)

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
+from pathlib import Path
 from types import TracebackType
 
 import nfc
@@ -26,12 +27,19 @@ class Reader:
     """An opened NFC reader with its firmware profile. Use as a context manager."""
 
     def __init__(
-        self, clf: nfc.ContactlessFrontend, spec: DeviceSpec, profile: FirmwareProfile, mode: Mode
+        self,
+        clf: nfc.ContactlessFrontend,
+        spec: DeviceSpec,
+        profile: FirmwareProfile,
+        mode: Mode,
+        field_dir: Path | None = None,
     ) -> None:
         self.clf = clf
         self.spec = spec
         self.profile = profile
         self.mode = mode
+        #: A virtual reader's fields' directory (None for the others).
+        self.field_dir = field_dir
         #: The carrier a tap uses when it names none ("auto": the profile's preference).
         self.carrier: Carrier = "auto"
         #: Set by ``--trace``: told every NDEF message, so that it can redact its secrets.
@@ -47,11 +55,11 @@ class Reader:
 
     def field_tags(self) -> list[dict[str, str]]:
         """The virtual tags in a virtual reader's field (kind, memory); [] for others."""
-        if self.spec.kind != "virtual":
+        if self.field_dir is None:
             return []
         from nfcpay.transport.virtual.readers import tags_in
 
-        return tags_in(str(self.spec.field))
+        return tags_in(str(self.spec.field), self.field_dir)
 
     def observe_message(self, octets: bytes) -> None:
         """An NDEF message this reader carried (either way), for the trace, if any."""
@@ -151,23 +159,29 @@ class Reader:
 
 
 def open_reader(
-    device: str | None = None, *, mode: Mode = "auto", holder: str = "nfcpay"
+    device: str | None = None,
+    *,
+    mode: Mode = "auto",
+    holder: str = "nfcpay",
+    runtime_dir: Path | None = None,
 ) -> Reader:
     """Open a reader by device string (see :mod:`nfcpay.transport.device`) or auto-detect.
 
     A real reader is held for this process until the reader is closed (``holder`` names the
-    command); one another process holds raises :class:`~nfcpay.errors.ReaderBusy`."""
+    command); one another process holds raises :class:`~nfcpay.errors.ReaderBusy`. The locks
+    and the virtual fields live in ``runtime_dir`` (the CLI passes ``$XDG_RUNTIME_DIR``; see
+    :mod:`nfcpay.transport.rundir`): processes that share a reader or a field name the same."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     spec = parse_device(device)
     with ExitStack() as hold:
-        hold.enter_context(hold_reader(spec, holder))
-        reader = _open(spec, mode)
+        hold.enter_context(hold_reader(spec, holder, runtime_dir))
+        reader = _open(spec, mode, runtime_dir)
         reader.hold = hold.pop_all()
         return reader
 
 
-def _open(spec: DeviceSpec, mode: Mode) -> Reader:
+def _open(spec: DeviceSpec, mode: Mode, runtime_dir: Path | None) -> Reader:
     if spec.kind == "loopback":
         profile = profile_by_name(spec.as_profile or "loopback")
         refuse = None if profile.can_listen or profile.can_emulate_tt3 else profile.name
@@ -177,19 +191,26 @@ def _open(spec: DeviceSpec, mode: Mode) -> Reader:
         from nfcpay.transport.virtual.readers import open_virtual
 
         with nfcpy.map_nfc_errors(f"opening {spec.path}"):
-            clf = open_virtual(str(spec.chip), str(spec.field))
-    else:
-        if spec.path.startswith("usb"):
-            from nfcpay.transport.discovery import libusb_version
+            virtual = open_virtual(str(spec.chip), str(spec.field), runtime_dir)
+        return _with_profile(virtual, spec, mode, field_dir=virtual.field_dir)
+    if spec.path.startswith("usb"):
+        from nfcpay.transport.discovery import libusb_version
 
-            libusb_version()
-        clf = nfcpy.open_frontend(spec.path)
+        libusb_version()
+    return _with_profile(nfcpy.open_frontend(spec.path), spec, mode)
+
+
+def _with_profile(
+    clf: nfc.ContactlessFrontend, spec: DeviceSpec, mode: Mode, field_dir: Path | None = None
+) -> Reader:
+    """``clf`` as a :class:`Reader` with the firmware profile its driver reports (closed on
+    a reader that matches none)."""
     try:
         profile = _profile_for(clf)
     except BaseException:
         clf.close()
         raise
-    return Reader(clf, spec, profile, mode)
+    return Reader(clf, spec, profile, mode, field_dir)
 
 
 def _profile_for(clf: nfc.ContactlessFrontend) -> FirmwareProfile:

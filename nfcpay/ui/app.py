@@ -45,6 +45,8 @@ class UiConfig:
     device: str | None = None
     ca: Path | None = None
     lang: str = "en"
+    #: Where the reader's lock (and a virtual reader's field) lives, as for the CLI.
+    runtime_dir: Path | None = None
 
 
 class Ui:
@@ -57,7 +59,7 @@ class Ui:
         self.home = TerminalHome(config.home)
         self.identity: Identity = self.home.identity()
         self.hub = Hub()
-        self.taps = Taps(config.device)
+        self.taps = Taps(config.device, config.runtime_dir)
         self.labels = translator(config.lang)
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape()

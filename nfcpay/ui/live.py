@@ -19,6 +19,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from nfcpay.errors import NfcPayError
@@ -95,8 +96,9 @@ class Hub:
 class Taps:
     """Runs one tap at a time on the ``device`` reader, in a worker thread."""
 
-    def __init__(self, device: str | None) -> None:
+    def __init__(self, device: str | None, runtime_dir: Path | None) -> None:
         self.device = device
+        self.runtime_dir = runtime_dir
         self._busy = threading.Lock()
 
     @property
@@ -125,7 +127,7 @@ class Taps:
         failed: Callable[[NfcPayError], None],
     ) -> None:
         try:
-            with open_reader(self.device, holder=HOLDER) as reader:
+            with open_reader(self.device, holder=HOLDER, runtime_dir=self.runtime_dir) as reader:
                 reader.settle_auto_mode()
                 result = tap(reader)
             after(result)

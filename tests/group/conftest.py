@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nfcpay.testing.server import InProcessServer, ServerProcess, start_server
-from tests.support.harness import DATABASES, server_on
+from nfcpay.testing.server import InProcessServer, ServerProcess
+from tests.support.harness import DATABASES, server_on, start_server
 
 
 @pytest.fixture(scope="module")

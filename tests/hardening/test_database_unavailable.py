@@ -28,7 +28,8 @@ import psycopg
 import pytest
 
 from nfcpay.errors import ServerUnavailable
-from nfcpay.testing.server import payment_scene, start_server, state_snapshot
+from nfcpay.testing.server import payment_scene, state_snapshot
+from tests.support.harness import start_server
 from tests.support.network import TcpProxy, health, no_retry
 from tests.support.payment_load import Request
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from nfcpay.server.settings import ServerSettings
-from nfcpay.testing.server import payment_scene, start_server
+from nfcpay.testing.server import payment_scene
+from tests.support.harness import start_server
 
 #: Also the purge task's interval (min(retention, 60 s)).
 RETENTION_S = 60

@@ -31,14 +31,17 @@ from nfcpay.terminals import exchange, merchant, target
 from nfcpay.terminals.account import connect, init_terminal
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.user import Rights, grant_record, issue
-from nfcpay.testing.server import (
-    DEFAULT_MERCHANT,
-    build_signed_means,
-    start_server,
-)
+from nfcpay.testing.server import DEFAULT_MERCHANT, build_signed_means
 from nfcpay.transport.reader import open_reader
 from tests.support.cli import free_udp_port
-from tests.support.harness import DATABASES, Harness, changed_tables, database_url, harness_on
+from tests.support.harness import (
+    DATABASES,
+    Harness,
+    changed_tables,
+    database_url,
+    harness_on,
+    start_server,
+)
 from tests.support.records import framed
 from tests.support.scenes import both
 from tests.support.signing import sign

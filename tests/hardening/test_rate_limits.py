@@ -19,7 +19,8 @@ import pytest
 from nfcpay import crypto
 from nfcpay.client import PaymentClient, signed_headers
 from nfcpay.errors import ServerUnavailable
-from nfcpay.testing.server import payment_scene, register_terminal, start_server
+from nfcpay.testing.server import payment_scene, register_terminal
+from tests.support.harness import start_server
 from tests.support.network import no_retry
 
 LIMITS = {

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 
 from nfcpay import crypto
 from nfcpay.errors import ApiError
-from nfcpay.testing.server import Terminal, payment_scene, start_server
+from nfcpay.testing.server import Terminal, payment_scene
+from tests.support.harness import start_server
 from tests.support.network import no_retry
 
 CARD = "5500005555555559"

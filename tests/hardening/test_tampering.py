@@ -86,14 +86,8 @@ from nfcpay.terminals.account import connect, init_terminal
 from nfcpay.terminals.home import TerminalHome
 from nfcpay.terminals.open_amount import price
 from nfcpay.terminals.user import Rights, grant_record, issue
-from nfcpay.testing.server import (
-    DEFAULT_MERCHANT,
-    PaymentScene,
-    ServerProcess,
-    Terminal,
-    start_server,
-)
-from tests.support.harness import Snapshot, changed_tables, full_snapshot
+from nfcpay.testing.server import DEFAULT_MERCHANT, PaymentScene, ServerProcess, Terminal
+from tests.support.harness import Snapshot, changed_tables, full_snapshot, start_server
 from tests.support.records import framed
 from tests.support.signing import sign
 

@@ -24,8 +24,8 @@ from nfcpay.server.settings import (
     init_data_dir,
     is_loopback_address,
 )
-from nfcpay.testing.server import ServerProcess, register_terminal, start_server
-from tests.support.harness import Clock
+from nfcpay.testing.server import ServerProcess, register_terminal
+from tests.support.harness import Clock, start_server
 
 
 def _clock_file(tmp_path: Path, text: str = "0") -> Path:

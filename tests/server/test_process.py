@@ -20,10 +20,9 @@ from nfcpay.testing.server import (
     ServerProcess,
     payment_scene,
     register_terminal,
-    start_servers,
     state_snapshot,
 )
-from tests.support.harness import DATABASES, database_url
+from tests.support.harness import DATABASES, database_url, start_servers
 
 CARD = "5555555555554444"
 

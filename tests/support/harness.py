@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from nfcpay.server.runtime import Runtime
+from nfcpay.testing import server as servers
 from nfcpay.testing.server import (
     InProcessServer,
     PaymentScene,
@@ -22,7 +23,6 @@ from nfcpay.testing.server import (
     payment_scene,
     postgres_schema,
     register_terminal,
-    start_server,
     state_snapshot,
 )
 
@@ -132,6 +132,17 @@ def database_url(kind: str) -> Iterator[str | None]:
         pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
     with postgres_schema(base) as url:
         yield url
+
+
+def start_server(data_dir: Path, **options: Any) -> ServerProcess:
+    """:func:`nfcpay.testing.server.start_server` from this test process's environment (as a
+    shell starts a server: its ``NFCPAY_SERVER_*`` settings are still left out)."""
+    return servers.start_server(data_dir, environ=os.environ, **options)
+
+
+def start_servers(count: int, data_dir: Path, db_url: str | None = None) -> list[ServerProcess]:
+    """:func:`nfcpay.testing.server.start_servers` from this test process's environment."""
+    return servers.start_servers(count, data_dir, db_url, environ=os.environ)
 
 
 @contextlib.contextmanager

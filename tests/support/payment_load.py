@@ -28,14 +28,8 @@ from typing import Any
 
 from nfcpay.client import PaymentClient
 from nfcpay.errors import ApiError, ServerUnavailable
-from nfcpay.testing.server import (
-    PaymentScene,
-    ServerProcess,
-    Terminal,
-    payment_scene,
-    start_server,
-    start_servers,
-)
+from nfcpay.testing.server import PaymentScene, ServerProcess, Terminal, payment_scene
+from tests.support.harness import start_server, start_servers
 from tests.support.network import no_retry
 
 THREADS = 32

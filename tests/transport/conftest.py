@@ -38,8 +38,10 @@ class Peer:
     def __init__(self, *args: str, late: str | None = None) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         program = [str(LATE_PEER), late] if late else ["-m", "nfcpay.transport.peer"]
+        runtime = os.environ.get("XDG_RUNTIME_DIR")  # the test's own, for virtual fields
+        where = ["--runtime-dir", runtime] if runtime else []
         self.proc = subprocess.Popen(
-            [sys.executable, *program, *args],
+            [sys.executable, *program, *args, *where],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -14,9 +14,8 @@ import nfc.llcp
 import nfc.llcp.pdu
 import pytest
 
-from nfcpay.transport import open_reader
 from nfcpay.transport.llc import DepTarget, Llc
-from tests.support.loopback import steps
+from tests.support.loopback import open_reader_here, steps
 
 pytestmark = pytest.mark.nfc_sim
 
@@ -30,7 +29,7 @@ def dep_counters(channel: object) -> tuple[dict[str, int], dict[str, int]]:
 def test_tapping_side_ends_the_link_without_waiting_for_the_target(spawn, reader):
     waiter = spawn("--device", reader("rcs380"), "--offer", "--carrier", "llcp", *steps("recv"))
     with (
-        open_reader(reader("acr122u")) as tapping,
+        open_reader_here(reader("acr122u")) as tapping,
         tapping.tap("test", offer=False, carrier="llcp", timeout=15) as channel,
     ):
         pass  # leave at once: we send the DISC while the waiting side still listens
@@ -44,7 +43,7 @@ def test_tapping_side_ends_the_link_without_waiting_for_the_target(spawn, reader
 def test_waiting_side_ends_the_link_by_answering_the_held_request(spawn, reader):
     tapper = spawn("--device", reader("acr122u"), "--carrier", "llcp", *steps("recv", "recv"))
     with (
-        open_reader(reader("rcs380")) as waiting,
+        open_reader_here(reader("rcs380")) as waiting,
         waiting.tap("test", offer=True, carrier="llcp", timeout=15) as channel,
     ):
         channel.send(b"\x01\x02")
@@ -58,7 +57,7 @@ def test_waiting_side_ends_the_link_by_answering_the_held_request(spawn, reader)
 
 def test_listener_ignores_a_stale_rf_off_and_answers_the_poll_behind_it(port):
     """The udp poller sends "RF off" for its last link right before its next SENS_REQ."""
-    with open_reader(f"loopback:{port}") as reader:
+    with open_reader_here(f"loopback:{port}") as reader:
         device = reader.clf.device
         listening = threading.Thread(target=DepTarget(reader.clf).activate, args=(1.0,))
         listening.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -21,33 +22,38 @@ USB = "usb:054c:06c1"
 
 @pytest.fixture
 def locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The lock directory of this test's runtime directory, which its processes inherit."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     return tmp_path / "nfcpay-readers"
 
 
+def hold(device: str, holder: str, locks: Path) -> AbstractContextManager[None]:
+    """Hold ``device`` as ``holder`` in the runtime directory of ``locks``."""
+    return hold_reader(parse_device(device), holder, locks.parent)
+
+
 def test_a_held_reader_names_its_holder(locks: Path) -> None:
-    spec = parse_device(USB)
     with (
-        hold_reader(spec, "nfcpay ui"),
+        hold(USB, "nfcpay ui", locks),
         pytest.raises(
             ReaderBusy, match=rf"usb:054c:06c1 is held by `nfcpay ui` \(pid {os.getpid()}\)"
         ),
-        hold_reader(spec, "nfcpay merchant charge"),
+        hold(USB, "nfcpay merchant charge", locks),
     ):
         pass
-    with hold_reader(spec, "nfcpay merchant charge"):  # released with its holder
+    with hold(USB, "nfcpay merchant charge", locks):  # released with its holder
         pass
 
 
 def test_simulated_readers_are_not_locked(locks: Path) -> None:
-    spec = parse_device("loopback:50123")
-    with hold_reader(spec, "one side"), hold_reader(spec, "the other side"):
+    loop = "loopback:50123"
+    with hold(loop, "one side", locks), hold(loop, "the other side", locks):
         assert not locks.exists()
 
 
 def test_a_cli_tap_gives_up_while_the_page_holds_the_reader(cli: Cli, locks: Path) -> None:
     cli.init("shop", "merchant")
-    with hold_reader(parse_device(USB), "nfcpay ui"):
+    with hold(USB, "nfcpay ui", locks):
         done = finish(cli.start("shop", "merchant", "charge", "--amount", "1,000", device=USB))
     assert done.status != 0
     assert f"the reader {USB} is held by `nfcpay ui` (pid {os.getpid()})" in json.dumps(done.data)
@@ -58,7 +64,7 @@ def test_the_page_gives_up_while_a_cli_holds_the_reader(cli: Cli, locks: Path) -
     page = start_ui(cli, "shop", device=USB)
     with (
         httpx.Client(base_url=page.base) as client,
-        hold_reader(parse_device(USB), "nfcpay merchant charge"),
+        hold(USB, "nfcpay merchant charge", locks),
     ):
         client.get(page.link)
         html = client.get("/").text

@@ -136,7 +136,7 @@ class BrokerAlreadyRunning(BrokerError):
 # -- names and paths ---------------------------------------------------------------------------
 
 
-def default_field_dir(runtime_dir: Path | None = None) -> Path:
+def default_field_dir(runtime_dir: Path | None) -> Path:
     """The per-user directory of field sockets, locks and logs (mode 0700, see
     :func:`nfcpay.transport.rundir.private_dir`)."""
     try:
@@ -155,13 +155,10 @@ def validate_name(name: str, what: str = "field") -> str:
     return name
 
 
-def socket_path(name: str, directory: Path | None = None) -> Path:
-    """The Unix socket of field ``name`` (``directory`` defaults to default_field_dir())."""
+def socket_path(name: str, directory: Path) -> Path:
+    """The Unix socket of field ``name`` in ``directory`` (usually :func:`default_field_dir`)."""
     validate_name(name)
-    if directory is None:
-        directory = default_field_dir()
-    else:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"{name}.sock"
     if len(os.fsencode(path)) > _SUN_PATH_MAX:
         raise ValueError(
@@ -442,7 +439,7 @@ class Broker:
         self,
         name: str,
         *,
-        directory: Path | None = None,
+        directory: Path,
         idle_exit: float | None = DEFAULT_IDLE_EXIT,
         tag_factory: TagFactory | None = None,
     ) -> None:
@@ -979,7 +976,7 @@ class RemoteAntenna:
 def connect(
     name: str,
     *,
-    directory: Path | None = None,
+    directory: Path,
     start: bool = True,
     idle_exit: float | None = DEFAULT_IDLE_EXIT,
 ) -> RemoteField:
@@ -1003,7 +1000,7 @@ def open_antenna(
     field_name: str,
     antenna_name: str,
     *,
-    directory: Path | None = None,
+    directory: Path,
     start: bool = True,
     idle_exit: float | None = DEFAULT_IDLE_EXIT,
 ) -> RemoteAntenna:
@@ -1019,9 +1016,7 @@ def open_antenna(
     return antenna
 
 
-def start_field(
-    name: str, *, directory: Path | None = None, idle_exit: float | None = DEFAULT_IDLE_EXIT
-) -> Path:
+def start_field(name: str, *, directory: Path, idle_exit: float | None = DEFAULT_IDLE_EXIT) -> Path:
     """Start the broker of field ``name`` unless one already answers; its socket path.
 
     Two processes may start the same field at once: one broker wins the field's lock, the
@@ -1066,7 +1061,7 @@ def _launch(name: str, path: Path, idle_exit: float | None, deadline: float) -> 
         time.sleep(_START_POLL)
 
 
-def stop_field(name: str, *, directory: Path | None = None) -> bool:
+def stop_field(name: str, *, directory: Path) -> bool:
     """Stop the broker of field ``name``; False when none was running."""
     try:
         remote = connect(name, directory=directory, start=False)
@@ -1108,7 +1103,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = commands.add_parser(command, help=text)
         sub.add_argument("name", type=_name_arg)
-        sub.add_argument("--dir", type=Path, help="field directory (default: per-user)")
+        sub.add_argument("--dir", type=Path, required=True, help="the fields' directory")
         if command == "serve":
             sub.add_argument(
                 "--idle-exit",

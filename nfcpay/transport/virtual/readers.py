@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import nfc
 import nfc.clf.device
@@ -25,6 +26,7 @@ from nfcpay.transport.virtual.broker import (
     BrokerNotRunning,
     RemoteAntenna,
     connect,
+    default_field_dir,
     open_antenna,
 )
 
@@ -32,10 +34,14 @@ from nfcpay.transport.virtual.broker import (
 class VirtualFrontend(nfc.ContactlessFrontend):  # type: ignore[misc]
     """An nfcpy frontend whose device is an emulated chip; closing it leaves the field."""
 
-    def __init__(self, device: nfc.clf.device.Device, antenna: RemoteAntenna) -> None:
+    def __init__(
+        self, device: nfc.clf.device.Device, antenna: RemoteAntenna, field_dir: Path
+    ) -> None:
         super().__init__()  # no path: nfcpy opens nothing
         self.device = device
         self._antenna = antenna
+        #: The directory of the field's socket (where its tags are asked for, too).
+        self.field_dir = field_dir
 
     def close(self) -> None:
         try:
@@ -63,11 +69,13 @@ def chip_opener(chip: str) -> Callable[..., nfc.clf.device.Device]:
     return getattr(module, f"open_{chip}")  # type: ignore[no-any-return]
 
 
-def open_virtual(chip: str, field: str) -> VirtualFrontend:
-    """A frontend on an emulated ``chip`` in the virtual field ``field``."""
+def open_virtual(chip: str, field: str, runtime_dir: Path | None) -> VirtualFrontend:
+    """A frontend on an emulated ``chip`` in the virtual field ``field``, whose socket lies
+    in the fields directory of ``runtime_dir`` (see ``broker.default_field_dir``)."""
     opener = chip_opener(chip)
     try:
-        antenna = open_antenna(field, f"{chip}-{os.getpid()}")
+        field_dir = default_field_dir(runtime_dir)
+        antenna = open_antenna(field, f"{chip}-{os.getpid()}", directory=field_dir)
     except BrokerError as exc:
         raise unreachable(field, exc) from exc
     try:
@@ -76,13 +84,14 @@ def open_virtual(chip: str, field: str) -> VirtualFrontend:
         antenna.close()
         raise
     device._path = f"virtual:{chip}@{field}"
-    return VirtualFrontend(device, antenna)
+    return VirtualFrontend(device, antenna, field_dir)
 
 
-def tags_in(field: str) -> list[dict[str, str]]:
-    """The virtual tags lying in ``field`` now, with their memory (what a trace of a virtual
-    run needs to be replayed): ``[{"kind": "ntag215", "memory": "04a1…"}, …]``."""
-    remote = connect(field, start=False)
+def tags_in(field: str, field_dir: Path) -> list[dict[str, str]]:
+    """The virtual tags lying in ``field`` (its socket in ``field_dir``) now, with their
+    memory (what a trace of a virtual run needs to be replayed):
+    ``[{"kind": "ntag215", "memory": "04a1…"}, …]``."""
+    remote = connect(field, directory=field_dir, start=False)
     try:
         return [
             {"kind": tag["kind"], "memory": remote.read_tag(tag["id"])["memory"].hex()}

@@ -11,10 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nfcpay.testing.server import (
-    start_server,
-)
-from tests.support.harness import Harness, harness_on
+from tests.support.harness import Harness, harness_on, start_server
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,8 @@ from nfcpay.testing.server import (
     build_signed_means,
     payment_scene,
     postgres_schema,
-    start_server,
 )
+from tests.support.harness import start_server
 
 RACERS = 64
 

@@ -30,8 +30,8 @@ from nfcpay.testing.server import (
     Terminal,
     build_signed_means,
     register_terminal,
-    start_server,
 )
+from tests.support.harness import start_server
 
 CARDS = ("4111111111111111", "5500005555555559", "340000000000009")
 
