@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -261,8 +262,9 @@ def _receipt_detail(receipt: dict[str, Any], refreshed: bool) -> str:
     "--amount",
     type=POSITIVE_AMOUNT,
     help="What you pay when the merchant lets you enter the amount (`merchant charge --open`); "
-    "without it you are asked after the merchant and purpose are shown. A merchant that asks "
-    "another amount itself is refused.",
+    "without it the first tap shows you the merchant, purpose and maximum, you type the "
+    "amount with the readers apart, and tap again. A merchant that asks another amount "
+    "itself is refused.",
 )
 @click.option("--bill", "bill_id", help="Pay this group bill (see `nfcpay group collect`).")
 @click.option(
@@ -284,8 +286,10 @@ def pay(
     """Tap the merchant's terminal, answer its challenge and show the result it sends back.
 
     When the merchant lets you enter the amount, you pay --amount or what you type when
-    asked (at most the merchant's maximum); it is signed and charged exactly.
+    asked (at most the merchant's maximum); it is signed and charged exactly. The question
+    comes between two taps, never during one: a hand that drifts while typing loses nothing.
     """
+    from nfcpay.terminals.open_amount import AmountNeeded
     from nfcpay.terminals.receipts import ReceiptStatus
     from nfcpay.terminals.target import pay as pay_merchant
 
@@ -303,17 +307,23 @@ def pay(
             except ConfigError:
                 own_source_id = None  # fine while the members' shares cover the bill
     with reader_of(obj, listen) as reader, LiveStatus(obj) as live:
-        paid = pay_merchant(
+        tap = functools.partial(
+            pay_merchant,
             home,
             reader,
             grant_ids=grant_ids,
             bill_id=bill_id,
             own_source_id=own_source_id,
-            amount=entered,
-            enter_amount=lambda challenge: _ask_amount(live, challenge),
             timeout=timeout,
             status=live,
         )
+        try:
+            paid = tap(amount=entered)
+        except AmountNeeded as needed:
+            typed = _ask_amount(live, needed.challenge)
+            again = money_text(typed, needed.challenge.currency)
+            live(f"Tap the merchant's reader again to pay {again}.")
+            paid = tap(amount=typed, merchant=needed.challenge.merchant_id)
     receipt = paid.receipt
     money = money_text(receipt.amount, receipt.currency)
     if paid.status is ReceiptStatus.APPROVED:

@@ -276,8 +276,8 @@ class LiveStatus:
 
     @contextmanager
     def paused(self) -> Iterator[None]:
-        """No redrawing while the person answers a prompt mid-tap: the current message
-        becomes a plain line, and the spinner waits until the prompt is answered."""
+        """No redrawing while the person answers a prompt (between two taps): the current
+        message becomes a plain line, and the spinner waits until the prompt is answered."""
         with self._lock:
             if self._live and self._message:
                 self._clear()

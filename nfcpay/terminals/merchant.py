@@ -39,7 +39,13 @@ from nfcpay.terminals import exchange
 from nfcpay.terminals.clock import now_iso
 from nfcpay.terminals.exchange import Status, quiet
 from nfcpay.terminals.home import TerminalHome
-from nfcpay.terminals.open_amount import ENTRY_TIMEOUT, asked, check_max
+from nfcpay.terminals.open_amount import (
+    AMOUNT_NEEDED,
+    ENTRY_TAPS,
+    ENTRY_TIMEOUT,
+    asked,
+    check_max,
+)
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.reader import Reader
 
@@ -95,7 +101,11 @@ def charge(
 ) -> Charge:
     """Wait for a target's tap and charge ``amount`` for ``purpose`` (default: the merchant's
     primary category) to the means it presents; with ``amount`` None, whatever amount the
-    target enters and signs, at most ``max_amount``."""
+    target enters and signs, at most ``max_amount``.
+
+    A target whose person has still to enter the amount of an open charge ends its first tap
+    with "amount needed"; the charge then waits (:data:`ENTRY_TIMEOUT` at least) for the tap
+    that brings the amount, up to :data:`ENTRY_TAPS` taps in all."""
     identity = home.require_role("merchant")
     for money in (amount, max_amount):
         if money is not None and (money.currency != identity.currency or money.minor <= 0):
@@ -111,6 +121,28 @@ def charge(
         nonce=secrets.token_bytes(16),
         purpose=purpose,
     )
+    taps = 1
+    while True:
+        try:
+            return _charge_tap(home, client, reader, challenge, timeout, status)
+        except Declined as exc:
+            if exc.code != AMOUNT_NEEDED or not challenge.is_open or taps == ENTRY_TAPS:
+                raise
+        taps += 1
+        status("The customer is entering the amount; waiting for their tap with it ...")
+        timeout = None if timeout is None else max(timeout, ENTRY_TIMEOUT)
+
+
+def _charge_tap(
+    home: TerminalHome,
+    client: PaymentClient,
+    reader: Reader,
+    challenge: ChallengeRecord,
+    timeout: float | None,
+    status: Status,
+) -> Charge:
+    """One tap of :func:`charge`: the challenge out, the means in, the server's answer back
+    (a link lost after the answer still returns the charge, undelivered)."""
     receipt: Charge | None = None
     try:
         with exchange.tap(
@@ -156,7 +188,7 @@ def _converse(
         exchange.refuse(channel, "wrong_role", message)
         raise Declined(message, code="wrong_role")
     exchange.send(channel, challenge)
-    means = _receive_means(channel, ENTRY_TIMEOUT if challenge.is_open else exchange.REPLY_TIMEOUT)
+    means = _receive_means(channel, exchange.REPLY_TIMEOUT)
     try:
         request = payment_request(challenge, means)
     except (Declined, AmountRefused) as exc:

@@ -4,11 +4,15 @@ The merchant's challenge is then *open* (:attr:`nfcpay.records.ChallengeRecord.i
 optionally with a maximum. The target prices it with the amount entered (:func:`price`),
 pays and signs that; the merchant charges exactly the signed amount. Both sides refuse an
 amount over the maximum themselves (:func:`over_max`), so the server never hears of it.
+
+A tap never waits for a person: a target that meets an open charge with no amount ready
+refuses it with :class:`AmountNeeded` (the merchant, its purpose and maximum), which ends
+the tap; the person types the amount with the readers apart, and the target taps again
+with it (``merchant`` then pins the amount to the merchant it was typed for). The merchant
+keeps waiting for that second tap (:data:`ENTRY_TIMEOUT`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from nfcpay.errors import AmountRefused, Declined
 from nfcpay.money import MAX_MINOR, format_minor
@@ -18,13 +22,27 @@ from nfcpay.records import ChallengeRecord
 OVER_MAX = "over_max"
 AMOUNT_FIXED = "amount_fixed"
 AMOUNT_NEEDED = "amount_needed"
+OTHER_MERCHANT = "other_merchant"
 BILL_NEEDS_AMOUNT = "bill_needs_amount"
-#: How long the merchant waits for the means of an open charge: the customer types meanwhile.
+#: How long the merchant of an open charge waits for the customer's second tap, after a
+#: first one that showed the customer the charge (they type the amount meanwhile).
 ENTRY_TIMEOUT = 120.0
+#: Taps of one open charge that may end "amount needed" before the merchant gives up.
+ENTRY_TAPS = 3
 
-#: Asks the target's person for the amount of an open challenge (shown its merchant, purpose
-#: and maximum); returns minor units of the challenge's currency.
-AmountEntry = Callable[[ChallengeRecord], int]
+
+class AmountNeeded(AmountRefused):
+    """An open charge met with no amount: the target refused it (the tap is over) and its
+    person is to enter the amount for :attr:`challenge` and tap again."""
+
+    code = AMOUNT_NEEDED
+
+    def __init__(self, challenge: ChallengeRecord) -> None:
+        super().__init__(
+            f"merchant {challenge.merchant_id} asks you to enter the amount: the tap ended so "
+            "that you can type it; tap again with it (or pay with --amount)"
+        )
+        self.challenge = challenge
 
 
 def asked(challenge: ChallengeRecord, enterer: str) -> str:
@@ -63,18 +81,25 @@ def check_max(amount: int, challenge: ChallengeRecord) -> int:
 def price(
     challenge: ChallengeRecord,
     amount: int | None,
-    enter_amount: AmountEntry | None,
     *,
+    merchant: str | None = None,
     bill_id: str | None = None,
 ) -> ChallengeRecord:
     """The challenge the target pays and signs: a fixed one as it is, an open one priced with
-    ``amount`` (given up front, ``--amount``) or else what ``enter_amount`` asks for.
+    ``amount`` (``--amount``, or typed after an earlier tap: see :class:`AmountNeeded`).
 
     A fixed challenge for another amount than the one given is refused: the person named
-    what they mean to pay. An open challenge cannot pay the group bill ``bill_id`` (a bill is
-    paid for the total the merchant charges). Raises AmountRefused or Declined, saying why.
+    what they mean to pay. An amount typed for ``merchant`` is refused at any other one. An
+    open challenge cannot pay the group bill ``bill_id`` (a bill is paid for the total the
+    merchant charges). Raises AmountRefused (AmountNeeded) or Declined, saying why.
     """
     asked_by = f"merchant {challenge.merchant_id}"
+    if merchant is not None and merchant != challenge.merchant_id:
+        raise AmountRefused(
+            f"you entered the amount for merchant {merchant}, but {asked_by} answered this "
+            "tap; nothing was paid",
+            code=OTHER_MERCHANT,
+        )
     if challenge.amount is not None:
         if amount is not None and amount != challenge.amount:
             asked = format_minor(challenge.amount, challenge.currency)
@@ -91,10 +116,5 @@ def price(
             code=BILL_NEEDS_AMOUNT,
         )
     if amount is None:
-        if enter_amount is None:
-            raise AmountRefused(
-                f"{asked_by} asks you to enter the amount: pay again with --amount",
-                code=AMOUNT_NEEDED,
-            )
-        amount = enter_amount(challenge)
+        raise AmountNeeded(challenge)
     return challenge.priced(check_max(amount, challenge))

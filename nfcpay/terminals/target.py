@@ -34,7 +34,7 @@ from nfcpay.terminals import exchange
 from nfcpay.terminals.exchange import Status, quiet
 from nfcpay.terminals.held import HeldGrant, HeldGrants, Share, choose_shares, held_entry
 from nfcpay.terminals.home import Identity, TerminalHome
-from nfcpay.terminals.open_amount import AmountEntry, asked, price
+from nfcpay.terminals.open_amount import asked, price
 from nfcpay.terminals.receipts import Receipt, Receipts, ReceiptStatus, record_result
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.reader import Reader
@@ -129,16 +129,18 @@ def pay(
     bill_id: str | None = None,
     own_source_id: str | None = None,
     amount: int | None = None,
-    enter_amount: AmountEntry | None = None,
+    merchant: str | None = None,
     timeout: float | None = None,
     status: Status = quiet,
 ) -> Paid:
     """Tap the merchant, answer its challenge with signed payment means, get the result.
 
-    A merchant's open challenge is paid with ``amount`` (minor units), or else with what
-    ``enter_amount`` asks the person for once the merchant and purpose are shown; either is
-    refused over the merchant's maximum, before anything is signed. An ``amount`` for a
-    challenge that asks another is refused (see :func:`nfcpay.terminals.open_amount.price`).
+    A merchant's open challenge is paid with ``amount`` (minor units), refused over the
+    merchant's maximum before anything is signed; with no ``amount`` it is refused with
+    :class:`~nfcpay.terminals.open_amount.AmountNeeded`, which ends the tap so that the
+    person can type the amount and tap again with it (and ``merchant``, the one it was typed
+    for). An ``amount`` for a challenge that asks another is refused (see
+    :func:`nfcpay.terminals.open_amount.price`).
 
     With ``grant_ids`` exactly those grants are presented (the server decides); otherwise
     the held grants that fit the challenge are chosen here. With ``bill_id`` the group
@@ -159,7 +161,7 @@ def pay(
         purpose = _purpose_or_refuse(channel, challenge)
         wanted = asked(challenge, "you enter")
         status(f"Merchant {challenge.merchant_id} asks for {wanted} for purpose {purpose}.")
-        challenge = _priced_or_refuse(channel, challenge, amount, enter_amount, bill_id)
+        challenge = _priced_or_refuse(channel, challenge, amount, merchant, bill_id)
         status(f"Paying {format_minor(challenge.fixed_amount, challenge.currency)}.")
         if bill_id is None:
             shares = _shares_or_refuse(channel, home, challenge, grant_ids)
@@ -201,11 +203,11 @@ def _priced_or_refuse(
     channel: Channel,
     challenge: ChallengeRecord,
     amount: int | None,
-    enter_amount: AmountEntry | None,
+    merchant: str | None,
     bill_id: str | None,
 ) -> ChallengeRecord:
     try:
-        return price(challenge, amount, enter_amount, bill_id=bill_id)
+        return price(challenge, amount, merchant=merchant, bill_id=bill_id)
     except (AmountRefused, Declined) as exc:
         exchange.refuse(channel, exc.code, exc.message)
         raise

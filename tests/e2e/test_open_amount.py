@@ -36,8 +36,8 @@ def test_the_target_enters_the_amount_and_exactly_that_is_charged(
     assert (charge.data["amount"], charge.data["open_amount"]) == (12_000, True)
     assert pay.data["amount"] == 12_000 and pay.data["payment_id"] == charge.data["payment_id"]
 
-    # Without --amount the person is asked once the merchant and purpose are shown, again
-    # until what they type reads as an amount.
+    # Without --amount the first tap shows the person the merchant and purpose and ends; they
+    # are asked (again until what they type reads as an amount) and tap again with it.
     waiting, tapping = counter.readers.devices()
     shop = counter.start("shop", "merchant", "charge", "--open", "--timeout", "20", device=waiting)
     person = counter.start(
@@ -47,6 +47,7 @@ def test_the_target_enters_the_amount_and_exactly_that_is_charged(
     assert (charged.status, paid.status) == (0, 0), (charged, paid)
     assert charged.data["amount"] == 9_500
     assert "Amount to pay merchant m_" in paid.stderr and "(KRW)" in paid.stderr
+    assert "Tap the merchant's reader again to pay 9,500 KRW" in paid.stderr
     assert "APPROVED 9,500 KRW" in paid.stderr
 
     payments = counter.run("shop", "merchant", "payments")

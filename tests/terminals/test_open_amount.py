@@ -19,7 +19,7 @@ from nfcpay.records import AckRecord, ChallengeRecord, ResultRecord
 from nfcpay.terminals import exchange, merchant, target
 from nfcpay.terminals.account import connect
 from nfcpay.terminals.held import choose_shares
-from nfcpay.terminals.open_amount import price
+from nfcpay.terminals.open_amount import ENTRY_TAPS, AmountNeeded, price
 from nfcpay.terminals.receipts import Receipts
 from nfcpay.terminals.user import Rights
 from nfcpay.transport.reader import open_reader
@@ -75,17 +75,21 @@ def payments(scene: Scene) -> list[dict[str, Any]]:
 def test_an_open_charge_is_approved_for_exactly_the_amount_the_target_entered(
     scene: Scene,
 ) -> None:
+    """The first tap shows the person the charge and ends; they type; the second tap pays,
+    while the merchant's one charge waits through both."""
     scene.give(Rights(amount_cap=30_000))
     device = f"loopback:{free_udp_port()}"
     shown: list[ChallengeRecord] = []
 
-    def person_types(challenge: ChallengeRecord) -> int:
-        shown.append(challenge)
-        return 12_000
-
     def target_pays() -> target.Paid:
         with open_reader(device) as reader:
-            return target.pay(scene.target, reader, enter_amount=person_types, timeout=10)
+            with pytest.raises(AmountNeeded) as needed:
+                target.pay(scene.target, reader, timeout=10)
+            shown.append(needed.value.challenge)
+            typed = 12_000  # what the person types, with no tap waiting on them
+            return target.pay(
+                scene.target, reader, amount=typed, merchant=shown[0].merchant_id, timeout=10
+            )
 
     recorder = Recorder(scene.server.transport)
     charged, paid = outcomes(shop(scene, device, recorder, max_amount=20_000), target_pays)
@@ -94,6 +98,7 @@ def test_an_open_charge_is_approved_for_exactly_the_amount_the_target_entered(
     assert (paid.status, paid.receipt.amount) == ("approved", 12_000)
     [challenge] = shown
     assert (challenge.is_open, challenge.max_amount, challenge.purpose) == (True, 20_000, "5812")
+    assert [r.amount for r in Receipts(scene.target).each()] == [12_000]  # signed once
     [payment] = payments(scene)
     assert (payment["payment_id"], payment["amount"]) == (charged.payment_id, 12_000)
     assert scene.server.audit() == []
@@ -155,10 +160,10 @@ def test_the_merchant_refuses_signed_means_over_its_maximum_without_asking_the_s
 
 def test_an_amount_given_for_a_fixed_charge_must_be_the_one_asked(scene: Scene) -> None:
     fixed = challenge_for(scene, 12_000)
-    assert price(fixed, 12_000, None) is fixed
-    assert price(fixed, None, None) is fixed
+    assert price(fixed, 12_000) is fixed
+    assert price(fixed, None) is fixed
     with pytest.raises(AmountRefused) as caught:
-        price(fixed, 15_000, None)
+        price(fixed, 15_000)
     assert caught.value.code == "amount_fixed"
     assert caught.value.message.startswith(
         f"merchant {fixed.merchant_id} asks for 12,000 KRW, not the 15,000 KRW you entered"
@@ -174,12 +179,45 @@ def test_an_open_charge_needs_an_amount_and_pays_no_group_bill(scene: Scene) -> 
         purpose="5812",
         max_amount=5_000,
     )
-    assert price(donation, None, lambda _: 5_000).amount == 5_000
-    with pytest.raises(AmountRefused, match="pay again with --amount") as needed:
-        price(donation, None, None)
-    assert needed.value.code == "amount_needed"
+    assert price(donation, 5_000).amount == 5_000
+    with pytest.raises(AmountNeeded, match="tap again with it") as needed:
+        price(donation, None)
+    assert (needed.value.code, needed.value.challenge) == ("amount_needed", donation)
     with pytest.raises(AmountRefused, match=r"at most 5,000 KRW"):
-        price(donation, None, lambda _: 5_001)
+        price(donation, 5_001)
     with pytest.raises(Declined, match="a group bill is paid for the total") as bill:
-        price(donation, 1_000, None, bill_id="b_dinner")
+        price(donation, 1_000, bill_id="b_dinner")
     assert bill.value.code == "bill_needs_amount"
+
+
+def test_an_amount_typed_for_one_merchant_is_refused_at_another(scene: Scene) -> None:
+    donation = challenge_for(scene, 1)
+    donation = ChallengeRecord(
+        merchant_id=donation.merchant_id, currency="KRW", nonce=donation.nonce, purpose="5812"
+    )
+    assert price(donation, 3_000, merchant=donation.merchant_id).amount == 3_000
+    with pytest.raises(AmountRefused) as caught:
+        price(donation, 3_000, merchant="m_elsewhere")
+    assert caught.value.code == "other_merchant"
+    assert caught.value.message.startswith("you entered the amount for merchant m_elsewhere")
+
+
+def test_the_merchant_stops_waiting_after_taps_that_never_bring_an_amount(scene: Scene) -> None:
+    scene.give(Rights(amount_cap=30_000))
+    device = f"loopback:{free_udp_port()}"
+
+    def target_never_types() -> list[str]:
+        codes = []
+        with open_reader(device) as reader:
+            for _ in range(ENTRY_TAPS):
+                with pytest.raises(AmountNeeded) as needed:
+                    target.pay(scene.target, reader, timeout=10)
+                codes.append(needed.value.code)
+        return codes
+
+    recorder = Recorder(scene.server.transport)
+    charged, codes = outcomes(shop(scene, device, recorder), target_never_types)
+    assert codes == ["amount_needed"] * ENTRY_TAPS
+    assert isinstance(charged, Declined) and charged.code == "amount_needed"
+    assert list(Receipts(scene.target).each()) == []
+    assert not any(seen.endswith("/v1/payments") for seen in recorder.seen), recorder.seen
