@@ -198,14 +198,15 @@ def test_an_acr122u_pays_through_the_type3_mailbox_of_a_listening_reader(
     cli: Cli, server: ServerProcess, waiting: str
 ) -> None:
     """--carrier tt3: the waiting reader plays a FeliCa card (the SCL3711 through its CIU's
-    64-byte FIFO) that the ACR122U reads and writes, for the hand-off and the payment."""
+    64-byte FIFO) that the ACR122U reads and writes, for the hand-off and the payments, an
+    open charge among them."""
     owner_with_card(cli)
     cli.init("target", "target")
     cli.init("shop", "merchant")
     cli.use_virtual_readers(waiting, "acr122u")
     tt3 = ("--carrier", "tt3")
     give, receive = cli.tap(
-        ("user", "user", "give", "--amount", "9,000", "--yes", *tt3),
+        ("user", "user", "give", "--amount", "9,000", "--uses", "2", "--yes", *tt3),
         ("target", "target", "receive", *tt3),
     )
     assert (give.status, receive.status) == (0, 0), (give, receive)
@@ -213,4 +214,17 @@ def test_an_acr122u_pays_through_the_type3_mailbox_of_a_listening_reader(
         ("shop", "merchant", "charge", "--amount", "4,000", *tt3), ("target", "target", "pay", *tt3)
     )
     assert charge.data["status"] == pay.data["status"] == "approved", (charge, pay)
+
+    # An open charge through the mailbox: the first tap shows it, the amount is typed with
+    # the readers apart, the second tap pays it.
+    waiting_device, tapping = cli.readers.devices()
+    shop = cli.start(
+        "shop", "merchant", "charge", "--open", *tt3, "--timeout", "30", device=waiting_device
+    )
+    person = cli.start("target", "target", "pay", *tt3, "--timeout", "30", device=tapping,
+                       answers="3,000\n")  # fmt: skip
+    charged, paid = finish(shop), finish(person)
+    assert (charged.status, paid.status) == (0, 0), (charged, paid)
+    assert (charged.data["amount"], charged.data["open_amount"]) == (3_000, True)
+    assert "Tap the merchant's reader again to pay 3,000 KRW" in paid.stderr
     assert server.audit() == []
