@@ -14,12 +14,12 @@ from nfcpay.cli.terminal import (
     client_of,
     grant_lines,
     home_of,
-    labelled,
     money_text,
     reader_of,
     tap_options,
 )
 from nfcpay.errors import ApiError
+from nfcpay.names import labelled
 
 if TYPE_CHECKING:
     from nfcpay.records import ChallengeRecord

@@ -34,6 +34,7 @@ from nfcpay.cli.terminal import (
     reader_of,
     tap_options,
 )
+from nfcpay.names import labelled
 
 if TYPE_CHECKING:
     from nfcpay.money import Money
@@ -390,7 +391,6 @@ def send(
     issued earlier. You are notified (`user notifications`) once the target has it;
     `user revoke` before that withdraws it from the server too.
     """
-    from nfcpay.cli.terminal import labelled
     from nfcpay.terminals.remote import send as send_grant
 
     home, identity = home_of(obj, "user")
