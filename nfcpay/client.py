@@ -163,6 +163,15 @@ class PaymentClient:
     def me(self) -> Json:
         return self._call("GET", "/v1/terminals/me")
 
+    def terminal_profile(self, terminal_id: str) -> Json:
+        """Another terminal's label, role, merchant name and key fingerprint (NotFound unless
+        this terminal is a party with it)."""
+        return self._call("GET", f"/v1/terminals/{quote(terminal_id, safe='')}/profile")
+
+    def merchant_profile(self, merchant_id: str) -> Json:
+        """A merchant terminal's profile, by merchant id (as :meth:`terminal_profile`)."""
+        return self._call("GET", f"/v1/merchants/{quote(merchant_id, safe='')}/profile")
+
     # --- funding sources ------------------------------------------------------------------
 
     def add_card(self, number: str, expiry: str, limit: int, currency: str) -> Json:

@@ -19,6 +19,7 @@ from nfcpay.cli.terminal import (
     reader_of,
     tap_options,
 )
+from nfcpay.names import labelled
 from nfcpay.terminals.home import TerminalHome
 
 
@@ -153,7 +154,7 @@ def payments(obj: CliContext) -> None:
             p["created_at"],
             money_text(p["amount"], p["currency"]),
             money_text(p.get("refunded", 0), p["currency"]),
-            p.get("presenting_terminal", ""),
+            labelled(p["presenting_label"], p["presenting_terminal"]),
         ]
         for p in found
     ]

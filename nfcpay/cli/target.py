@@ -15,15 +15,16 @@ from nfcpay.cli.terminal import (
     client_of,
     grant_lines,
     home_of,
-    labelled,
     money_text,
     reader_of,
     tap_options,
 )
 from nfcpay.errors import ApiError
+from nfcpay.names import labelled
 
 if TYPE_CHECKING:
     from nfcpay.records import ChallengeRecord
+    from nfcpay.terminals.home import TerminalHome
 
 
 @click.group()
@@ -37,8 +38,9 @@ def target() -> None:
 
 def _grant_summary(view: dict[str, Any]) -> str:
     currency = view["currency"]
+    owner = labelled(view["issuing_label"], view["issuing_terminal"])
     return grant_lines(
-        f"Grant {click.style(view['grant_id'], bold=True)} from {view['issuing_terminal']}",
+        f"Grant {click.style(view['grant_id'], bold=True)} from {owner}",
         view,
         currency=currency,
         remaining=f"{money_text(view['remaining_amount'], currency)}, uses left "
@@ -92,7 +94,7 @@ def receive(
     take = receive_grant_from_tag if obj.carrier == "tag" else receive_grant
     with reader_of(obj, listen, tag_ok=True) as reader, LiveStatus(obj) as live:
         held = take(home, reader, timeout=timeout, status=live)
-    view = wallet_view(held)
+    view = wallet_view(held, _learn(obj, home, [held.record.issuing_terminal]))
     obj.emit(
         {"ok": True, "grant": view, "key_fingerprint": fingerprint},
         lambda: click.echo(
@@ -106,12 +108,13 @@ def _receive_remote(obj: CliContext, follow: bool) -> None:
     """``receive --remote [--follow]``: one JSON document for all the grants fetched, or
     with --follow one per grant as it arrives."""
     from nfcpay.terminals import remote
+    from nfcpay.terminals.parties import Parties
     from nfcpay.terminals.wallet import wallet_view
 
     home, _ = home_of(obj, "target")
 
     def shown(got: remote.Received) -> dict[str, Any]:
-        return {"grant": wallet_view(got.held), "delivery": got.delivery}
+        return {"grant": wallet_view(got.held, Parties(home).known()), "delivery": got.delivery}
 
     def text(item: dict[str, Any]) -> str:
         sender = item["delivery"]["from"]
@@ -198,7 +201,7 @@ def _show_wallet(data: dict[str, Any]) -> None:
     rows = [
         [
             g["grant_id"],
-            g["issuing_terminal"],
+            labelled(g["issuing_label"], g["issuing_terminal"]),
             money_text(g["remaining_amount"], g["currency"]),
             f"{g['remaining_uses']}/{g['max_uses']}",
             _STATUS_TEXT.get(g["status"], g["status"]),
@@ -215,7 +218,7 @@ def _show_wallet(data: dict[str, Any]) -> None:
         receipt_rows = [
             [
                 r["receipt_id"],
-                r["merchant_id"],
+                labelled(r["merchant_name"], r["merchant_id"]),
                 money_text(r["amount"], r["currency"]),
                 r["status"],
                 _receipt_detail(r, data["refreshed"]),
@@ -326,17 +329,30 @@ def pay(
             paid = tap(amount=typed, merchant=needed.challenge.merchant_id)
     receipt = paid.receipt
     money = money_text(receipt.amount, receipt.currency)
-    if paid.status is ReceiptStatus.APPROVED:
-        human = f"APPROVED {money} at {receipt.merchant_id} (approval {receipt.approval_code})"
+    approved = paid.status is ReceiptStatus.APPROVED
+    # Paying made this terminal a party with the merchant: the server now tells its name.
+    name = _learn(obj, home, [receipt.merchant_id]).get(receipt.merchant_id) if approved else None
+    if approved:
+        shop = labelled(name, receipt.merchant_id)
+        human = f"APPROVED {money} at {shop} (approval {receipt.approval_code})"
     elif paid.status is ReceiptStatus.PENDING:
         human = f"PENDING {money}: {receipt.message}"
     else:
         human = f"DECLINED {money}: {receipt.decline_code} — {receipt.message}"
-    obj.emit(paid.to_json(), human)
+    obj.emit(paid.to_json() | {"merchant_name": name}, human)
     if paid.status is ReceiptStatus.DECLINED:
         click.get_current_context().exit(EXIT_DECLINED)
     if paid.status is ReceiptStatus.PENDING:
         click.get_current_context().exit(EXIT_SERVER)
+
+
+def _learn(obj: CliContext, home: TerminalHome, party_ids: list[str]) -> dict[str, str]:
+    """The names of the parties this terminal knows, asking the server for ``party_ids``
+    not learnt yet; one it will not name (or an unreachable server) is shown by its id."""
+    from nfcpay.terminals.parties import Parties
+
+    with client_of(obj, home) as client:
+        return Parties(home).learn(client, party_ids)
 
 
 def _ask_amount(live: LiveStatus, challenge: ChallengeRecord) -> int:

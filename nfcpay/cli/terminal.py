@@ -61,12 +61,6 @@ def money_text(minor: int | None, currency: str) -> str:
     return "-" if minor is None else format_minor(minor, currency)
 
 
-def labelled(label: str, terminal_id: str) -> str:
-    """A terminal as people read it: its label, with the start of its id beside
-    (``Alice (t_r67q…)``); --json output keeps the whole id."""
-    return f"{label} ({terminal_id[:6]}…)"
-
-
 def grant_lines(header: str, rights: dict[str, Any], *, currency: str, remaining: str) -> str:
     """A grant's usage rights as an indented paragraph under ``header``.
 

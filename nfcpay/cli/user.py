@@ -35,6 +35,7 @@ from nfcpay.cli.terminal import (
     reader_of,
     tap_options,
 )
+from nfcpay.names import labelled
 
 if TYPE_CHECKING:
     from nfcpay.money import Money
@@ -234,13 +235,17 @@ def _rights(identity: Identity, params: dict[str, Any]) -> Any:
     )
 
 
+def _allowed(grant: dict[str, Any]) -> str:
+    """The terminals a grant (server view) is bound to, as people read them."""
+    return ", ".join(labelled(a["label"], a["terminal_id"]) for a in grant["allowed"])
+
+
 def describe_grant(grant: dict[str, Any]) -> str:
     """One paragraph on what a grant (server view) allows."""
     rights, currency = grant["rights"], grant["currency"]
     return grant_lines(
         f"Grant {click.style(grant['grant_id'], bold=True)} "
-        f"(virtual card …{grant['virtual_card_number'][-4:]}) for "
-        f"{', '.join(grant['allowed_terminals'])}",
+        f"(virtual card …{grant['virtual_card_number'][-4:]}) for {_allowed(grant)}",
         rights,
         currency=currency,
         remaining=f"{money_text(grant['remaining_amount'], currency)}, uses left "
@@ -278,7 +283,7 @@ def ask_owner(given: Given) -> Confirmation:
 def _given_text(given: Given) -> str:
     """What became of a hand-over, for people."""
     grant_id, tapped = given.grant["grant_id"], given.tapped
-    holder = f"{tapped.label} ({tapped.terminal_id})" if tapped else given.target_terminal
+    holder = labelled(tapped.label, tapped.terminal_id) if tapped else _allowed(given.grant)
     if given.confirmation == "declined":
         return f"Not confirmed: grant {grant_id} is revoked; {holder} cannot pay with it."
     if given.confirmation == "timed_out":
@@ -393,7 +398,6 @@ def send(
     issued earlier. You are notified (`user notifications`) once the target has it;
     `user revoke` before that withdraws it from the server too.
     """
-    from nfcpay.cli.terminal import labelled
     from nfcpay.terminals.remote import send as send_grant
 
     home, identity = home_of(obj, "user")
@@ -423,7 +427,7 @@ def grants(obj: CliContext) -> None:
     rows = [
         [
             g["grant_id"],
-            ",".join(g["allowed_terminals"]),
+            _allowed(g),
             money_text(g["rights"]["amount_cap"], g["currency"]),
             money_text(g["remaining_amount"], g["currency"]),
             f"{g['remaining_uses']}/{g['rights']['max_uses']}",

@@ -40,6 +40,7 @@ from nfcpay.server.services import (
     notifications,
     payments,
     presentations,
+    profiles,
     refunds,
     sources,
     terminals,
@@ -109,6 +110,19 @@ def build_router(rt: Runtime) -> APIRouter:
     @router.get("/terminals/me", tags=["terminals"])
     async def terminal_me(caller: Signed) -> Json:
         return await rt.unit_async(caller, lambda tx: terminals.me(tx, caller))
+
+    @router.get("/terminals/{terminal_id}/profile", tags=["terminals"])
+    async def terminal_profile(terminal_id: str, caller: Signed) -> Json:
+        """Another terminal's label, role, merchant name and key fingerprint, for a party
+        with it (a grant, payment or bill between the two); 404 as for an unknown terminal
+        to anyone else."""
+        return await rt.unit_async(caller, lambda tx: profiles.terminal(tx, caller, terminal_id))
+
+    @router.get("/merchants/{merchant_id}/profile", tags=["merchants"])
+    async def merchant_profile(merchant_id: str, caller: Signed) -> Json:
+        """The profile of a merchant's terminal, by merchant id (as ``GET
+        /v1/terminals/{terminal_id}/profile``)."""
+        return await rt.unit_async(caller, lambda tx: profiles.merchant(tx, caller, merchant_id))
 
     @router.get("/merchants/me/categories", tags=["merchants"])
     async def merchant_categories(caller: Signed) -> Json:

@@ -110,12 +110,14 @@ class TerminalKey:
     public_key: bytes
     role: str
     merchant_id: str | None
+    #: The name its owner registered it under (self-chosen: shown beside its id).
+    label: str
 
 
 @dataclass
 class Runtime:
-    """Per-process state of one server. Terminal keys never change once registered, so
-    they are cached here (a miss reads the database in the caller's transaction)."""
+    """Per-process state of one server. Terminal keys and labels never change once
+    registered, so they are cached here (a miss reads the database in the caller's transaction)."""
 
     settings: ServerSettings
     db: Database
@@ -123,7 +125,7 @@ class Runtime:
     clock: Callable[[], float] = time.time
     _last_prune: float = field(default=0.0, repr=False)
     _keys: dict[str, TerminalKey] = field(default_factory=dict, repr=False)
-    #: A merchant's id and region never change once registered either (its categories do:
+    #: A merchant's id, name and region never change once registered either (its categories do:
     #: they are read in each payment's transaction).
     _merchants: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     #: Requests per authenticated terminal (and per address for registrations).
@@ -150,21 +152,23 @@ class Runtime:
         key = self._keys.get(terminal_id)
         if key is None:
             row = tx.one(
-                "SELECT public_key, role, merchant_id FROM terminals WHERE terminal_id = ?",
+                "SELECT public_key, role, merchant_id, label FROM terminals WHERE terminal_id = ?",
                 (terminal_id,),
             )
             if row is None:
                 return None
-            key = TerminalKey(bytes(row["public_key"]), row["role"], row["merchant_id"])
+            key = TerminalKey(
+                bytes(row["public_key"]), row["role"], row["merchant_id"], row["label"]
+            )
             self._keys[terminal_id] = key
         return key
 
     def merchant(self, tx: Tx, merchant_id: str) -> dict[str, Any] | None:
-        """The merchant's id and region (cached; a miss reads it in ``tx``)."""
+        """The merchant's id, name and region (cached; a miss reads it in ``tx``)."""
         merchant = self._merchants.get(merchant_id)
         if merchant is None:
             row = tx.one(
-                "SELECT merchant_id, region FROM merchants WHERE merchant_id = ?",
+                "SELECT merchant_id, name, region FROM merchants WHERE merchant_id = ?",
                 (merchant_id,),
             )
             if row is None:

@@ -7,6 +7,7 @@ Layout (all JSON but the key)::
     <home>/grants/<id>.json     grants this terminal holds (target role), with usage-auth
     <home>/receipts/<id>.json   payment results this terminal saw
     <home>/bills/<id>.json      group bills being collected (collector role)
+    <home>/names/<id>.json      the names the server told of the other parties
 
 Every write goes to a temporary file in the same directory, is fsynced and then renamed over
 the old file, so a crash leaves either the old or the new content, never half of either.
@@ -32,6 +33,8 @@ from nfcpay import crypto
 from nfcpay.errors import ConfigError
 
 ROLES = ("user", "target", "merchant")
+#: The collections a home keeps, one JSON file an item.
+KINDS = ("grants", "receipts", "bills", "refunds", "names")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,80}$")
 
 
@@ -151,7 +154,7 @@ class TerminalHome:
             )
         return identity
 
-    # --- collections: grants, receipts, bills, refunds ------------------------------------
+    # --- collections: grants, receipts, bills, refunds, names ------------------------------
 
     def put(self, kind: str, item_id: str, data: dict[str, Any]) -> None:
         self._write_json(self._item_path(kind, item_id), data)
@@ -172,7 +175,7 @@ class TerminalHome:
                 yield self._read_json(path)
 
     def _item_path(self, kind: str, item_id: str) -> Path:
-        if kind not in ("grants", "receipts", "bills", "refunds") or not _SAFE_NAME.match(item_id):
+        if kind not in KINDS or not _SAFE_NAME.match(item_id):
             raise ValueError(f"bad item {kind}/{item_id}")
         return self.path / kind / f"{item_id}.json"
 

@@ -32,6 +32,7 @@ from nfcpay.errors import (
     TransportError,
 )
 from nfcpay.money import Money, format_minor
+from nfcpay.names import labelled
 from nfcpay.records import ChallengeRecord, HelloRecord, MeansRecord, ResultRecord, Role
 from nfcpay.records.base import UNSUPPORTED_VERSION
 from nfcpay.records.presentation import signed_amount
@@ -75,6 +76,8 @@ class Charge:
     open_amount: bool = False
     created_at: str = ""
     updated_at: str = ""
+    #: The presenting terminal's label, as the server's approval names it.
+    presenting_label: str | None = None
 
     def to_json(self) -> Json:
         return {"ok": self.status == "approved", **asdict(self)}
@@ -82,7 +85,11 @@ class Charge:
     def describe(self) -> str:
         money = format_minor(self.amount, self.currency)
         if self.status == "approved":
-            return f"APPROVED {money} — payment {self.payment_id}, approval {self.approval_code}"
+            payer = labelled(self.presenting_label, str(self.presenting_terminal))
+            return (
+                f"APPROVED {money} paid by {payer} — payment {self.payment_id}, "
+                f"approval {self.approval_code}"
+            )
         if self.status == "declined":
             return f"DECLINED {money} — {self.decline_code}: {self.message}"
         return f"PENDING {money} — {self.message}"
@@ -318,6 +325,7 @@ def _authorize(home: TerminalHome, client: PaymentClient, receipt: Charge) -> No
     receipt.status = str(answer["status"])
     receipt.payment_id = answer.get("payment_id")
     receipt.approval_code = answer.get("approval_code")
+    receipt.presenting_label = answer.get("presenting_label")
     receipt.decline_code = answer.get("decline_code")
     receipt.message = answer.get("message") or ""
     receipt.replayed = bool(answer.get("replayed"))

@@ -21,9 +21,11 @@ from typing import Any
 from nfcpay import crypto
 from nfcpay.client import PaymentClient
 from nfcpay.errors import ApiError, ConfigError, Conflict, Declined
+from nfcpay.names import labelled
 from nfcpay.records import GrantRecord, decode_one, encode_message
 from nfcpay.terminals.held import HeldGrant, HeldGrants
 from nfcpay.terminals.home import Identity, TerminalHome
+from nfcpay.terminals.parties import Parties
 from nfcpay.terminals.user import Rights, grant_record, obtain
 
 Json = dict[str, Any]
@@ -129,8 +131,9 @@ def receive_one(home: TerminalHome, client: PaymentClient, delivery_id: str) -> 
     identity = home.require_role("target")
     item = client.get_delivery(delivery_id)
     if "record" not in item:
+        sender = labelled(item["from"]["label"], item["from"]["terminal_id"])
         raise Conflict(
-            f"grant {item['grant_id']} from {item['from']['label']} was already received here",
+            f"grant {item['grant_id']} from {sender} was already received here",
             code="already_delivered",
         )
     return _keep(home, client, item, identity)
@@ -147,6 +150,7 @@ def _keep(home: TerminalHome, client: PaymentClient, item: Json, identity: Ident
     grants = HeldGrants(home)
     held = _already_held(grants, record) or HeldGrant.received(record)
     grants.put(held)
+    Parties(home).keep(item["from"]["terminal_id"], item["from"]["label"])
     client.ack_delivery(item["delivery_id"])
     public = {key: value for key, value in item.items() if key != "record"}
     return Received(held, public | {"status": "delivered"})

@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from nfcpay.client import PaymentClient
 from nfcpay.errors import NfcPayError
 from nfcpay.money import format_minor
+from nfcpay.names import labelled
 from nfcpay.terminals.account import connect
 from nfcpay.terminals.home import Identity, TerminalHome
 from nfcpay.ui.guard import FORM_KEY, Guard, Secrets
@@ -65,6 +66,7 @@ class Ui:
             loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape()
         )
         self.templates.filters["money"] = _money
+        self.templates.filters["labelled"] = labelled
 
     def client(self) -> PaymentClient:
         """A signed client of this terminal's server (close it after use)."""

@@ -71,6 +71,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "held": ("Held grants", "보유한 권한"),
     "no_held": ("No grants held.", "보유한 권한이 없습니다."),
     "from": ("from", "발급"),
+    "at": ("at", "가맹점"),
+    "paid_by": ("paid by", "결제자"),
     "inbox": ("Sent to this terminal", "이 단말기로 온 권한"),
     "no_inbox": ("Nothing waiting on the server.", "서버에 기다리는 권한이 없습니다."),
     "receive": ("Receive", "받기"),

@@ -91,7 +91,6 @@ class OwnerPage(Page):
             "sending": self.sending,
             "feed": list(self.feed),
             "alarms": ALARMS,
-            "labels": {},
         }
         try:
             with client_of(self.ui) as client:
@@ -102,16 +101,7 @@ class OwnerPage(Page):
         return base | {
             "sources": sources,
             "grants": grants,
-            "labels": self._target_labels(),
             "offline": False,
-        }
-
-    def _target_labels(self) -> dict[str, str]:
-        """Grant id → the label of the terminal that tapped for it (kept at the tap)."""
-        return {
-            entry["grant"]["grant_id"]: entry["tapped"]["label"]
-            for entry in self.ui.home.items("grants")
-            if "tapped" in entry
         }
 
     def routes(self) -> list[BaseRoute]:

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from nfcpay.client import PaymentClient
 from nfcpay.errors import ApiError, NfcPayError
+from nfcpay.names import labelled
 from nfcpay.terminals import remote, wallet
 from nfcpay.ui.app import Json, Page, client_of, object_id
 
@@ -44,8 +45,9 @@ class WalletPage(Page):
             inbox, problem = [], None
         receipts = sorted(found.receipts, key=lambda r: r.created_at, reverse=True)
         return {
-            "held": [wallet.wallet_view(held) for held in found.grants],
+            "held": [wallet.wallet_view(held, found.names) for held in found.grants],
             "receipts": receipts,
+            "names": found.names,
             "inbox": inbox,
             "inbox_problem": problem,
             "offline": not found.refreshed,
@@ -94,10 +96,10 @@ class WalletPage(Page):
     def _received(self, got: list[remote.Received]) -> None:
         """Say what was received and show it among the held grants."""
         if got:
+            senders = [item.delivery["from"] for item in got]
             shown = ", ".join(
-                f"{item.held.grant_id} ({item.delivery['from']['label']} "
-                f"{item.delivery['from']['terminal_id']})"
-                for item in got
+                f"{item.held.grant_id} ({labelled(sender['label'], sender['terminal_id'])})"
+                for item, sender in zip(got, senders, strict=True)
             )
             self.message, self.message_is_error = f"{self.ui.labels['received']}: {shown}", False
         self.refresh()

@@ -68,7 +68,8 @@ def test_a_relay_under_the_friends_label_is_told_apart_by_its_fingerprint(cli: C
     assert f"Terminal Bob ({relay_id}) tapped, key fingerprint {relay_fingerprint}." in give.stderr
     assert bob_fingerprint not in give.stderr
     assert "labels are chosen by their owners" in give.stderr
-    assert f"Not confirmed: grant {grant_id} is revoked" in give.stderr
+    said = f"Not confirmed: grant {grant_id} is revoked; Bob ({relay_id[:6]}…) cannot pay with it."
+    assert said in give.stderr
 
     charge, paid = pay(cli, "relay")
     assert (charge.status, paid.status) == (3, 3), (charge, paid)
@@ -85,7 +86,7 @@ def test_the_friend_is_confirmed_by_fingerprint_and_pays(cli: Cli) -> None:
     give, receive = give_to(cli, "bob", answers="y\n")
     assert (give.status, receive.status) == (0, 0), (give, receive)
     assert f"Terminal Bob ({bob_id}) tapped, key fingerprint {bob_fingerprint}." in give.stderr
-    assert f"Handed over to Bob ({bob_id}), confirmed." in give.stderr
+    assert f"Handed over to Bob ({bob_id[:6]}…), confirmed." in give.stderr
     charge, paid = pay(cli, "bob")
     assert charge.data["status"] == paid.data["status"] == "approved", (charge, paid)
 

@@ -369,7 +369,9 @@ def _unclaimed(request: Attempt) -> Attempt:
 )  # fmt: skip
 def test_signature_rule(case: str, make: Any, key: Any, code: DeclineCode | None) -> None:
     registered = (
-        None if key is None else TerminalKey(KEY.public_key().public_bytes_raw(), "target", None)
+        None
+        if key is None
+        else TerminalKey(KEY.public_key().public_bytes_raw(), "target", None, "Bob")
     )
     assert code_of(rules.signature_rule(make(), registered)) == code
 
@@ -378,7 +380,7 @@ def test_signature_rule_refuses_a_signature_that_is_not_base64() -> None:
     request = attempt()
     means = request.body.means.model_copy(update={"signature": "not base64!"})
     request = replace(request, body=request.body.model_copy(update={"means": means}))
-    registered = TerminalKey(KEY.public_key().public_bytes_raw(), "target", None)
+    registered = TerminalKey(KEY.public_key().public_bytes_raw(), "target", None, "Bob")
     assert code_of(rules.signature_rule(request, registered)) is DeclineCode.BAD_SIGNATURE
 
 

@@ -51,7 +51,7 @@ def test_the_target_fetches_the_same_record_until_it_acknowledges(api: Api) -> N
     told = [n for n in scene.owner.client.notifications() if n["kind"] == "grant_delivered"]
     assert [n["message"] for n in told] == [
         f"grant {scene.grant_id} was delivered to {scene.target.info['label']} "
-        f"({scene.target.terminal_id})"
+        f"({scene.target.terminal_id[:6]}…)"
     ]
     owner_view = scene.owner.client.get_delivery(delivery["delivery_id"])
     assert owner_view["status"] == "delivered"

@@ -66,12 +66,14 @@ def send(
 
 
 def normalized(sent: Sent, scene: PaymentScene) -> Sent:
-    """The answer with this scene's ids and the new payment's own values blanked out."""
+    """The answer with this scene's ids (and the target's label) and the new payment's own
+    values blanked out."""
     status, answer = sent
     text = json.dumps(answer)
     for name, value in [
         ("merchant", scene.merchant.merchant_id),
         ("target", scene.target.terminal_id),
+        ("target label", scene.target.info["label"]),
         ("grant", scene.grant_id),
     ]:
         text = text.replace(str(value), f"<{name}>")

@@ -14,7 +14,8 @@ from nfcpay.server.store.migrations import MIGRATIONS
 from nfcpay.testing.server import PaymentScene, Terminal
 from tests.support.harness import Api
 
-#: The keys of a payment as the merchant has always seen it (GET /v1/payments/{id}).
+#: The keys of a payment as the merchant sees it (GET /v1/payments/{id}): what it has always
+#: seen, and the names of the two parties beside their ids.
 PAYMENT_KEYS = {
     "payment_id",
     "status",
@@ -22,7 +23,9 @@ PAYMENT_KEYS = {
     "amount",
     "currency",
     "merchant_id",
+    "merchant_name",
     "presenting_terminal",
+    "presenting_label",
     "purpose",
     "bill_id",
     "refunded",
@@ -56,6 +59,11 @@ def test_the_presenting_terminal_reads_the_payment_its_means_made(api: Api) -> N
     merchants = scene.merchant.client.get_payment(str(answer["payment_id"]))
     assert payment == merchants  # the merchant's own view, nothing more
     assert set(merchants) == PAYMENT_KEYS
+    assert (merchants["merchant_name"], merchants["presenting_label"]) == (
+        "Test Bistro",
+        scene.target.info["label"],
+    )
+    assert {k: v for k, v in answer.items() if k != "replayed"} == merchants  # as approved
     assert merchants["shares"] == [{"grant_id": scene.grant_id, "amount": 7_000}]
     assert outcome(scene.merchant, scene, challenge) == merchants  # the other party
 

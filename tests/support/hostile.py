@@ -342,6 +342,7 @@ class World:
 
     def path_params(self) -> dict[str, str]:
         return {
+            "terminal_id": self.scene.target.terminal_id,
             "source_id": self.patch_source_id,
             "grant_id": self.scene.grant_id,
             "payment_id": self.payment_id,

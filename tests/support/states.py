@@ -89,6 +89,12 @@ class ServerView:
     def charge(self, merchant_id: str, challenge: bytes, payment_id: str, code: str) -> None:
         self.payments[merchant_id, challenge] = {"payment_id": payment_id, "approval_code": code}
 
+    def merchant_profile(self, merchant_id: str) -> dict[str, Any]:
+        """A merchant this terminal paid (its name: ``Shop m_…``); any other is unknown."""
+        if merchant_id not in {merchant for merchant, _ in self.payments}:
+            raise ApiError(f"no terminal {merchant_id}", code="terminal_not_found", status=404)
+        return {"merchant_id": merchant_id, "merchant_name": f"Shop {merchant_id}"}
+
     def presentation_outcome(self, merchant_id: str, challenge: bytes) -> dict[str, Any] | None:
         self.asked.append((merchant_id, challenge))
         if self.too_old:

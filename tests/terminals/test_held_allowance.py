@@ -92,7 +92,7 @@ def test_choose_shares_offers_no_more_than_the_allowance_left(tmp_path: Path) ->
 
 
 def test_the_wallet_line_says_what_is_left_and_when_it_renews() -> None:
-    view = wallet_view(held(7_000))
+    view = wallet_view(held(7_000), {})
     view["allowance_renews_at"] = "2036-12-03T15:00:00.000Z"
     assert allowance_line(view) == (
         f"{DAILY.grant_id}: 7,000 KRW of 10,000 KRW left today (renews 00:00 Asia/Seoul)"
@@ -106,7 +106,7 @@ def test_the_wallet_line_says_what_is_left_and_when_it_renews() -> None:
 
 def test_a_grant_without_an_allowance_has_no_line_and_no_allowance_keys() -> None:
     plain = HeldGrant.received(SAMPLE)
-    view = wallet_view(plain)
+    view = wallet_view(plain, {})
     assert allowance_line(view) is None
     assert allowance_left(plain) is None
     assert not {"allowance_period", "allowance_left", "time_zone"} & set(view)

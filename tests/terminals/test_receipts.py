@@ -301,7 +301,13 @@ def test_a_lost_tap_settles_as_the_server_charged_it_whatever_came_after(
         ).status
 
     views = [
-        {"grant_id": grant_id, "remaining_amount": a, "remaining_uses": u, "status": "active"}
+        {
+            "grant_id": grant_id,
+            "issuing_terminal": HeldGrants(home).get(grant_id).record.issuing_terminal,
+            "remaining_amount": a,
+            "remaining_uses": u,
+            "status": "active",
+        }
         for grant_id, (a, u) in server.items()
     ]
     server_view.views = views

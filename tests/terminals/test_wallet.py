@@ -33,6 +33,7 @@ WALLET_JSON = {
     "grants": [
         {
             **{k: v for k, v in GRANT_FILE["record"].items() if k != "usage_auth"},
+            "issuing_label": None,  # not learnt yet: the owner is shown by its id
             "remaining_amount": 30000,
             "remaining_uses": 2,
             "status": "active",
@@ -40,7 +41,7 @@ WALLET_JSON = {
             "received_at": "2026-11-25T09:30:00+00:00",
         }
     ],
-    "receipts": [RECEIPT_FILE],
+    "receipts": [RECEIPT_FILE | {"merchant_name": None}],
 }
 
 
@@ -49,6 +50,7 @@ def view(remaining_amount: int, remaining_uses: int, status: str = "active") -> 
     return {
         "grant_id": GRANT_ID,
         "issuing_terminal": GRANT_FILE["record"]["issuing_terminal"],
+        "issuing_label": "Alice",
         "remaining_amount": remaining_amount,
         "remaining_uses": remaining_uses,
         "status": status,
@@ -65,7 +67,9 @@ def home(tmp_path: Path) -> TerminalHome:
     return home
 
 
-def test_the_wallet_json_of_an_existing_home_is_unchanged(home: TerminalHome) -> None:
+def test_the_wallet_json_of_an_existing_home_keeps_its_keys_and_adds_the_names(
+    home: TerminalHome,
+) -> None:
     data = wallet(home).to_json()
     assert data == WALLET_JSON
     assert json.dumps(data, sort_keys=True) == json.dumps(WALLET_JSON, sort_keys=True)
@@ -83,6 +87,11 @@ def test_a_refresh_takes_the_servers_view_and_settles_the_lost_tap(home: Termina
     assert [h.grant_id for h in HeldGrants(home).each()] == [GRANT_ID]
     receipt = Receipts(home).get(RECEIPT_ID)
     assert (receipt.status, receipt.message) == (ReceiptStatus.APPROVED, SETTLED_MESSAGE)
+    [held] = wallet(home).to_json()["grants"]
+    assert (held["issuing_terminal"], held["issuing_label"]) == (
+        view(0, 0)["issuing_terminal"],
+        "Alice",
+    )
 
 
 @pytest.mark.parametrize("status", [s.value for s in GrantStatus])

@@ -140,7 +140,7 @@ def test_the_vectors_keep_their_bytes_and_signatures() -> None:
 
 
 def test_the_server_accepts_the_vectors_signatures() -> None:
-    registered = TerminalKey(crypto.public_key_bytes(KEY), "target", None)
+    registered = TerminalKey(crypto.public_key_bytes(KEY), "target", None, "Bob")
     row = {"merchant_id": "m_any", "region": "KR-11"}
     for what, challenge, unsigned, message, signature in VECTORS:
         means = dataclasses.replace(unsigned, signature=bytes.fromhex(signature))
@@ -234,7 +234,7 @@ def test_the_server_verifies_exactly_the_amount_the_target_entered(
     sent = signed(challenge, unsigned, KEY)
     body = as_the_server_reads_it(challenge, sent)
     assert body.amount == total
-    registered = TerminalKey(crypto.public_key_bytes(KEY), "target", None)
+    registered = TerminalKey(crypto.public_key_bytes(KEY), "target", None, "Bob")
     row = {"merchant_id": challenge.merchant_id, "region": "KR-11"}
     purpose = str(challenge.purpose)
     attempt = rules.Attempt(body, challenge.merchant_id, row, 0, (purpose,))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from nfcpay.cli.demo.stage import TAP_TIMEOUT, Outcome, Stage, finish, krw
 from nfcpay.cli.demo.story import Step, Story
+from nfcpay.names import labelled
 
 SHARE = 20_000
 CARDS = (
@@ -54,7 +55,8 @@ def _register(story: Story, names: list[str]) -> dict[str, str]:
     ok = all(o.status == 0 for o in [*outcomes.values(), *added])
     story.record(
         "group_terminals",
-        f"A collector {ids['collector']} (with a wallet), {len(names)} members with cards — "
+        f"A collector {labelled('collector', ids['collector'])} (with a wallet), {len(names)} "
+        "members with cards — "
         f"{names[-1]}'s card has only a {krw(10_000)} limit — a spare friend, and the merchant.",
         ok,
         "every terminal registered and every source added (exit 0)",
@@ -139,7 +141,8 @@ def _bill_paid(story: Story, names: list[str], ids: dict[str, str], poor: str, t
     again, joins = _collect(story, ("--bill", bill_id), ["spare"])
     story.record(
         "group_replace",
-        f"The collector drops {poor}; the spare friend taps in and takes the {krw(SHARE)} share.",
+        f"The collector drops {labelled(poor, ids[poor])}; the spare friend taps in and takes "
+        f"the {krw(SHARE)} share.",
         dropped.status == 0 and again.status == 0 and joins[0].status == 0,
         "member dropped and replaced (exit 0)",
         started,

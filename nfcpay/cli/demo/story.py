@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import click
 
 from nfcpay.cli.demo.stage import Json, Stage, finish, krw
+from nfcpay.names import labelled
 
 CARD = "4111111111111111"
 
@@ -64,11 +65,12 @@ class Story:
         self.ids = {name: o.data.get("terminal_id", "?") for name, o in outcomes.items()}
         self.ids["merchant_id"] = outcomes["merchant"].data.get("merchant_id") or "?"
         ok = all(o.status == 0 and o.data.get("ok") for o in outcomes.values())
+        named = {name: labelled(label, self.ids[name]) for name, (_, label) in roles.items()}
+        named["merchant"] = labelled(roles["merchant"][1], self.ids["merchant_id"])
         self.record(
             "terminals",
-            f"Four terminals register with the server: user {self.ids['user']}, target "
-            f"{self.ids['target']}, merchant {self.ids['merchant_id']}, stranger "
-            f"{self.ids['stranger']}.",
+            f"Four terminals register with the server: user {named['user']}, target "
+            f"{named['target']}, merchant {named['merchant']}, stranger {named['stranger']}.",
             ok,
             "four terminals registered (exit 0)",
             started,

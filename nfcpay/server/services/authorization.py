@@ -96,6 +96,14 @@ class _Check:
             lambda: notifications.notify(self.tx, self.attempt.now, owner, kind, **fields)
         )
 
+    def names(self) -> dict[str, str | None]:
+        """The merchant's name and the presenting terminal's label, as notification facts."""
+        key = self.rt.terminal_key(self.tx, self.attempt.presenting)
+        return {
+            "merchant_name": self.attempt.merchant["name"],
+            "terminal_label": None if key is None else key.label,
+        }
+
     def notify_share_owner(self, row: Row, share: GrantShareIn, kind: str, **facts: Any) -> None:
         """Tell a grant's owner about this attempt on it: who, how much, where, which bill."""
         attempt = self.attempt
@@ -108,7 +116,7 @@ class _Check:
             merchant_id=attempt.merchant_id,
             terminal_id=attempt.presenting,
             bill_id=attempt.body.bill_id,
-            facts=facts,
+            facts=self.names() | facts,
         )
 
 
@@ -363,7 +371,7 @@ def _check_funding(check: _Check) -> None:
                 currency=attempt.body.currency,
                 merchant_id=attempt.merchant_id,
                 bill_id=attempt.body.bill_id,
-                facts={"what": shortfall(source)},
+                facts={"what": shortfall(source), "merchant_name": attempt.merchant["name"]},
             )
         check.failures += backed_shares_rule(failure, check.shares, source_id)
 
@@ -427,8 +435,13 @@ def _write_charge(check: _Check) -> tuple[dict[str, Any], Any]:
         "VALUES (?, ?, ?, ?) ON CONFLICT (merchant_id, challenge) DO NOTHING",
         (merchant_id, crypto.b64d(body.challenge), now, payment_id),
     )
-    _notify_owners(check)
-    return {**payments.view(payment, shares), "replayed": False}, challenge_taken
+    names = check.names()
+    _notify_owners(check, names)
+    named = payment | {
+        "merchant_name": names["merchant_name"],
+        "presenting_label": names["terminal_label"],
+    }
+    return {**payments.view(named, shares), "replayed": False}, challenge_taken
 
 
 def _charge_grant(tx: Tx, row: Row, amount: int, now: int) -> None:
@@ -449,7 +462,7 @@ def _charge_grant(tx: Tx, row: Row, amount: int, now: int) -> None:
     )
 
 
-def _notify_owners(check: _Check) -> None:
+def _notify_owners(check: _Check, names: dict[str, str | None]) -> None:
     attempt = check.attempt
     for share in check.shares:
         if share.grant_id is None:
@@ -469,6 +482,7 @@ def _notify_owners(check: _Check) -> None:
             amount=share.amount,
             merchant_id=attempt.merchant_id,
             terminal_id=attempt.presenting,
+            facts=names,
             **common,
         )
         if row["remaining_uses"] == 1 or row["remaining_amount"] == share.amount:

@@ -176,7 +176,7 @@ def ack(tx: Tx, rt: Runtime, caller: Caller, delivery_id: str) -> dict[str, Any]
             "grant_delivered",
             grant_id=row["grant_id"],
             terminal_id=row["target_terminal"],
-            facts={"label": row["target_label"]},
+            facts={"terminal_label": row["target_label"]},
         )
         row = _load(tx, delivery_id)
     return _view(row, rt, caller)

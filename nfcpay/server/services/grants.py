@@ -287,6 +287,27 @@ def allowed_terminals(tx: Tx, grant_id: str) -> list[str]:
     return [row["terminal_id"] for row in rows]
 
 
+def _parties(tx: Tx, row: Row, caller: Caller) -> tuple[str, list[dict[str, Any]]]:
+    """The grant's owner's label, and its allowed terminals, each with its label where the
+    caller is a party with it (:mod:`.profiles`): the owner reads all of them, a terminal
+    the grant is bound to reads only its own (None for the others)."""
+    rows = tx.all(
+        "SELECT a.terminal_id, t.label, o.label AS owner_label FROM grant_terminals a "
+        "JOIN terminals t ON t.terminal_id = a.terminal_id "
+        "JOIN terminals o ON o.terminal_id = ? WHERE a.grant_id = ? ORDER BY a.terminal_id",
+        (row["issuing_terminal"], row["grant_id"]),
+    )
+    owner = row["issuing_terminal"] == caller.terminal_id
+    allowed = [
+        {
+            "terminal_id": r["terminal_id"],
+            "label": r["label"] if owner or r["terminal_id"] == caller.terminal_id else None,
+        }
+        for r in rows
+    ]
+    return rows[0]["owner_label"], allowed
+
+
 def shown_status(row: Row, now_us: int) -> str:
     if row["status"] != "active":
         return str(row["status"])
@@ -312,11 +333,14 @@ def _view(tx: Tx, row: Row, caller: Caller, now_us: int) -> dict[str, Any]:
         "allowance": None,
     }
     limit = allowances.of(row, now_us)
+    issuing_label, allowed = _parties(tx, row, caller)
     out: dict[str, Any] = {
         "grant_id": row["grant_id"],
         "virtual_card_number": row["virtual_card_number"],
         "issuing_terminal": row["issuing_terminal"],
-        "allowed_terminals": allowed_terminals(tx, row["grant_id"]),
+        "issuing_label": issuing_label,
+        "allowed_terminals": [a["terminal_id"] for a in allowed],
+        "allowed": allowed,
         "currency": row["currency"],
         "rights": rights,
         "bill_id": row["bill_id"],

@@ -9,6 +9,7 @@ from typing import Any
 from nfcpay.crypto import new_id
 from nfcpay.errors import InvalidRequest
 from nfcpay.money import format_minor
+from nfcpay.names import labelled
 from nfcpay.server.services.formats import iso
 from nfcpay.server.store import Row, Tx
 
@@ -16,35 +17,32 @@ PAGE_SIZE = 100
 
 #: What the owner reads, per kind: a template filled from the notification's own fields
 #: (``grant_id``, ``merchant_id``, ``terminal_id``, ``bill_id``), ``money`` (its amount in its
-#: currency), the bill phrases ``for_bill`` (`` for bill b_…`` or nothing), ``your_share`` and
-#: ``outside``, and the kind's own facts: ``grant_bill`` (the bill a grant is bound to),
-#: ``what`` ("card limit", "wallet balance", ...), ``after`` (wrong usage-auths that lock) and
-#: ``label`` (the target terminal's, for a delivered grant).
+#: currency), the parties as people read them (:func:`parties`: ``merchant`` and
+#: ``terminal``), the bill phrases ``for_bill`` (`` for bill b_…`` or nothing),
+#: ``your_share`` and ``outside``, and the kind's own facts: ``grant_bill`` (the bill a grant
+#: is bound to), ``what`` ("card limit", "wallet balance", ...) and ``after`` (wrong
+#: usage-auths that lock).
 TEXTS: dict[str, str] = {
-    "grant_used": "grant {grant_id} paid {money}{your_share} at {merchant_id}",
+    "grant_used": "{terminal} paid {money}{your_share} at {merchant} with grant {grant_id}",
     "grant_exhausted": "grant {grant_id} is used up",
     "grant_expired": "grant {grant_id} has expired",
     "grant_revoked": "grant {grant_id} was revoked",
-    "grant_delivered": "grant {grant_id} was delivered to {label} ({terminal_id})",
+    "grant_delivered": "grant {grant_id} was delivered to {terminal}",
     "grant_locked": "grant {grant_id} is locked after {after} wrong usage-auth values",
     "terminal_not_allowed": (
-        "terminal {terminal_id} tried to pay {money}{for_bill} at {merchant_id} with grant "
-        "{grant_id}"
+        "{terminal} tried to pay {money}{for_bill} at {merchant} with grant {grant_id}"
     ),
     "usage_auth_mismatch": (
-        "a wrong usage-auth was presented for grant {grant_id} ({money}{for_bill} at {merchant_id})"
+        "a wrong usage-auth was presented for grant {grant_id} ({money}{for_bill} at {merchant})"
     ),
     "forged_presentation": (
-        "a copy of grant {grant_id} was presented under terminal {terminal_id}'s id without its "
-        "signature ({money}{for_bill} at {merchant_id})"
+        "a copy of grant {grant_id} was presented under {terminal}'s id without its "
+        "signature ({money}{for_bill} at {merchant})"
     ),
     "bill_mismatch": (
-        "grant {grant_id} for bill {grant_bill} was presented for {outside} ({money} at "
-        "{merchant_id})"
+        "grant {grant_id} for bill {grant_bill} was presented for {outside} ({money} at {merchant})"
     ),
-    "limit_declined": (
-        "a payment of {money}{for_bill} at {merchant_id} was declined: {what} too low"
-    ),
+    "limit_declined": ("a payment of {money}{for_bill} at {merchant} was declined: {what} too low"),
 }
 KINDS = frozenset(TEXTS)
 
@@ -52,15 +50,46 @@ _COLUMNS = (
     "notification_id, kind, grant_id, amount, currency, merchant_id, terminal_id, bill_id, "
     "message, created_at"
 )
+#: Who the notification names, as its owner's answers show them beside the ids.
+_NAMES = "m.name AS merchant_name, t.label AS terminal_label"
+
+
+def parties(
+    merchant_id: str | None,
+    merchant_name: str | None,
+    terminal_id: str | None,
+    terminal_label: str | None,
+) -> dict[str, str | None]:
+    """``merchant`` and ``terminal`` as the texts name them: ``Corner Bistro (m_hcyl…)``,
+    ``Mallory (t_otmc…)``; without a name known, by id alone (``m_…``, ``terminal t_…``)."""
+    terminal = None
+    if terminal_id is not None:
+        terminal = (
+            labelled(terminal_label, terminal_id) if terminal_label else f"terminal {terminal_id}"
+        )
+    return {
+        "merchant": None if merchant_id is None else labelled(merchant_name, merchant_id),
+        "terminal": terminal,
+    }
 
 
 def text(kind: str, facts: Mapping[str, Any] | None = None, **fields: Any) -> str:
     """The owner's text for a notification of ``kind`` with these ``fields`` (the columns
-    :func:`notify` takes) and ``facts`` (the kind's own, see :data:`TEXTS`)."""
+    :func:`notify` takes) and ``facts`` (the kind's own, see :data:`TEXTS`, and the parties'
+    names, ``merchant_name`` and ``terminal_label``, each optional: without one the text
+    names that party by its id)."""
+    facts = dict(facts or {})
+    names = parties(
+        fields.get("merchant_id"),
+        facts.pop("merchant_name", None),
+        fields.get("terminal_id"),
+        facts.pop("terminal_label", None),
+    )
     amount, currency, bill_id = fields.get("amount"), fields.get("currency"), fields.get("bill_id")
     return TEXTS[kind].format(
         **fields,
-        **(facts or {}),
+        **facts,
+        **names,
         money=None if amount is None or currency is None else format_minor(amount, currency),
         for_bill=f" for bill {bill_id}" if bill_id else "",
         your_share=f" (your share of bill {bill_id})" if bill_id else "",
@@ -147,15 +176,23 @@ def after_seq(tx: Tx, owner: str, after: str | None) -> int:
 
 
 def newer_than(tx: Tx, owner: str, seq: int) -> list[dict[str, Any]]:
+    """The owner's notifications after ``seq``, each with the names of the parties it names
+    (a notification makes them parties: :mod:`.profiles`)."""
+    columns = ", ".join(f"n.{column}" for column in _COLUMNS.split(", "))
     rows = tx.all(
-        f"SELECT {_COLUMNS} FROM notifications WHERE owner_terminal = ? AND seq > ? "
-        f"ORDER BY seq LIMIT {PAGE_SIZE}",
+        f"SELECT {columns}, {_NAMES} FROM notifications n "
+        "LEFT JOIN merchants m ON m.merchant_id = n.merchant_id "
+        "LEFT JOIN terminals t ON t.terminal_id = n.terminal_id "
+        f"WHERE n.owner_terminal = ? AND n.seq > ? ORDER BY n.seq LIMIT {PAGE_SIZE}",
         (owner, seq),
     )
     return [view(row) for row in rows]
 
 
 def view(row: Row) -> dict[str, Any]:
-    out = {key: row[key] for key in _COLUMNS.split(", ") if row[key] is not None}
+    """A notification as its owner reads it: its columns that are set (``message`` as it was
+    worded when written), and ``merchant_name`` and ``terminal_label`` of the parties named."""
+    keys = [*_COLUMNS.split(", "), "merchant_name", "terminal_label"]
+    out = {key: row[key] for key in keys if row[key] is not None}
     out["created_at"] = iso(row["created_at"])
     return out

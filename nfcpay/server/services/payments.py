@@ -17,6 +17,14 @@ _COLUMNS = (
     "payment_id, merchant_id, presenting_terminal, amount, currency, purpose, bill_id, "
     "approval_code, refunded, created_at"
 )
+#: A payment with the names of its two parties, which each of them may read (:mod:`.profiles`).
+_NAMED = (
+    "SELECT "
+    + ", ".join(f"p.{column}" for column in _COLUMNS.split(", "))
+    + ", m.name AS merchant_name, t.label AS presenting_label FROM payments p "
+    "JOIN merchants m ON m.merchant_id = p.merchant_id "
+    "LEFT JOIN terminals t ON t.terminal_id = p.presenting_terminal"
+)
 
 
 def require_merchant(caller: Caller, doing: str = "take payments") -> str:
@@ -28,7 +36,8 @@ def require_merchant(caller: Caller, doing: str = "take payments") -> str:
 
 
 def view(payment: Row, shares: Sequence[Row]) -> dict[str, Any]:
-    """The payment as the API shows it; grant shares never reveal the funding source."""
+    """The payment as the API shows it (``payment`` also holds ``merchant_name`` and
+    ``presenting_label``); grant shares never reveal the funding source."""
     return {
         "payment_id": payment["payment_id"],
         "status": "approved",
@@ -36,7 +45,9 @@ def view(payment: Row, shares: Sequence[Row]) -> dict[str, Any]:
         "amount": payment["amount"],
         "currency": payment["currency"],
         "merchant_id": payment["merchant_id"],
+        "merchant_name": payment["merchant_name"],
         "presenting_terminal": payment["presenting_terminal"],
+        "presenting_label": payment["presenting_label"],
         "purpose": payment["purpose"],
         "bill_id": payment["bill_id"],
         "refunded": payment["refunded"],
@@ -51,11 +62,13 @@ def view(payment: Row, shares: Sequence[Row]) -> dict[str, Any]:
 
 
 def find(tx: Tx, payment_id: str, *, lock: bool = False) -> Row | None:
-    """The payment row, whoever may see it (callers check that)."""
-    return tx.one(
-        f"SELECT {_COLUMNS} FROM payments WHERE payment_id = ?" + (tx.for_update if lock else ""),
-        (payment_id,),
-    )
+    """The payment row with its parties' names, whoever may see it (callers check that);
+    ``lock`` locks the payment's row alone."""
+    if lock:
+        tx.one(
+            f"SELECT payment_id FROM payments WHERE payment_id = ?{tx.for_update}", (payment_id,)
+        )
+    return tx.one(f"{_NAMED} WHERE p.payment_id = ?", (payment_id,))
 
 
 def load(tx: Tx, caller: Caller, payment_id: str, *, lock: bool = False) -> Row:
@@ -81,8 +94,7 @@ def get(tx: Tx, caller: Caller, payment_id: str) -> dict[str, Any]:
 def list_own(tx: Tx, caller: Caller) -> dict[str, Any]:
     merchant_id = require_merchant(caller)
     rows = tx.all(
-        f"SELECT {_COLUMNS} FROM payments WHERE merchant_id = ? "
-        f"ORDER BY created_at DESC LIMIT {PAGE_SIZE}",
+        f"{_NAMED} WHERE p.merchant_id = ? ORDER BY p.created_at DESC LIMIT {PAGE_SIZE}",
         (merchant_id,),
     )
     return {"payments": [view(row, load_shares(tx, row["payment_id"])) for row in rows]}

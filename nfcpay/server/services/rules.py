@@ -72,7 +72,7 @@ class Attempt:
 
     body: PaymentIn
     merchant_id: str
-    #: The merchant's row: ``merchant_id``, ``region``.
+    #: The merchant's row: ``merchant_id``, ``name``, ``region``.
     merchant: Row
     now: int
     #: The merchant's registered categories, primary first.

@@ -225,6 +225,18 @@ OWNERSHIP_CASES: dict[str, tuple[Callable[[World], Call], int, str]] = {
         404,
         "grant_not_found",
     ),
+    "stranger_reads_owners_profile": (
+        _signed_call(
+            lambda w: w.m2, "GET", lambda w: f"/v1/terminals/{w.a.owner.terminal_id}/profile"
+        ),
+        404,
+        "terminal_not_found",
+    ),
+    "stranger_reads_merchants_profile": (
+        _signed_call(lambda w: w.b_owner, "GET", lambda w: f"/v1/merchants/{_m1(w)}/profile"),
+        404,
+        "terminal_not_found",
+    ),
     "close_other_owners_source": (
         _signed_call(
             _a,
@@ -502,6 +514,7 @@ def test_every_operation_is_tried_with_another_terminals_credentials_and_ids(
 
 def test_every_signed_operation_refuses_an_unsigned_request(harness: Harness, world: World) -> None:
     ids = {
+        "terminal_id": world.a.owner.terminal_id,
         "grant_id": world.a.grant_id,
         "source_id": world.a.source["source_id"],
         "payment_id": world.payment_id,
