@@ -8,7 +8,7 @@ TAPS it with `group join`. The collector then pays with `nfcpay target pay --bil
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,10 @@ from nfcpay.cli.terminal import (
     tap_options,
 )
 from nfcpay.errors import ApiError, MoneyError
+from nfcpay.names import labelled
+
+if TYPE_CHECKING:
+    from nfcpay.terminals.home import TerminalHome
 
 
 @click.group()
@@ -148,7 +152,8 @@ def collect(
         from nfcpay.terminals.bill_sticker import collect_visit as gather
     with reader_of(obj, listen, tag_ok=True) as reader, LiveStatus(obj) as live:
         result = gather(home, reader, bill["bill_id"], timeout=timeout, status=live)
-    obj.emit(result.to_json(), lambda: _show_bill(result.bill, result.events))
+    names = _member_names(obj, home, result.bill, ask=True)
+    obj.emit(result.to_json(), lambda: _show_bill(result.bill, result.events, names))
     if not result.ok:
         click.get_current_context().exit(EXIT_DECLINED)
 
@@ -219,12 +224,16 @@ def join(
             timeout=timeout,
             status=live,
         )
-    data = joined.to_json()
+        from nfcpay.terminals.parties import Parties
+
+        collector = joined.to_json()["collector_terminal"]
+        name = Parties(home).learn(client, [collector]).get(collector)
+    data = joined.to_json() | {"collector_label": name}
     obj.emit(
         data,
         f"Joined bill {data['bill_id']}: your share "
         f"{money_text(data['amount'], data['currency'])} is granted to "
-        f"{data['collector_terminal']} (grant {data['grant']['grant_id']}, one use, until "
+        f"{labelled(name, collector)} (grant {data['grant']['grant_id']}, one use, until "
         f"{data['expires_at']}).",
     )
 
@@ -250,7 +259,8 @@ def status(obj: CliContext, bill_id: str, offline: bool) -> None:
     known = {held.grant_id: held.last_known.status.value for held in HeldGrants(home).each()}
     for slot in bill["slots"]:
         slot["grant_status"] = known.get(slot["grant_id"])
-    obj.emit({"ok": True, "bill": bill}, lambda: _show_bill(bill, []))
+    names = _member_names(obj, home, bill, ask=not offline)
+    obj.emit({"ok": True, "bill": bill}, lambda: _show_bill(bill, [], names))
 
 
 @group.command()
@@ -271,10 +281,29 @@ def drop(obj: CliContext, bill_id: str, member: str) -> None:
         bill["collector_share"] += slot["amount"]
         bills.refresh_status(bill)
     bills.save(home, bill)
-    obj.emit({"ok": True, "bill": bill}, lambda: _show_bill(bill, []))
+    names = _member_names(obj, home, bill, ask=False)
+    obj.emit({"ok": True, "bill": bill}, lambda: _show_bill(bill, [], names))
 
 
-def _show_bill(bill: dict[str, Any], events: list[dict[str, Any]]) -> None:
+def _member_names(
+    obj: CliContext, home: TerminalHome, bill: dict[str, Any], *, ask: bool
+) -> dict[str, str]:
+    """The names of the bill's members (each the owner of a grant this collector holds, so
+    the server names them to it); with ``ask`` False, or the server out of reach, only those
+    learnt before (the rest are shown by id)."""
+    from nfcpay.terminals.parties import Parties
+
+    if obj.as_json:
+        return {}
+    parties = Parties(home)
+    members = [slot["member"] for slot in bill["slots"] if slot["member"]]
+    if not ask or not members:
+        return parties.known()
+    with client_of(obj, home) as client:
+        return parties.learn(client, members)
+
+
+def _show_bill(bill: dict[str, Any], events: list[dict[str, Any]], names: dict[str, str]) -> None:
     from nfcpay.terminals import bill as bills
 
     currency = bill["currency"]
@@ -286,7 +315,7 @@ def _show_bill(bill: dict[str, Any], events: list[dict[str, Any]]) -> None:
             str(slot["slot"]),
             money_text(slot["amount"], currency),
             slot["status"],
-            slot["member"] or "",
+            labelled(names.get(slot["member"]), slot["member"]) if slot["member"] else "",
             slot["grant_id"] or "",
         ]
         for slot in bill["slots"]

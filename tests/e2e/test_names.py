@@ -80,3 +80,22 @@ def test_every_party_is_named_with_its_short_id(cli: Cli) -> None:
 
     assert named["target"] in _person(cli, "user", "user", "grants")
     assert named["target"] in _person(cli, "shop", "merchant", "payments")
+
+
+def test_a_group_bill_names_its_collector_and_members(cli: Cli) -> None:
+    member = owner_with_card(cli)
+    collector = cli.init("col", "target")
+    waiting, tapping = cli.readers.devices()
+    collecting = cli.start(
+        "col", "group", "collect", "--total", "20,000", "--members", "1", "--timeout", "40",
+        device=waiting,
+    )  # fmt: skip
+    join = finish(cli.start("user", "group", "join", "--yes", "--timeout", "20", device=tapping,
+                            answers=""))  # fmt: skip
+    collected = finish(collecting)
+    assert (collected.status, join.status) == (0, 0), (collected, join)
+    assert f"is granted to col ({collector[:6]}…)" in join.stderr
+
+    bill_id = collected.data["bill"]["bill_id"]
+    assert f"user ({member[:6]}…)" in _person(cli, "col", "group", "status", bill_id)
+    assert cli.run("col", "group", "status", bill_id).data["bill"]["slots"][0]["member"] == member
