@@ -323,7 +323,7 @@ def pay(
         try:
             paid = tap(amount=entered)
         except AmountNeeded as needed:
-            typed = _ask_amount(live, needed.challenge)
+            typed = _ask_amount(live, home, needed.challenge)
             again = money_text(typed, needed.challenge.currency)
             live(f"Tap the merchant's reader again to pay {again}.")
             paid = tap(amount=typed, merchant=needed.challenge.merchant_id)
@@ -355,10 +355,11 @@ def _learn(obj: CliContext, home: TerminalHome, party_ids: list[str]) -> dict[st
         return Parties(home).learn(client, party_ids)
 
 
-def _ask_amount(live: LiveStatus, challenge: ChallengeRecord) -> int:
+def _ask_amount(live: LiveStatus, home: TerminalHome, challenge: ChallengeRecord) -> int:
     """The amount the person types for an open challenge (asked again until it reads as a
     positive amount in the challenge's currency), in minor units."""
     from nfcpay.money import format_minor
+    from nfcpay.terminals.parties import Parties
 
     limit = challenge.max_amount
     most = "" if limit is None else f", at most {format_minor(limit, challenge.currency)}"
@@ -368,7 +369,8 @@ def _ask_amount(live: LiveStatus, challenge: ChallengeRecord) -> int:
 
     with live.paused():
         minor: int = click.prompt(
-            f"Amount to pay merchant {challenge.merchant_id} ({challenge.currency}{most})",
+            f"Amount to pay merchant {Parties(home).labelled(challenge.merchant_id)} "
+            f"({challenge.currency}{most})",
             value_proc=read,
             err=True,
         )

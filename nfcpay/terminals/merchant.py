@@ -47,6 +47,7 @@ from nfcpay.terminals.open_amount import (
     asked,
     check_max,
 )
+from nfcpay.terminals.parties import Parties
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.reader import Reader
 
@@ -203,7 +204,7 @@ def _converse(
         raise
     receipt = _pending(home, challenge, means, request)
     status(
-        f"Target {means.presenting_terminal} presented "
+        f"Target {Parties(home).labelled(means.presenting_terminal)} presented "
         f"{format_minor(receipt.amount, receipt.currency)}; asking the payment server ..."
     )
     _authorize(home, client, receipt)
@@ -326,6 +327,8 @@ def _authorize(home: TerminalHome, client: PaymentClient, receipt: Charge) -> No
     receipt.payment_id = answer.get("payment_id")
     receipt.approval_code = answer.get("approval_code")
     receipt.presenting_label = answer.get("presenting_label")
+    if receipt.presenting_terminal is not None:  # named to this merchant from now on
+        Parties(home).keep(receipt.presenting_terminal, receipt.presenting_label)
     receipt.decline_code = answer.get("decline_code")
     receipt.message = answer.get("message") or ""
     receipt.replayed = bool(answer.get("replayed"))

@@ -35,6 +35,7 @@ from nfcpay.terminals.exchange import Status, quiet
 from nfcpay.terminals.held import HeldGrant, HeldGrants, Share, choose_shares, held_entry
 from nfcpay.terminals.home import Identity, TerminalHome
 from nfcpay.terminals.open_amount import asked, price
+from nfcpay.terminals.parties import Parties
 from nfcpay.terminals.receipts import Receipt, Receipts, ReceiptStatus, record_result
 from nfcpay.transport.channel import Channel
 from nfcpay.transport.reader import Reader
@@ -160,7 +161,8 @@ def pay(
         challenge = _receive_challenge(channel)
         purpose = _purpose_or_refuse(channel, challenge)
         wanted = asked(challenge, "you enter")
-        status(f"Merchant {challenge.merchant_id} asks for {wanted} for purpose {purpose}.")
+        shop = Parties(home).labelled(challenge.merchant_id)  # named if paid there before
+        status(f"Merchant {shop} asks for {wanted} for purpose {purpose}.")
         challenge = _priced_or_refuse(channel, challenge, amount, merchant, bill_id)
         status(f"Paying {format_minor(challenge.fixed_amount, challenge.currency)}.")
         if bill_id is None:

@@ -64,11 +64,24 @@ def test_every_party_is_named_with_its_short_id(cli: Cli) -> None:
     assert (charge.status, paid.status) == (0, 0), (charge, paid)
     assert (paid.data["merchant_id"], paid.data["merchant_name"]) == (shop, "shop")
 
+    # Once they have dealt, each side names the other while the tap is still going.
+    waiting_device, tapping_device = cli.readers.devices()
+    charging = cli.start("shop", "merchant", "charge", "--amount", "2000", "--timeout", "20",
+                         device=waiting_device, answers="")  # fmt: skip
+    paying = cli.start("target", "target", "pay", "--timeout", "20", device=tapping_device,
+                       answers="")  # fmt: skip
+    charged, paid = finish(charging), finish(paying)
+    assert (charged.status, paid.status) == (0, 0), (charged, paid)
+    assert f"Merchant {named['shop']} asks for 2,000 KRW" in paid.stderr
+    assert f"Target {named['target']} presented 2,000 KRW" in charged.stderr
+
     feed = _person(cli, "user", "user", "notifications")
     assert f"{named['target']} paid 12,000 KRW at {named['shop']} with grant {grant_id}" in feed
     notes = cli.run("user", "user", "notifications").data["notifications"]
     assert {
-        (n["terminal_id"], n["terminal_label"], n["merchant_id"], n["merchant_name"]) for n in notes
+        (n["terminal_id"], n["terminal_label"], n["merchant_id"], n["merchant_name"])
+        for n in notes
+        if n["kind"] == "grant_used"
     } == {(target, "target", shop, "shop")}
 
     wallet = _person(cli, "target", "target", "wallet")

@@ -46,7 +46,8 @@ def test_the_target_enters_the_amount_and_exactly_that_is_charged(
     charged, paid = finish(shop), finish(person)
     assert (charged.status, paid.status) == (0, 0), (charged, paid)
     assert charged.data["amount"] == 9_500
-    assert "Amount to pay merchant m_" in paid.stderr and "(KRW)" in paid.stderr
+    # The target paid there a moment ago: the shop is named, with its short id beside.
+    assert "Amount to pay merchant shop (m_" in paid.stderr and "(KRW)" in paid.stderr
     assert "Tap the merchant's reader again to pay 9,500 KRW" in paid.stderr
     assert "APPROVED 9,500 KRW" in paid.stderr
 
