@@ -431,12 +431,24 @@ def grants(obj: CliContext) -> None:
             money_text(g["rights"]["amount_cap"], g["currency"]),
             money_text(g["remaining_amount"], g["currency"]),
             f"{g['remaining_uses']}/{g['rights']['max_uses']}",
+            _allowance_left(g),
             g["status"],
         ]
         for g in found
     ]
-    headers = ["grant", "for", "cap", "remaining", "uses", "status"]
+    headers = ["grant", "for", "cap", "remaining", "uses", "allowance", "status"]
     obj.emit({"ok": True, "grants": found}, table(headers, rows))
+
+
+def _allowance_left(grant: dict[str, Any]) -> str:
+    """What is left of a grant's allowance this interval (``4,000 of 10,000 KRW a day``), or
+    ``-`` for a grant without one."""
+    allowance = grant["rights"].get("allowance")
+    if not allowance:
+        return "-"
+    left = money_text(grant["allowance_left"], grant["currency"])
+    each = money_text(allowance["amount"], grant["currency"])
+    return f"{left} of {each} a {allowance['period']}"
 
 
 @user.command()

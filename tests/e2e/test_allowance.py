@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from nfcpay.testing.server import zone_at_noon
-from tests.support.cli import Cli
+from tests.support.cli import Cli, finish
 
 pytestmark = pytest.mark.nfc_sim
 
@@ -57,3 +57,7 @@ def test_a_daily_allowance_from_issue_to_the_wallet(cli: Cli) -> None:
     [grant] = shown.data["grants"]
     assert grant["allowance_left"] == 3_000
     assert grant["allowance_renews_at"].endswith("Z")
+
+    owner_view = finish(cli.start("user", "user", "grants", answers=""))
+    assert owner_view.status == 0, owner_view
+    assert "3,000 KRW of 10,000 KRW a day" in owner_view.stderr
