@@ -363,7 +363,8 @@ class World:
         home = self.homes["target"]
         grant = decode_one(grant_octets, GrantRecord)
         home.put("grants", grant.grant_id, target.held_entry(grant))
-        challenge = price(decode_one(challenge_octets, ChallengeRecord), None, person_types)
+        received = decode_one(challenge_octets, ChallengeRecord)
+        challenge = price(received, TYPED_AT_AN_OPEN_CHALLENGE if received.is_open else None)
         shares = target.choose_shares(home, challenge, [grant.grant_id])
         return encode_message([target.sign_means(home, home.identity(), challenge, shares)])
 
@@ -374,11 +375,10 @@ class World:
         return merchant.ask_server(self.clients["shop"], request)
 
 
-def person_types(_: ChallengeRecord) -> int:
-    """What the target's person enters at a challenge turned open in flight: not the price
-    the merchant asked (typing exactly that is charged exactly that: see
-    :func:`test_a_challenge_turned_open_in_flight_charges_only_what_the_merchant_asked`)."""
-    return AMOUNT + 1
+#: What the target's person enters at a challenge turned open in flight: not the price the
+#: merchant asked (typing exactly that is charged exactly that: see
+#: :func:`test_a_challenge_turned_open_in_flight_charges_only_what_the_merchant_asked`).
+TYPED_AT_AN_OPEN_CHALLENGE = AMOUNT + 1
 
 
 ROLES = {
