@@ -18,7 +18,7 @@ transaction run directly on the database.
    time (no coordinated omission), over as many connections as it needs. Writing prepared
    bytes and reading one response costs the generator tens of microseconds, so the server is
    what is measured; the generator's own CPU time is printed to prove it.
-3. Runs the same approval transaction — ``Runtime.unit(caller, authorization.authorize)``,
+3. Runs the same approval transaction — ``Runtime.unit(caller, Authorization(…), first=…)``,
    nonce consumption included, exactly what the HTTP route runs — straight on the same
    database with requests prepared beforehand (no HTTP, no request parsing, no signature
    check of the request itself), two ways, and divides the HTTP rate by each:
@@ -303,11 +303,8 @@ def direct_loops(
             shop = scene.merchant
             nonce = secrets.token_urlsafe(18)
             caller = Caller(shop.terminal_id, "merchant", shop.merchant_id, nonce)
-            work.append(
-                lambda c=caller, b=body, k=prepared.key, d=digest: rt.unit(
-                    c, lambda tx: authorization.authorize(tx, rt, c, b, k, d)
-                )
-            )
+            unit = authorization.Authorization(rt, caller, body, prepared.key, digest)
+            work.append(lambda c=caller, u=unit: rt.unit(c, u, first=u.send))
         return work
 
     def run_all(run: Run, work: list[Callable[[], dict[str, Any]]]) -> None:

@@ -76,6 +76,15 @@ class Tx:
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         self._conn.executemany(sql, rows)
 
+    def insert(self, into: str, rows: Sequence[Params]) -> None:
+        """``INSERT INTO {into} VALUES (…), (…)``: every row in ONE statement (``executemany``
+        sends one per row). ``into`` names the table and its columns."""
+        marks = f"({', '.join('?' * len(rows[0]))})"
+        self.execute(
+            f"INSERT INTO {into} VALUES {', '.join([marks] * len(rows))}",
+            [value for row in rows for value in row],
+        )
+
 
 class Database(ABC):
     """A dialect name, :meth:`run` (and :meth:`run_async`) with retries, and :meth:`close`."""
