@@ -69,3 +69,25 @@ def test_a_libpq_trace_is_tallied_by_messages_and_direction_changes() -> None:
     _tally(trace, traffic)
     assert (traffic.statements, traffic.round_trips) == (4, 3)
     assert traffic.per(2) == (2.0, 1.5)
+
+
+def test_an_approval_takes_three_round_trips_on_postgresql(api: Api) -> None:
+    """BEGIN, the nonce and every read the rules need in one round trip, the writes in a
+    second, COMMIT in the third; on SQLite, statements alone count (none per ledger leg)."""
+    scene = api.scene(max_uses=5)
+    db = api.server.runtime.db
+    scene.pay(100)  # the merchant's and the terminals' rows are cached from now on
+    with counted(db) as one_leg_each:
+        assert scene.pay(100)["status"] == "approved"
+    if db.dialect == "postgresql":
+        assert one_leg_each.round_trips == 3
+    # A second grant adds its own rows, never a statement per ledger leg or share.
+    other = scene.another_grant(amount_cap=50_000, max_uses=5)
+    shares = [(scene.grant_id, scene.usage_auth(), 50), (other.grant_id, other.usage_auth(), 50)]
+    with counted(db) as two_grants:
+        assert scene.pay(100, grants=shares)["status"] == "approved"
+    if db.dialect == "postgresql":
+        assert two_grants.round_trips == 3
+    # One more grant UPDATE and notification (with its advisory lock on PostgreSQL).
+    extra = 2 if db.dialect == "sqlite" else 3
+    assert two_grants.statements == one_leg_each.statements + extra
