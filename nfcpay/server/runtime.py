@@ -235,7 +235,7 @@ def purge_idempotency_keys(runtime: Runtime) -> int:
 
 def send_nonce(tx: Tx, caller: Caller, now_us: int) -> Cursor:
     """Record the caller's request nonce; :func:`nonce_taken` reads the answer."""
-    return tx.execute(
+    return tx.send(
         "INSERT INTO request_nonces (terminal_id, nonce, seen_at) VALUES (?, ?, ?) "
         "ON CONFLICT (terminal_id, nonce) DO NOTHING",
         (caller.terminal_id, caller.nonce, now_us),

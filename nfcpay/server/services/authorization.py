@@ -137,7 +137,7 @@ class Reads:
         self._merchant_id, self._key, self._digest = merchant_id, key, digest
         self._claim = idempotency.send_claim(tx, merchant_id, key, now, digest)
         self._categories = merchants.send_categories(tx, merchant_id)
-        self._challenge = tx.execute(
+        self._challenge = tx.send(
             "SELECT 1 AS x FROM challenges WHERE merchant_id = ? AND challenge = ?",
             (merchant_id, crypto.b64d(body.challenge)),
         )
@@ -194,7 +194,7 @@ class Reads:
 def _send_grants(tx: Tx, presenting: str, ids: list[str]) -> Cursor:
     """One statement: the grants (locked) and whether the presenting terminal may use each."""
     marks = ", ".join("?" * len(ids))
-    return tx.execute(
+    return tx.send(
         f"SELECT {GRANT_COLUMNS}, auth_code_enc, EXISTS (SELECT 1 FROM grant_terminals t "
         "WHERE t.grant_id = grants.grant_id AND t.terminal_id = ?) AS allowed "
         f"FROM grants WHERE grant_id IN ({marks}) ORDER BY grant_id{tx.for_update}",
@@ -205,7 +205,7 @@ def _send_grants(tx: Tx, presenting: str, ids: list[str]) -> Cursor:
 def _send_sources(tx: Tx, among: str, params: list[Any]) -> Cursor:
     """The funding sources whose id is ``among`` (a list of marks or a subquery), locked in
     id order."""
-    return tx.execute(
+    return tx.send(
         "SELECT source_id, owner_terminal, kind, currency, status, card_masked, expiry, "
         "credit_limit, outstanding, balance FROM funding_sources "
         f"WHERE source_id IN ({among}) ORDER BY source_id{tx.for_update}",

@@ -50,7 +50,7 @@ def claim(tx: Tx, merchant_id: str, key: str, digest: bytes, now_us: int) -> Sto
 def send_claim(tx: Tx, merchant_id: str, key: str, now_us: int, digest: bytes) -> Cursor:
     """The first half of :func:`claim`: the claim's INSERT, whose answer :func:`claimed` reads
     (in a pipeline, later)."""
-    return tx.execute(
+    return tx.send(
         "INSERT INTO idempotency_keys (merchant_id, idem_key, request_hash, status_code, "
         "response, created_at) VALUES (?, ?, ?, 0, '', ?) "
         "ON CONFLICT (merchant_id, idem_key) DO NOTHING",

@@ -24,7 +24,7 @@ def categories(tx: Tx, merchant_id: str) -> list[str]:
 
 def send_categories(tx: Tx, merchant_id: str) -> Cursor:
     """Ask for the merchant's categories; :func:`categories_in` reads the answer."""
-    return tx.execute(
+    return tx.send(
         "SELECT category FROM merchant_categories WHERE merchant_id = ? ORDER BY ordinal",
         (merchant_id,),
     )

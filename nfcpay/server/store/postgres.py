@@ -90,6 +90,9 @@ class PostgresTx(Tx):
         with self.pipeline():
             return self._conn.execute(_pg_sql(sql), params)  # type: ignore[no-any-return]
 
+    def send(self, sql: str, params: Params = ()) -> Cursor:
+        return self.execute(sql, params)
+
     @contextmanager
     def pipeline(self) -> Iterator[None]:
         with self._conn.pipeline():
