@@ -106,6 +106,25 @@ def server_benchmarks(db: str | None) -> list[Benchmark]:
             Figure(f"open loop {OFFERED_PER_S}/s: p50", "open_p50_ms", "ms"),
             Figure(f"open loop {OFFERED_PER_S}/s: p99", "open_p99_ms", "ms"),
             Figure("server CPU per approval (32 conns)", "c32_server_cpu_ms_per_approval", "ms"),
+            Figure(
+                "the same in Ed25519 verifications (timed in the same run)",
+                "c32_server_cpu_ed25519_per_approval",
+                "",
+                5 if on_sqlite else 8,
+            ),
+            Figure(
+                "SQL statements per approval (counted at the driver)",
+                "c32_sql_statements_per_approval",
+                "",
+            ),
+        ]
+        if not on_sqlite:  # SQLite runs in the server's process: no round trips
+            figures.append(
+                Figure(
+                    "round trips per approval (single grant)", "c32_round_trips_per_approval", "", 3
+                )
+            )
+        figures += [
             Figure("durable commit p99 (the floor)", "c32_durable_commit_p99_ms", "ms"),
             Figure("server RSS high-water", "rss_high_water_mb", "MB", 150),
         ]

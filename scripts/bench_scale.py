@@ -16,7 +16,7 @@ stay within 1.5x of an empty database. The script:
    idempotency keys, challenges and nonces; ANALYZE on PostgreSQL) and reports how long each
    table took;
 3. runs ``--approvals`` approvals on each through the server's own transaction —
-   ``Runtime.unit(caller, authorization.authorize)``, nonce included, the direct path of
+   ``Runtime.unit(caller, Authorization(…), first=…)``, nonce included, the direct path of
    ``bench_server.py`` — alternating blocks between the two databases so that load from
    other processes hits both alike, and prints p50/p99 of each and the p99 ratio;
 4. prints the plan of every statement the hot paths run on the full database (approvals,
@@ -96,12 +96,8 @@ class Side:
         for _ in range(count):
             caller, body, key, digest = self.work.pop()
             began = time.perf_counter()
-            answer = rt.unit(
-                caller,
-                lambda tx, c=caller, b=body, k=key, d=digest: authorization.authorize(
-                    tx, rt, c, b, k, d
-                ),
-            )
+            work = authorization.Authorization(rt, caller, body, key, digest)
+            answer = rt.unit(caller, work, first=work.send)
             took = time.perf_counter() - began
             if answer["status"] != "approved":
                 self.run.failures.append(answer["decline_code"])

@@ -18,7 +18,7 @@ transaction run directly on the database.
    time (no coordinated omission), over as many connections as it needs. Writing prepared
    bytes and reading one response costs the generator tens of microseconds, so the server is
    what is measured; the generator's own CPU time is printed to prove it.
-3. Runs the same approval transaction — ``Runtime.unit(caller, authorization.authorize)``,
+3. Runs the same approval transaction — ``Runtime.unit(caller, Authorization(…), first=…)``,
    nonce consumption included, exactly what the HTTP route runs — straight on the same
    database with requests prepared beforehand (no HTTP, no request parsing, no signature
    check of the request itself), two ways, and divides the HTTP rate by each:
@@ -29,9 +29,20 @@ transaction run directly on the database.
      :class:`Database` the server uses (on PostgreSQL: its connection pool), so the
      database side is as good as the server's and only the HTTP layer is missing.
 
-The server's memory high-water mark (VmHWM from /proc) is read after the load. Every HTTP
-answer must be an approval; the ledger audit must be clean afterwards. With ``--json`` the
-last line is a JSON list, one object per configuration run.
+4. Counts what one approval asks of the database, in a run of its own (``--count-requests``
+   sequential approvals, bare): SQL statements and, on PostgreSQL, round trips, from the
+   driver's own hooks (:func:`nfcpay.testing.traffic.counted`: SQLite's trace callback,
+   libpq's protocol trace). These are deterministic, unlike the timings.
+5. Times one Ed25519 verification (:func:`nfcpay.crypto.verify_signature`, as the server
+   calls it) in this process right after the HTTP runs, and states the server's CPU per
+   approval in those verifications too: the two an approval cannot do without (the
+   merchant's request signature, the target's presentation) are the floor, and the ratio
+   travels between machines better than milliseconds do.
+
+The server's CPU is its own (user + system time from /proc, all threads). The server's memory
+high-water mark (VmHWM from /proc) is read after the load. Every HTTP answer must be an
+approval; the ledger audit must be clean afterwards. With ``--json`` the last line is a JSON
+list, one object per configuration run.
 """
 
 from __future__ import annotations
@@ -66,6 +77,7 @@ from nfcpay.testing.server import (
     postgres_schema,
     start_server,
 )
+from nfcpay.testing.traffic import Traffic, counted
 
 AMOUNT = 1
 CURRENCY = "KRW"
@@ -73,6 +85,8 @@ PATH = "/v1/payments"
 WARMUP_REQUESTS_PER_CONNECTION = 10
 #: Requests are signed before the run; the server accepts timestamps up to 300 s old.
 MAX_SIGNED_AGE_S = 240
+#: Bare approvals whose statements and round trips are counted.
+COUNTED_APPROVALS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +272,16 @@ def drive_open(url: str, requests: list[Prepared], rate: float, connections: int
 
 
 def direct_loops(
-    database_url: str, data_dir: Path, scenes: list[PaymentScene], count: int, threads: int
-) -> tuple[Run, Run]:
+    database_url: str,
+    data_dir: Path,
+    scenes: list[PaymentScene],
+    count: int,
+    threads: int,
+    counted_count: int,
+) -> tuple[Run, Run, Traffic]:
     """The route's transaction straight on the database, ``count`` times sequentially, then
-    ``count`` times from ``threads`` threads at once (group commit / the pool)."""
+    ``count`` times from ``threads`` threads at once (group commit / the pool); and what
+    ``counted_count`` more sequential ones sent to the database."""
     from nfcpay.server.app import create_runtime
     from nfcpay.server.runtime import Caller
     from nfcpay.server.schemas import PaymentIn
@@ -283,11 +303,8 @@ def direct_loops(
             shop = scene.merchant
             nonce = secrets.token_urlsafe(18)
             caller = Caller(shop.terminal_id, "merchant", shop.merchant_id, nonce)
-            work.append(
-                lambda c=caller, b=body, k=prepared.key, d=digest: rt.unit(
-                    c, lambda tx: authorization.authorize(tx, rt, c, b, k, d)
-                )
-            )
+            unit = authorization.Authorization(rt, caller, body, prepared.key, digest)
+            work.append(lambda c=caller, u=unit: rt.unit(c, u, first=u.send))
         return work
 
     def run_all(run: Run, work: list[Callable[[], dict[str, Any]]]) -> None:
@@ -319,9 +336,34 @@ def direct_loops(
             worker.join()
         grouped.seconds = time.perf_counter() - start
         grouped.cpu_seconds = time.process_time() - cpu
+
+        tally = Run("counted", concurrency=1)
+        work = prepared_work(counted_count)
+        with counted(rt.db) as traffic:
+            run_all(tally, work)
+        if tally.failures:
+            sequential.failures += tally.failures
     finally:
         rt.db.close()
-    return sequential, grouped
+    return sequential, grouped, traffic
+
+
+def ed25519_verify_ms(batches: int = 5, per_batch: int = 400) -> float:
+    """CPU time of one :func:`crypto.verify_signature` here (median of ``batches``)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes_raw()
+    message = secrets.token_bytes(200)
+    signature = key.sign(message)
+    times = []
+    for _ in range(batches):
+        cpu = time.process_time()
+        for _ in range(per_batch):
+            if not crypto.verify_signature(public, signature, message):
+                raise AssertionError("a good signature did not verify")
+        times.append((time.process_time() - cpu) / per_batch)
+    return statistics.median(times) * 1000
 
 
 # --- orchestration ------------------------------------------------------------------------------
@@ -342,8 +384,10 @@ def profiler(pid: int, output: str | None) -> Iterator[None]:
         yield
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    command = [spy, "record", "--pid", str(pid), "--output", output, "--rate", "200"]
-    command += ["--nonblocking", "--gil"]
+    # Every thread that is running, not only the one holding the GIL: the Ed25519 checks and
+    # SQLite's own work release the GIL, and a GIL-only profile would hide them.
+    command = [spy, "record", "--pid", str(pid), "--output", output, "--rate", "500"]
+    command += ["--nonblocking"]
     if output.endswith(".txt"):
         command += ["--format", "raw"]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as spy_p:
@@ -353,6 +397,42 @@ def profiler(pid: int, output: str | None) -> Iterator[None]:
         finally:
             spy_p.send_signal(2)
             spy_p.wait(30)
+
+
+#: Where an approval's time goes: a sample counts for the first landmark whose text is in
+#: one of its frames (True) or in the running frame itself (False).
+PROFILE_LANDMARKS = {
+    "Ed25519 verifications": ("verify_signature (", True),
+    "SQL statements (sqlite3 / psycopg, incl. their C work)": ("Tx.", True),
+    "the database layer itself (SQLite: COMMIT's fsync, a wait)": ("Database.", False),
+}
+
+
+def profile_summary(path: Path, top: int = 15) -> str:
+    """The top costs in a raw py-spy profile: landmark shares, then the frames that were
+    running (self time), as shares of all samples."""
+    own: dict[str, int] = {}
+    landmarks = dict.fromkeys(PROFILE_LANDMARKS, 0)
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        leaf = frames[-1].rsplit(":", 1)[0] + ")" if ":" in frames[-1] else frames[-1]
+        own[leaf] = own.get(leaf, 0) + samples
+        for name, (marker, anywhere) in PROFILE_LANDMARKS.items():
+            if marker in leaf or (anywhere and any(marker in frame for frame in frames)):
+                landmarks[name] += samples
+                break
+    lines = [f"profile {path}: {total} samples of running threads"]
+    lines += [f"  {100 * n / max(total, 1):5.1f}%  {name}" for name, n in landmarks.items()]
+    lines.append("  running (self), top frames:")
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:top]
+    lines += [f"  {100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in ranked]
+    return "\n".join(lines)
 
 
 def durable_commit_ms(directory: Path, commits: int = 100) -> tuple[float, float]:
@@ -445,30 +525,69 @@ def measure(args: argparse.Namespace, server: ServerProcess) -> int:
             run = drive_open(server.url, flat, args.rate, args.open_connections)
             run.server_cpu_seconds = process_cpu_seconds(pid) - used
             runs.append(run)
+    verify_ms = ed25519_verify_ms()
     rss_mb = memory_high_water_mb(pid)
     done = max(run.approvals for run in runs)
     direct_count = args.direct_requests or max(200, min(done, 3_000))
-    sequential, grouped = direct_loops(
-        server.database_url, server.data_dir, scenes, direct_count, args.bare_threads
+    sequential, grouped, traffic = direct_loops(
+        server.database_url,
+        server.data_dir,
+        scenes,
+        direct_count,
+        args.bare_threads,
+        args.count_requests,
     )
     problems = server.audit()
     fsync_ms = durable_commit_ms(server.data_dir)
-    summary = report(server, runs, sequential, grouped, problems, fsync_ms, rss_mb)
+    summary = report(
+        server,
+        runs,
+        (sequential, grouped),
+        problems,
+        fsync_ms,
+        rss_mb,
+        Costs(traffic, args.count_requests, verify_ms),
+    )
+    if args.profile and args.profile.endswith(".txt"):
+        print(profile_summary(Path(args.profile)))
     if args.json:
         print(json.dumps(summary))
     failed = warm.failures or problems or any(r.failures for r in [*runs, sequential, grouped])
     return 1 if failed else 0
 
 
+@dataclass(frozen=True)
+class Costs:
+    """What one approval costs besides time: database traffic over ``approvals`` counted
+    bare approvals, and the CPU time of one Ed25519 verification here."""
+
+    traffic: Traffic
+    approvals: int
+    verify_ms: float
+
+    def in_verifications(self, cpu_ms: float) -> float:
+        return cpu_ms / self.verify_ms
+
+    def describe(self) -> str:
+        statements, trips = self.traffic.per(self.approvals)
+        rt = "none (in-process)" if trips is None else f"{trips:.2f}"
+        return (
+            f"per approval ({self.approvals} bare ones, sequential, counted at the driver): "
+            f"{statements:.2f} SQL statements, round trips {rt}; "
+            f"one Ed25519 verification here: {self.verify_ms:.3f} ms CPU"
+        )
+
+
 def report(
     server: ServerProcess,
     runs: list[Run],
-    sequential: Run,
-    grouped: Run,
+    bare: tuple[Run, Run],
     problems: list[str],
     fsync_ms: tuple[float, float],
     rss_mb: float,
+    costs: Costs,
 ) -> list[dict[str, Any]]:
+    sequential, grouped = bare
     backend = "PostgreSQL" if server.db_url else "SQLite (WAL, synchronous=FULL)"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"nfcpay server benchmark: {backend}, 1 server process, {os.cpu_count()} CPUs")
@@ -477,20 +596,26 @@ def report(
         f"load average {load}"
     )
     print(f"{'run':<28}{'approvals':>10}{'seconds':>9}{'appr/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
-          f"{'client CPU':>11}{'server CPU':>11}{'ms CPU/appr':>12}")  # fmt: skip
+          f"{'client CPU':>11}{'server CPU':>11}{'ms CPU/appr':>12}{'in Ed25519':>11}")  # fmt: skip
     for run in (*runs, sequential, grouped):
         if run.server_cpu_seconds is None:
-            server_cpu, per_approval = "-", "-"
+            server_cpu, per_approval, verifications = "-", "-", "-"
         else:
             server_cpu = f"{run.server_cpu_seconds / run.seconds:.0%}"
-            per_approval = f"{1000 * run.server_cpu_seconds / max(run.approvals, 1):.2f}"
+            cpu_ms = 1000 * run.server_cpu_seconds / max(run.approvals, 1)
+            per_approval = f"{cpu_ms:.2f}"
+            verifications = f"{costs.in_verifications(cpu_ms):.1f}"
         print(
             f"{run.name:<28}{run.approvals:>10}{run.seconds:>9.2f}{run.rate:>9.1f}"
             f"{run.percentile(0.50):>8.2f}{run.percentile(0.99):>8.2f}"
             f"{run.cpu_seconds / run.seconds:>11.0%}{server_cpu:>11}{per_approval:>12}"
+            f"{verifications:>11}"
         )
+    print(costs.describe())
+    statements, trips = costs.traffic.per(costs.approvals)
     summary = []
     for run in runs:
+        cpu_ms = 1000 * (run.server_cpu_seconds or 0) / max(run.approvals, 1)
         vs_sequential = run.rate / sequential.rate if sequential.rate else math.nan
         vs_grouped = run.rate / grouped.rate if grouped.rate else math.nan
         if run.offered_rate:  # the rate is what was offered: a ratio would mean nothing
@@ -509,9 +634,11 @@ def report(
             "approvals_per_s": round(run.rate, 1),
             "p50_ms": round(run.percentile(0.50), 2),
             "p99_ms": round(run.percentile(0.99), 2),
-            "server_cpu_ms_per_approval": round(
-                1000 * (run.server_cpu_seconds or 0) / max(run.approvals, 1), 3
-            ),
+            "server_cpu_ms_per_approval": round(cpu_ms, 3),
+            "server_cpu_ed25519_per_approval": round(costs.in_verifications(cpu_ms), 2),
+            "ed25519_verify_ms": round(costs.verify_ms, 4),
+            "sql_statements_per_approval": round(statements, 2),
+            "round_trips_per_approval": None if trips is None else round(trips, 2),
             "bare_loop_sequential_per_s": round(sequential.rate, 1),
             "bare_loop_group_commit_per_s": round(grouped.rate, 1),
             "bare_loop_group_commit_threads": grouped.concurrency,
@@ -557,7 +684,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bare-threads", type=int, default=32, help="threads of the group-commit bare loop (32)"
     )
-    parser.add_argument("--profile", help="py-spy the server during the HTTP runs (.svg/.txt)")
+    parser.add_argument(
+        "--count-requests",
+        type=int,
+        default=COUNTED_APPROVALS,
+        help=f"bare approvals whose database traffic is counted ({COUNTED_APPROVALS})",
+    )
+    parser.add_argument(
+        "--profile",
+        help="py-spy the server during the HTTP runs (.svg, or .txt: raw, and its top costs)",
+    )
     parser.add_argument("--json", action="store_true", help="end with a JSON summary line")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     args = parser.parse_args(argv)

@@ -52,9 +52,8 @@ async def pay(rt: Runtime, caller: Caller, body: PaymentIn, key: str | None) -> 
     """The payment route's work once the caller is known: shared by both paths."""
     key = idempotency.check_key(key)
     digest = idempotency.request_hash(PATH, body.model_dump(mode="json"))
-    return await rt.unit_async(
-        caller, lambda tx: authorization.authorize(tx, rt, caller, body, key, digest)
-    )
+    work = authorization.Authorization(rt, caller, body, key, digest)
+    return await rt.unit_async(caller, work, first=work.send)
 
 
 class PaymentFastPath:

@@ -34,9 +34,8 @@ def post(tx: Tx, now_us: int, txn_id: str, currency: str, legs: Sequence[Leg]) -
         raise ValueError(f"ledger transaction {txn_id} does not balance: {legs}")
     if any(amount == 0 for _, amount in legs):
         raise ValueError(f"ledger transaction {txn_id} has a zero leg")
-    tx.executemany(
-        "INSERT INTO ledger_entries (txn_id, leg, account, amount, currency, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+    tx.insert(
+        "ledger_entries (txn_id, leg, account, amount, currency, created_at)",
         [
             (txn_id, i, account, amount, currency, now_us)
             for i, (account, amount) in enumerate(legs)

@@ -25,10 +25,12 @@ from nfcpay.crypto import FieldCipher
 from nfcpay.errors import AuthenticationFailed, ConfigError
 from nfcpay.server.ratelimit import TokenBuckets
 from nfcpay.server.settings import ServerSettings
-from nfcpay.server.store import Database, Tx
+from nfcpay.server.store import Cursor, Database, Tx
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+#: A unit's first statements, sent without reading their answers (:meth:`Runtime.unit`).
+Sends = Callable[[Tx], None]
 
 #: Seen nonces older than this are pruned; twice the clock-skew window keeps replays out.
 _NONCE_PRUNE_EVERY_S = 60.0
@@ -176,20 +178,31 @@ class Runtime:
             merchant = self._merchants[merchant_id] = dict(row)
         return merchant
 
-    def unit(self, caller: Caller, work: Callable[[Tx], T]) -> T:
+    def unit(self, caller: Caller, work: Callable[[Tx], T], first: Sends | None = None) -> T:
         """Run ``work`` in one transaction that also consumes the caller's request nonce.
 
         A replayed nonce fails the whole transaction, so a replayed request changes nothing.
+        ``first`` sends the work's first statements in the nonce's pipeline (PostgreSQL: one
+        round trip for both, with the transaction's BEGIN); it must only send, and leave
+        reading their answers to ``work``, which runs once the nonce was found fresh.
         """
-        return self.db.run(self._with_nonce(caller, work))
+        return self.db.run(self._with_nonce(caller, work, first))
 
-    async def unit_async(self, caller: Caller, work: Callable[[Tx], T]) -> T:
+    async def unit_async(
+        self, caller: Caller, work: Callable[[Tx], T], first: Sends | None = None
+    ) -> T:
         """:meth:`unit` for the event loop (no thread-pool hop on SQLite)."""
-        return await self.db.run_async(self._with_nonce(caller, work))
+        return await self.db.run_async(self._with_nonce(caller, work, first))
 
-    def _with_nonce(self, caller: Caller, work: Callable[[Tx], T]) -> Callable[[Tx], T]:
+    def _with_nonce(
+        self, caller: Caller, work: Callable[[Tx], T], first: Sends | None
+    ) -> Callable[[Tx], T]:
         def consume_nonce_then_work(tx: Tx) -> T:
-            consume_nonce(tx, caller, self.now_us())
+            with tx.pipeline():
+                nonce = send_nonce(tx, caller, self.now_us())
+                if first is not None:
+                    first(tx)
+            nonce_taken(nonce)
             self._maybe_prune(tx)
             return work(tx)
 
@@ -224,11 +237,16 @@ def purge_idempotency_keys(runtime: Runtime) -> int:
     )
 
 
-def consume_nonce(tx: Tx, caller: Caller, now_us: int) -> None:
-    cursor = tx.execute(
+def send_nonce(tx: Tx, caller: Caller, now_us: int) -> Cursor:
+    """Record the caller's request nonce; :func:`nonce_taken` reads the answer."""
+    return tx.send(
         "INSERT INTO request_nonces (terminal_id, nonce, seen_at) VALUES (?, ?, ?) "
         "ON CONFLICT (terminal_id, nonce) DO NOTHING",
         (caller.terminal_id, caller.nonce, now_us),
     )
+
+
+def nonce_taken(cursor: Cursor) -> None:
+    """Refuse a request whose nonce (:func:`send_nonce`'s ``cursor``) was seen before."""
     if cursor.rowcount != 1:
         raise AuthenticationFailed("this request was already received (replayed nonce)")

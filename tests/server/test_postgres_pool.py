@@ -19,6 +19,7 @@ from nfcpay.errors import ConfigError, DatabaseOutcomeUnknown, DatabaseUnavailab
 from nfcpay.server.store import Tx, open_database
 from nfcpay.server.store.postgres import PostgresDatabase
 from nfcpay.testing.query_plans import observed
+from nfcpay.testing.traffic import counted
 from tests.support.network import TcpProxy
 
 #: A timeout far longer than the bound the tests check: only a real wait-out fails them,
@@ -71,10 +72,12 @@ def test_one_connection_from_the_start_and_no_statement_added_per_transaction(
     db: PostgresDatabase, postgres_url: str, app_name: str
 ) -> None:
     assert len(sessions(postgres_url, app_name)) == 1
-    with observed(db) as seen:
+    with observed(db) as seen, counted(db) as traffic:
         assert db.run(lambda tx: tx.scalar("SELECT 41 + 1 AS answer")) == 42
-    # No liveness check before the connection is handed out: the one statement is all.
-    assert [s.sql for s in seen] == ["SELECT 41 + 1 AS answer"]
+    # No liveness check before the connection is handed out: the one statement and the
+    # transaction's BEGIN (sent with it, in one pipeline) are all, then psycopg's COMMIT.
+    assert [s.sql for s in seen] == ["BEGIN", "SELECT 41 + 1 AS answer"]
+    assert (traffic.statements, traffic.round_trips) == (3, 2)
 
 
 @pytest.mark.postgres

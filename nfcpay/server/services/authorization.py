@@ -8,6 +8,10 @@ approval, the charge.
 
 Order of work inside the transaction:
 
+0. send the reads the rules need (:class:`Reads`; on PostgreSQL in the request nonce's
+   pipeline, :meth:`Authorization.send`, so BEGIN, the nonce and all of them take ONE round
+   trip): the idempotency claim, the merchant's categories, whether the challenge was used
+   and, for a payment outside a bill, the grants and their funding sources, locked;
 1. claim the merchant's idempotency key (a finished earlier request is replayed);
 2. check the split (shares add up), that a bill is not paid already and paid on its terms
    (PostgreSQL: a transaction-scoped advisory lock on the bill id serializes its payers, and
@@ -18,7 +22,12 @@ Order of work inside the transaction:
 4. a bill that is not the presenting terminal's is declined after all that (its members'
    grant alarms still go out), without a write to the bill;
 5. on any failure: release the key, write only the owner notifications, answer "declined";
-6. otherwise charge: grants, sources, payment, shares, ledger, challenge, notifications.
+6. otherwise charge: grants, sources, payment, shares, ledger, challenge, notifications and
+   the idempotency record, sent back to back (one round trip on PostgreSQL).
+
+So an approval outside a bill takes three round trips on PostgreSQL: the reads, the writes
+and the COMMIT. The rules run in Python, once, on the rows read: there is no second copy of
+any of them in SQL.
 
 A declined request changes no balance, grant, ledger, challenge or idempotency row. The one
 deliberate exception is brute-force protection: the :data:`LOCK_AFTER_MISMATCHES`-th wrong
@@ -68,7 +77,7 @@ from nfcpay.server.services.rules import (
     split_rule,
     usage_auth_genuine,
 )
-from nfcpay.server.store import RetryableConflict, Row, Tx
+from nfcpay.server.store import Cursor, RetryableConflict, Row, Tx
 
 
 @dataclass
@@ -78,6 +87,7 @@ class _Check:
     tx: Tx
     rt: Runtime
     attempt: Attempt
+    reads: Reads
     failures: list[Failure] = field(default_factory=list)
     #: Writes a decline still makes: owner notifications (and a grant lock).
     on_decline: list[Callable[[], None]] = field(default_factory=list)
@@ -120,20 +130,142 @@ class _Check:
         )
 
 
+class Reads:
+    """What the rules read before they run, sent together and read afterwards (one round
+    trip on PostgreSQL when sent inside a pipeline): the idempotency claim, the merchant's
+    categories, whether the challenge was used and — for a payment outside a bill, which
+    takes no bill lock before its grants — the grants and every funding source they or the
+    means name, each locked in sorted id order. A bill's grants and sources are read when
+    the rules come to them (:meth:`grants`, :meth:`sources`), after the bill's lock."""
+
+    def __init__(
+        self, tx: Tx, merchant_id: str, body: PaymentIn, key: str, digest: bytes, now: int
+    ) -> None:
+        self.now = now
+        self._merchant_id, self._key, self._digest = merchant_id, key, digest
+        self._claim = idempotency.send_claim(tx, merchant_id, key, now, digest)
+        self._categories = merchants.send_categories(tx, merchant_id)
+        self._challenge = tx.send(
+            "SELECT 1 AS x FROM challenges WHERE merchant_id = ? AND challenge = ?",
+            (merchant_id, crypto.b64d(body.challenge)),
+        )
+        self._grants: Cursor | None = None
+        self._sources: dict[str, Row] | Cursor | None = None
+        ids = sorted(share.grant_id for share in body.means.grants)
+        if body.bill_id is None and ids:
+            self._grants = _send_grants(tx, body.means.presenting_terminal, ids)
+            marks = ", ".join("?" * len(ids))
+            self._sources = _send_sources(
+                tx,
+                f"SELECT source_id FROM grants WHERE grant_id IN ({marks}) UNION SELECT ?",
+                [*ids, body.means.own_source_id],
+            )
+
+    def claimed(self, tx: Tx) -> idempotency.Stored | None:
+        return idempotency.claimed(tx, self._claim, self._merchant_id, self._key, self._digest)
+
+    def categories(self) -> list[str]:
+        return merchants.categories_in(self._categories)
+
+    def challenge_used(self) -> bool:
+        return bool(self._challenge.fetchall())
+
+    def grants(self, tx: Tx, presenting: str, ids: list[str]) -> list[Row]:
+        """The grants ``ids`` (sorted), locked, each with ``allowed`` for ``presenting``."""
+        if self._grants is None:
+            return _send_grants(tx, presenting, ids).fetchall()
+        return self._grants.fetchall()
+
+    def sources(self, tx: Tx, ids: list[str]) -> dict[str, Row]:
+        """The funding sources ``ids`` (sorted) that exist, locked, by id."""
+        if self._sources is None:
+            marks = ", ".join("?" * len(ids))
+            return {row["source_id"]: row for row in _send_sources(tx, marks, ids).fetchall()}
+        return {i: self._sent_sources()[i] for i in ids if i in self._sent_sources()}
+
+    def owner_of(self, tx: Tx, source_id: str) -> str | None:
+        """The owner of funding source ``source_id``; None when there is no such source."""
+        if self._sources is None:
+            return tx.scalar(  # type: ignore[no-any-return]
+                "SELECT owner_terminal FROM funding_sources WHERE source_id = ?", (source_id,)
+            )
+        source = self._sent_sources().get(source_id)
+        return None if source is None else source["owner_terminal"]
+
+    def _sent_sources(self) -> dict[str, Row]:
+        if not isinstance(self._sources, dict):
+            assert self._sources is not None
+            self._sources = {row["source_id"]: row for row in self._sources.fetchall()}
+        return self._sources
+
+
+def _send_grants(tx: Tx, presenting: str, ids: list[str]) -> Cursor:
+    """One statement: the grants (locked) and whether the presenting terminal may use each."""
+    marks = ", ".join("?" * len(ids))
+    return tx.send(
+        f"SELECT {GRANT_COLUMNS}, auth_code_enc, EXISTS (SELECT 1 FROM grant_terminals t "
+        "WHERE t.grant_id = grants.grant_id AND t.terminal_id = ?) AS allowed "
+        f"FROM grants WHERE grant_id IN ({marks}) ORDER BY grant_id{tx.for_update}",
+        [presenting, *ids],
+    )
+
+
+def _send_sources(tx: Tx, among: str, params: list[Any]) -> Cursor:
+    """The funding sources whose id is ``among`` (a list of marks or a subquery), locked in
+    id order."""
+    return tx.send(
+        "SELECT source_id, owner_terminal, kind, currency, status, card_masked, expiry, "
+        "credit_limit, outstanding, balance FROM funding_sources "
+        f"WHERE source_id IN ({among}) ORDER BY source_id{tx.for_update}",
+        params,
+    )
+
+
+class Authorization:
+    """The payment route's unit of work: :meth:`send` sends its :class:`Reads` (in the
+    request nonce's pipeline, :meth:`Runtime.unit`'s ``first``), calling it runs
+    :func:`authorize` on them."""
+
+    def __init__(
+        self, rt: Runtime, caller: Caller, body: PaymentIn, key: str, digest: bytes
+    ) -> None:
+        self.rt, self.caller, self.body, self.key, self.digest = rt, caller, body, key, digest
+        self._reads: Reads | None = None
+
+    def send(self, tx: Tx) -> None:
+        self._reads = None
+        merchant_id = self.caller.merchant_id
+        if merchant_id is None or not _well_formed(self.body):
+            return  # authorize refuses it (403, 422) before reading anything
+        self._reads = Reads(tx, merchant_id, self.body, self.key, self.digest, self.rt.now_us())
+
+    def __call__(self, tx: Tx) -> dict[str, Any]:
+        return authorize(tx, self.rt, self.caller, self.body, self.key, self.digest, self._reads)
+
+
 def authorize(
-    tx: Tx, rt: Runtime, caller: Caller, body: PaymentIn, key: str, digest: bytes
+    tx: Tx,
+    rt: Runtime,
+    caller: Caller,
+    body: PaymentIn,
+    key: str,
+    digest: bytes,
+    reads: Reads | None = None,
 ) -> dict[str, Any]:
+    """Authorize ``body`` and charge it, or decline it; ``reads``: sent already, else now."""
     merchant_id = payments.require_merchant(caller)
-    now = rt.now_us()
     _check_shape(body)
-    stored = idempotency.claim(tx, merchant_id, key, digest, now)
+    if reads is None:
+        reads = Reads(tx, merchant_id, body, key, digest, rt.now_us())
+    now = reads.now
+    stored = reads.claimed(tx)
     if stored is not None:
         return {**stored.response, "replayed": True}
     merchant = rt.merchant(tx, merchant_id)
     if merchant is None:
         raise RuntimeError(f"merchant {merchant_id} of a registered terminal is missing")
-    categories = tuple(merchants.categories(tx, merchant_id))
-    check = _Check(tx, rt, Attempt(body, merchant_id, merchant, now, categories))
+    categories = tuple(reads.categories())
+    check = _Check(tx, rt, Attempt(body, merchant_id, merchant, now, categories), reads)
     own_amount, failure = split_rule(check.attempt)
     check.add(failure)
     if not check.failures:
@@ -151,9 +283,7 @@ def authorize(
         for write in check.on_decline:
             write()
         return declined(check.failures)
-    response = _charge(check)
-    idempotency.complete(tx, merchant_id, key, 200, response)
-    return response
+    return _charge(check, key)
 
 
 def declined(failures: list[Failure]) -> dict[str, Any]:
@@ -165,6 +295,14 @@ def declined(failures: list[Failure]) -> dict[str, Any]:
         "failing": [f.as_dict() for f in failures],
         "replayed": False,
     }
+
+
+def _well_formed(body: PaymentIn) -> bool:
+    try:
+        _check_shape(body)
+    except InvalidRequest:
+        return False
+    return True
 
 
 def _check_shape(body: PaymentIn) -> None:
@@ -226,11 +364,7 @@ def _check_presentation(check: _Check) -> None:
         if key is not None:
             _note_copies(check)
         return
-    used = check.tx.one(
-        "SELECT 1 AS x FROM challenges WHERE merchant_id = ? AND challenge = ?",
-        (attempt.merchant_id, crypto.b64d(attempt.body.challenge)),
-    )
-    check.add(challenge_rule(bool(used)))
+    check.add(challenge_rule(check.reads.challenge_used()))
 
 
 def _note_copies(check: _Check) -> None:
@@ -256,16 +390,8 @@ def _check_grants(check: _Check) -> None:
     shares = check.attempt.body.means.grants
     if not shares:
         return
-    tx = check.tx
     ids = sorted(share.grant_id for share in shares)
-    marks = ", ".join("?" * len(ids))
-    # One statement: the grants (locked) and whether the presenting terminal may use each.
-    rows = tx.all(
-        f"SELECT {GRANT_COLUMNS}, auth_code_enc, EXISTS (SELECT 1 FROM grant_terminals t "
-        "WHERE t.grant_id = grants.grant_id AND t.terminal_id = ?) AS allowed "
-        f"FROM grants WHERE grant_id IN ({marks}) ORDER BY grant_id{tx.for_update}",
-        [check.attempt.presenting, *ids],
-    )
+    rows = check.reads.grants(check.tx, check.attempt.presenting, ids)
     check.grants = {row["grant_id"]: row for row in rows}
     for share in shares:
         row = check.grants.get(share.grant_id)
@@ -333,9 +459,7 @@ def _check_own_source(check: _Check, own_amount: int) -> None:
     if own_amount <= 0:
         return
     source_id = check.attempt.body.means.own_source_id
-    owner = check.tx.scalar(
-        "SELECT owner_terminal FROM funding_sources WHERE source_id = ?", (source_id,)
-    )
+    owner = check.reads.owner_of(check.tx, source_id) if source_id is not None else None
     failure = own_source_rule(check.attempt, owner)
     if failure is None:
         check.shares.append(Share(None, str(source_id), own_amount))
@@ -349,15 +473,9 @@ def _check_funding(check: _Check) -> None:
         totals[share.source_id] = totals.get(share.source_id, 0) + share.amount
     if not totals:
         return
-    tx, attempt = check.tx, check.attempt
+    attempt = check.attempt
     ids = sorted(totals)
-    rows = tx.all(
-        "SELECT source_id, owner_terminal, kind, currency, status, card_masked, expiry, "
-        "credit_limit, outstanding, balance FROM funding_sources "
-        f"WHERE source_id IN ({', '.join('?' * len(ids))}) ORDER BY source_id{tx.for_update}",
-        ids,
-    )
-    check.sources = {row["source_id"]: row for row in rows}
+    check.sources = check.reads.sources(check.tx, ids)
     for source_id in ids:
         source = check.sources[source_id]
         failure = source_rule(attempt, source, totals[source_id])
@@ -376,9 +494,10 @@ def _check_funding(check: _Check) -> None:
         check.failures += backed_shares_rule(failure, check.shares, source_id)
 
 
-def _charge(check: _Check) -> dict[str, Any]:
+def _charge(check: _Check, key: str) -> dict[str, Any]:
     with check.tx.pipeline():
         response, challenge_taken = _write_charge(check)
+        idempotency.complete(check.tx, check.attempt.merchant_id, key, 200, response)
     if challenge_taken.rowcount != 1:
         # A concurrent approval took the challenge after we checked it: run again, and the
         # fresh check declines with challenge_reused.
@@ -422,9 +541,8 @@ def _write_charge(check: _Check) -> tuple[dict[str, Any], Any]:
         {"seq": i, "grant_id": s.grant_id, "source_id": s.source_id, "amount": s.amount}
         for i, s in enumerate(check.shares)
     ]
-    tx.executemany(
-        "INSERT INTO payment_shares (payment_id, seq, grant_id, source_id, amount) "
-        "VALUES (?, ?, ?, ?, ?)",
+    tx.insert(
+        "payment_shares (payment_id, seq, grant_id, source_id, amount)",
         [(payment_id, s["seq"], s["grant_id"], s["source_id"], s["amount"]) for s in shares],
     )
     legs = [(ledger.source_account(s.source_id), -s.amount) for s in check.shares]

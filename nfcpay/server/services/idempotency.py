@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nfcpay.errors import IdempotencyConflict, InvalidRequest
-from nfcpay.server.store import Tx
+from nfcpay.server.store import Cursor, Tx
 
 MAX_KEY_LENGTH = 64
 
@@ -44,12 +44,22 @@ def request_hash(path: str, body: dict[str, Any]) -> bytes:
 
 def claim(tx: Tx, merchant_id: str, key: str, digest: bytes, now_us: int) -> Stored | None:
     """Claim ``key``; return the stored answer if an earlier request already completed it."""
-    cursor = tx.execute(
+    return claimed(tx, send_claim(tx, merchant_id, key, now_us, digest), merchant_id, key, digest)
+
+
+def send_claim(tx: Tx, merchant_id: str, key: str, now_us: int, digest: bytes) -> Cursor:
+    """The first half of :func:`claim`: the claim's INSERT, whose answer :func:`claimed` reads
+    (in a pipeline, later)."""
+    return tx.send(
         "INSERT INTO idempotency_keys (merchant_id, idem_key, request_hash, status_code, "
         "response, created_at) VALUES (?, ?, ?, 0, '', ?) "
         "ON CONFLICT (merchant_id, idem_key) DO NOTHING",
         (merchant_id, key, digest, now_us),
     )
+
+
+def claimed(tx: Tx, cursor: Cursor, merchant_id: str, key: str, digest: bytes) -> Stored | None:
+    """The second half of :func:`claim`, once ``cursor`` (:func:`send_claim`'s) has its answer."""
     if cursor.rowcount == 1:
         return None
     row = tx.one(

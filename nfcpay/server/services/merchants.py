@@ -14,16 +14,24 @@ from typing import Any
 from nfcpay.server.runtime import Caller
 from nfcpay.server.services import payments
 from nfcpay.server.services.formats import dump_list, iso, load_list
-from nfcpay.server.store import Tx
+from nfcpay.server.store import Cursor, Tx
 
 
 def categories(tx: Tx, merchant_id: str) -> list[str]:
     """The merchant's categories, primary first."""
-    rows = tx.all(
+    return categories_in(send_categories(tx, merchant_id))
+
+
+def send_categories(tx: Tx, merchant_id: str) -> Cursor:
+    """Ask for the merchant's categories; :func:`categories_in` reads the answer."""
+    return tx.send(
         "SELECT category FROM merchant_categories WHERE merchant_id = ? ORDER BY ordinal",
         (merchant_id,),
     )
-    return [row["category"] for row in rows]
+
+
+def categories_in(cursor: Cursor) -> list[str]:
+    return [row["category"] for row in cursor.fetchall()]
 
 
 def record(

@@ -7,11 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from nfcpay.errors import ConfigError
-from nfcpay.server.store.base import DEFAULT_TIMEOUT_S, Database, RetryableConflict, Row, Tx
+from nfcpay.server.store.base import (
+    DEFAULT_TIMEOUT_S,
+    Cursor,
+    Database,
+    RetryableConflict,
+    Row,
+    Tx,
+)
 from nfcpay.server.store.migrations import migrate
 from nfcpay.server.store.sqlite import SqliteDatabase
 
-__all__ = ["Database", "RetryableConflict", "Row", "Tx", "migrate", "open_database"]
+__all__ = ["Cursor", "Database", "RetryableConflict", "Row", "Tx", "migrate", "open_database"]
 
 
 def open_database(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Database:

@@ -57,6 +57,13 @@ class Tx:
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         return self._conn.execute(sql, params)  # type: ignore[no-any-return]
 
+    def send(self, sql: str, params: Params = ()) -> Cursor:
+        """Run a statement whose answer is read later: inside :meth:`pipeline` on PostgreSQL,
+        once the pipeline has its answers. SQLite runs it to its end at once: a statement left
+        open would hold its read snapshot, and once another connection has written, SQLite
+        refuses this connection every write transaction while it is open."""
+        return _Answered(self.execute(sql, params))
+
     def one(self, sql: str, params: Params = ()) -> Row | None:
         return self.execute(sql, params).fetchone()  # type: ignore[no-any-return]
 
@@ -75,6 +82,29 @@ class Tx:
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         self._conn.executemany(sql, rows)
+
+    def insert(self, into: str, rows: Sequence[Params]) -> None:
+        """``INSERT INTO {into} VALUES (…), (…)``: every row in ONE statement (``executemany``
+        sends one per row). ``into`` names the table and its columns."""
+        marks = f"({', '.join('?' * len(rows[0]))})"
+        self.execute(
+            f"INSERT INTO {into} VALUES {', '.join([marks] * len(rows))}",
+            [value for row in rows for value in row],
+        )
+
+
+class _Answered:
+    """A cursor's whole answer, read at once (:meth:`Tx.send`)."""
+
+    def __init__(self, cursor: Cursor) -> None:
+        self.rowcount = cursor.rowcount
+        self._rows = cursor.fetchall()
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
 
 
 class Database(ABC):
