@@ -146,12 +146,14 @@ def prepare(scene: PaymentScene, host: str, count: int) -> list[Prepared]:
             challenge=challenge,
             amount=AMOUNT,
             currency=CURRENCY,
+            purpose=shop.primary_category,
             grants=[(scene.grant_id, usage_auth, AMOUNT)],
         )
-        body = {
+        body = {  # as `merchant charge` sends it, purpose included
             "amount": AMOUNT,
             "currency": CURRENCY,
             "challenge": crypto.b64e(challenge),
+            "purpose": shop.primary_category,
             "means": means,
         }
         payload = json.dumps(body, separators=(",", ":")).encode()
