@@ -199,7 +199,7 @@ def test_the_owner_sends_to_a_terminal_and_its_wallet_receives_it_live(
 
     browser.switch_to.window(wallet_tab)
     shown = wait_for_text(browser, "#inbox", "30,000 KRW")
-    wait_for_text(browser, "#inbox", owner_id)
+    wait_for_text(browser, "#inbox", f"user ({owner_id[:6]}…)")  # its label, short id beside
     assert not_reloaded(browser)
     timings("wallet: the owner's send → the grant in the inbox", (shown - sent) * 1000)
     click(browser, receive_button(browser))
