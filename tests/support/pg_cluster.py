@@ -93,7 +93,22 @@ class Node:
         _run(self.bin_dir / "pg_ctl", "-D", str(self.data_dir), *args)
 
     def start(self) -> None:
-        self.pg_ctl("start", "-w", "-t", str(READY_TIMEOUT_S), "-l", str(self.log_path))
+        """Start the node; a port another process took since it was picked (the probe's
+        port is free only until it is closed) is swapped for a new one, up to twice. Any
+        other failure is raised with the end of the node's own log, which says why."""
+        for attempt in range(3):
+            seen = len(self.log())
+            try:
+                self.pg_ctl("start", "-w", "-t", str(READY_TIMEOUT_S), "-l", str(self.log_path))
+                return
+            except RuntimeError as error:
+                said = self.log()[seen:]
+                if "Address already in use" not in said or attempt == 2:
+                    raise RuntimeError(
+                        f"{error}\n--- {self.name}'s log ---\n{said[-3000:]}"
+                    ) from None
+            self.port = _free_port()
+            _append_settings(self, {"port": str(self.port)})
 
     def promote(self) -> None:
         """Make this standby a primary and wait until it accepts writes (what an operator or
@@ -208,7 +223,11 @@ def _configure(node: Node, **settings: str) -> None:
         "shared_buffers": "32MB",
         "hot_standby": "on",
     }
-    lines = [f"{k} = {v}" for k, v in {**common, **settings}.items()]
+    _append_settings(node, {**common, **settings})
+
+
+def _append_settings(node: Node, settings: dict[str, str]) -> None:
+    lines = [f"{k} = {v}" for k, v in settings.items()]
     conf = node.data_dir / "postgresql.conf"
     _write(conf, conf.read_text() + "\n# nfcpay failover test\n" + "\n".join(lines) + "\n")
 
