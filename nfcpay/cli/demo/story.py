@@ -52,10 +52,10 @@ class Story:
     def terminals(self) -> None:
         started = time.monotonic()
         roles = {
-            "user": ("user", "Alice (card owner)"),
-            "target": ("target", "Bob (pays for Alice)"),
+            "user": ("user", "Alice"),
+            "target": ("target", "Bob"),
             "merchant": ("merchant", "Corner Bistro"),
-            "stranger": ("target", "Mallory (has a copy)"),
+            "stranger": ("target", "Mallory"),
         }
         processes = {
             name: self.stage.start(name, "terminal", "init", "--role", role, "--label", label)
@@ -69,8 +69,9 @@ class Story:
         named["merchant"] = labelled(roles["merchant"][1], self.ids["merchant_id"])
         self.record(
             "terminals",
-            f"Four terminals register with the server: user {named['user']}, target "
-            f"{named['target']}, merchant {named['merchant']}, stranger {named['stranger']}.",
+            f"Four terminals register with the server: {named['user']}, the card owner's user "
+            f"terminal; {named['target']}, the target who pays for her; {named['merchant']}, the "
+            f"merchant; and {named['stranger']}, a stranger with a target terminal of her own.",
             ok,
             "four terminals registered (exit 0)",
             started,
