@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nfcpay import crypto
 from nfcpay.errors import NotFound
 from nfcpay.server.runtime import Caller
+from nfcpay.server.services import terminals
 from nfcpay.server.store import Row, Tx
 
 _PROFILE = (
@@ -98,12 +98,7 @@ def _readable(tx: Tx, caller: Caller, asked: str, row: Row | None) -> dict[str, 
             "bill between the two)",
             code="terminal_not_found",
         )
-    out: dict[str, Any] = {
-        "terminal_id": row["terminal_id"],
-        "role": row["role"],
-        "label": row["label"],
-        "public_key_fingerprint": crypto.key_fingerprint(bytes(row["public_key"])).hex(),
-    }
+    out = terminals.public_view(row)
     if row["merchant_id"]:
         out |= {"merchant_id": row["merchant_id"], "merchant_name": row["name"]}
     return out

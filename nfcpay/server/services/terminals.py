@@ -57,13 +57,20 @@ def me(tx: Tx, caller: Caller) -> dict[str, Any]:
     return get(tx, caller.terminal_id)
 
 
-def view(tx: Tx, row: Row) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def public_view(row: Row) -> dict[str, Any]:
+    """What any party may know of a terminal (see :mod:`.profiles`): id, role, the label its
+    owner chose and its key's fingerprint."""
+    return {
         "terminal_id": row["terminal_id"],
         "role": row["role"],
         "label": row["label"],
         "public_key_fingerprint": crypto.key_fingerprint(bytes(row["public_key"])).hex(),
     }
+
+
+def view(tx: Tx, row: Row) -> dict[str, Any]:
+    """A terminal as it is shown to itself: :func:`public_view` and its merchant's details."""
+    out = public_view(row)
     if row["merchant_id"]:
         out["merchant_id"] = row["merchant_id"]
         out["merchant"] = {
