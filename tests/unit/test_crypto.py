@@ -89,3 +89,43 @@ def test_b64_round_trip(data: bytes) -> None:
 def test_b64d_refuses_garbage() -> None:
     with pytest.raises(ValueError):
         crypto.b64d("not base64!")
+
+
+def _openssl_verifies(public: bytes, signature: bytes, message: bytes) -> bool:
+    """The reference: ``cryptography``'s (OpenSSL's) Ed25519 check."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@given(
+    message=st.binary(max_size=512),
+    flip=st.integers(min_value=0, max_value=8 * 64 - 1),
+    change=st.sampled_from(["none", "message", "signature", "key", "cut", "longer"]),
+)
+def test_the_signature_check_agrees_with_openssl(message: bytes, flip: int, change: str) -> None:
+    """libsodium checks what the server verifies; on a terminal's genuine signature, and on
+    every kind of change to one, it answers as cryptography's check does."""
+    key = crypto.generate_terminal_key()
+    public = crypto.public_key_bytes(key)
+    signature = key.sign(message)
+    if change == "message":
+        message += b"!"
+    elif change == "signature":
+        flipped = bytearray(signature)
+        flipped[flip // 8] ^= 1 << (flip % 8)
+        signature = bytes(flipped)
+    elif change == "key":
+        public = crypto.public_key_bytes(crypto.generate_terminal_key())
+    elif change == "cut":
+        signature = signature[:-1]
+    elif change == "longer":
+        signature += b"\0"
+    expected = _openssl_verifies(public, signature, message)
+    assert crypto.verify_signature(public, signature, message) is expected
+    assert expected is (change == "none")
