@@ -165,6 +165,9 @@ class TerminalHome:
             raise ConfigError(f"no {kind[:-1]} {item_id} in {self.path}")
         return self._read_json(path)
 
+    def has(self, kind: str, item_id: str) -> bool:
+        return self._item_path(kind, item_id).exists()
+
     def delete(self, kind: str, item_id: str) -> None:
         self._item_path(kind, item_id).unlink(missing_ok=True)
 

@@ -327,8 +327,6 @@ def _authorize(home: TerminalHome, client: PaymentClient, receipt: Charge) -> No
     receipt.payment_id = answer.get("payment_id")
     receipt.approval_code = answer.get("approval_code")
     receipt.presenting_label = answer.get("presenting_label")
-    if receipt.presenting_terminal is not None:  # named to this merchant from now on
-        Parties(home).keep(receipt.presenting_terminal, receipt.presenting_label)
     receipt.decline_code = answer.get("decline_code")
     receipt.message = answer.get("message") or ""
     receipt.replayed = bool(answer.get("replayed"))
@@ -355,7 +353,10 @@ def result_record(receipt: Charge) -> ResultRecord:
 
 
 def _save(home: TerminalHome, receipt: Charge, request: Json | None = None) -> None:
-    """Store the receipt; a pending one keeps its request for :func:`settle`."""
+    """Store the receipt; a pending one keeps its request for :func:`settle`. The payer's
+    label the server gave is kept too: the merchant names that terminal from now on."""
+    if receipt.presenting_terminal is not None:
+        Parties(home).keep(receipt.presenting_terminal, receipt.presenting_label)
     data = asdict(receipt)
     if receipt.status == "pending":
         data["request"] = request if request is not None else _request_of(home, receipt)

@@ -48,9 +48,16 @@ class Parties(Shelf[Party]):
         """Every name learnt, by party id."""
         return {party.party_id: party.name for party in self.each()}
 
+    def name_of(self, party_id: str) -> str | None:
+        """The name learnt for ``party_id`` (its one file, not the whole shelf), or None."""
+        if not self.home.has(self.kind, party_id):
+            return None
+        return self.get(party_id).name
+
     def keep(self, party_id: str, name: str | None) -> None:
-        """Remember ``name`` for ``party_id`` (as an answer of the server's gave it)."""
-        if name:
+        """Remember ``name`` for ``party_id`` (as an answer of the server's gave it); a name
+        already kept is not written again."""
+        if name and self.name_of(party_id) != name:
             self.put(Party(party_id, name))
 
     def learn(self, client: PaymentClient, party_ids: Iterable[str]) -> dict[str, str]:
@@ -74,4 +81,4 @@ class Parties(Shelf[Party]):
 
     def labelled(self, party_id: str) -> str:
         """``party_id`` as people read it: its learnt name with the short id, else the id."""
-        return labelled(self.known().get(party_id), party_id)
+        return labelled(self.name_of(party_id), party_id)
