@@ -42,7 +42,7 @@ TEXTS: dict[str, str] = {
     "bill_mismatch": (
         "grant {grant_id} for bill {grant_bill} was presented for {outside} ({money} at {merchant})"
     ),
-    "limit_declined": ("a payment of {money}{for_bill} at {merchant} was declined: {what} too low"),
+    "limit_declined": "a payment of {money}{for_bill} at {merchant} was declined: {what} too low",
 }
 KINDS = frozenset(TEXTS)
 
@@ -50,7 +50,6 @@ _COLUMNS = (
     "notification_id, kind, grant_id, amount, currency, merchant_id, terminal_id, bill_id, "
     "message, created_at"
 )
-#: Who the notification names, as its owner's answers show them beside the ids.
 #: The parties' names beside a notification's ids, each looked up by its primary key (a join
 #: lets PostgreSQL's planner scan the whole merchants table while the page is small).
 _NAMES = (
