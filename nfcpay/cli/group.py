@@ -226,7 +226,7 @@ def join(
         )
         from nfcpay.terminals.parties import Parties
 
-        collector = joined.to_json()["collector_terminal"]
+        collector = joined.request.collector_terminal
         name = Parties(home).learn(client, [collector]).get(collector)
     data = joined.to_json() | {"collector_label": name}
     obj.emit(
