@@ -118,6 +118,7 @@ class Cli:
             stderr=subprocess.PIPE,
             text=True,
             env={**self.env, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
+            preexec_fn=ctrl_c_as_at_a_terminal,
         )
         self._processes.append(process)
         if process.stdin is not None and not silent_person:
@@ -173,6 +174,15 @@ def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> 
 
 def interrupt(process: subprocess.Popen[str]) -> None:
     process.send_signal(signal.SIGINT)
+
+
+def ctrl_c_as_at_a_terminal() -> None:
+    """In a started terminal, before it runs: Ctrl-C (SIGINT) interrupts it, as at a shell.
+
+    A test run started in the background by a shell without job control (``pytest &`` in a
+    script, some CI launchers) inherits SIGINT *ignored*, and Python then installs no handler
+    of its own: every SIGINT a test sends would be lost and the process would wait on."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class SlowProxy:
