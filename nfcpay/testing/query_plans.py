@@ -208,7 +208,7 @@ def populate(
 @dataclass(frozen=True, slots=True)
 class Statement:
     """One statement as the driver received it: SQLite's text has its values bound in;
-    PostgreSQL's has ``%s`` placeholders and ``params``."""
+    PostgreSQL's has ``?`` placeholders and ``params``."""
 
     sql: str
     params: tuple[Any, ...] = ()
@@ -226,26 +226,19 @@ def observed(db: Database) -> Iterator[list[Statement]]:
         finally:
             conn.set_trace_callback(None)
         return
-    import psycopg
+    from nfcpay.server.store.postgres import PostgresTx
 
-    execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+    bound = PostgresTx._bound
 
-    def traced_execute(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
-        seen.append(Statement(str(query), tuple(params or ())))
-        return execute(self, query, params, **kwargs)
+    def traced_bound(self: PostgresTx, cur: Any, sql: str, params: Any) -> str:
+        seen.append(Statement(sql, tuple(params or ())))
+        return bound(self, cur, sql, params)
 
-    def traced_executemany(self: Any, query: Any, params_seq: Any, **kwargs: Any) -> Any:
-        params_seq = list(params_seq)
-        seen.extend(Statement(str(query), tuple(params)) for params in params_seq)
-        return executemany(self, query, params_seq, **kwargs)
-
-    psycopg.Cursor.execute = traced_execute  # type: ignore[method-assign]
-    psycopg.Cursor.executemany = traced_executemany  # type: ignore[method-assign]
+    PostgresTx._bound = traced_bound  # type: ignore[method-assign]
     try:
         yield seen
     finally:
-        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
-        psycopg.Cursor.executemany = executemany  # type: ignore[method-assign]
+        PostgresTx._bound = bound  # type: ignore[method-assign]
 
 
 # --- plans -------------------------------------------------------------------------------------

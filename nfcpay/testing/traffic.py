@@ -8,10 +8,13 @@ statements the database receives and (PostgreSQL) the round trips the work waits
   ``COMMIT`` count, and ``executemany`` counts once per row. SQLite runs inside the process:
   there are no round trips (``round_trips`` stays None).
 * PostgreSQL: libpq's own protocol trace (``PQtrace``) of every connection a transaction
-  checks out of the pool. A statement is a ``Query`` (simple protocol: psycopg's ``BEGIN`` and
-  ``COMMIT``) or an ``Execute`` message sent; a round trip is each time the client, having
-  sent messages, reads the server's answer (a run of frontend messages followed by backend
-  ones), whether the messages were one statement or a whole pipeline.
+  checks out of the pool. A statement is each answer that ends one (``CommandComplete``, or
+  ``ErrorResponse`` for one that failed), so the statements of one message of several count
+  one by one; a round trip is each time the client, having sent messages, reads the
+  server's answer (a run of frontend messages followed by backend ones), whether the
+  messages were one statement or a whole pipeline. A statement's first use on a connection
+  also sends its ``PREPARE`` (:class:`~nfcpay.server.store.postgres.PostgresTx`): count
+  work that ran once before, as a running server's has.
 
 Both are deterministic for a given sequence of requests, unlike CPU or wall time. Counting
 slows the work down (the PostgreSQL trace is written to a file and parsed per transaction):
@@ -100,9 +103,10 @@ def _tally(trace: str, traffic: Traffic) -> None:
         message = rest.split("\t", 2)[1] if rest.count("\t") >= 1 else ""
         if direction == "F":
             sending = True
-            if message in {"Query", "Execute"}:
-                traffic.statements += 1
-        elif direction == "B" and sending:
+            continue
+        if message in {"CommandComplete", "ErrorResponse"}:
+            traffic.statements += 1
+        if direction == "B" and sending:
             sending = False
             trips += 1
     assert traffic.round_trips is not None

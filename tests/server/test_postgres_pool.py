@@ -75,7 +75,7 @@ def test_one_connection_from_the_start_and_no_statement_added_per_transaction(
     with observed(db) as seen, counted(db) as traffic:
         assert db.run(lambda tx: tx.scalar("SELECT 41 + 1 AS answer")) == 42
     # No liveness check before the connection is handed out: the one statement and the
-    # transaction's BEGIN (sent with it, in one pipeline) are all, then psycopg's COMMIT.
+    # transaction's BEGIN (sent with it, in one message) are all, then psycopg's COMMIT.
     assert [s.sql for s in seen] == ["BEGIN", "SELECT 41 + 1 AS answer"]
     assert (traffic.statements, traffic.round_trips) == (3, 2)
 
