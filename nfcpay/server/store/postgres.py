@@ -152,7 +152,9 @@ class PostgresTx(Tx):
         """``sql`` with ``params`` as literals: ``EXECUTE`` of its prepared statement."""
         if not params:
             return sql
-        name = self._conn.prepared_name(sql) if _PREPARABLE.match(sql) else None
+        name = None
+        if _PREPARABLE.match(sql):
+            name = self._conn.prepared_name(sql, tuple(_pg_type(value) for value in params))
         if name is None:
             return cur.mogrify(_pg_sql(sql), params)
         return cur.mogrify(f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params)
@@ -200,6 +202,24 @@ def _pg_sql(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
+def _pg_type(value: Any) -> str:
+    """The type a parameter is prepared with, as psycopg's own binding would send it: a
+    string (or NULL) is ``unknown``, so PostgreSQL takes the type its place in the statement
+    asks for; numbers, bytes and booleans are typed, so a statement that gives them no
+    such place (``SELECT ? AS n``) still answers a number."""
+    if value is None or isinstance(value, str):
+        return "unknown"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, float):
+        return "double precision"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "bytea"
+    return "unknown"
+
+
 def _numbered(sql: str) -> str:
     """``sql`` with its ``?`` marks as ``$1``, ``$2``, … (a PREPARE's parameters)."""
     parts = sql.split("?")
@@ -213,20 +233,23 @@ class _Connection(psycopg.Connection[DictRow]):
 
     connected_at = 0.0
     #: Statements prepared on this connection (SQL with ``?`` marks → prepared name).
-    _nfcpay_prepared: dict[str, str] | None = None
+    _nfcpay_prepared: dict[tuple[str, tuple[str, ...]], str] | None = None
 
-    def prepared_name(self, sql: str) -> str | None:
-        """The name of ``sql``'s prepared statement on this connection, prepared now (one
-        round trip, once per statement and connection) if it was not yet; None once
-        :data:`MAX_PREPARED` statements are. A prepared statement outlives the transaction
-        it was made in, even one rolled back, and dies with the connection."""
+    def prepared_name(self, sql: str, types: tuple[str, ...]) -> str | None:
+        """The name of the statement prepared on this connection for ``sql`` with parameters
+        of ``types`` (:func:`_pg_type`), prepared now if it was not yet (one round trip, once
+        per statement and connection); None once :data:`MAX_PREPARED` statements are.
+
+        A prepared statement outlives the transaction it was made in, even one rolled back,
+        and dies with its connection."""
         if self._nfcpay_prepared is None:
             self._nfcpay_prepared = {}
-        name = self._nfcpay_prepared.get(sql)
+        key = (sql, types)
+        name = self._nfcpay_prepared.get(key)
         if name is None and len(self._nfcpay_prepared) < MAX_PREPARED:
             name = f"nfcpay_{len(self._nfcpay_prepared)}"
-            self.execute(f"PREPARE {name} AS {_numbered(sql)}")
-            self._nfcpay_prepared[sql] = name
+            self.execute(f"PREPARE {name} ({', '.join(types)}) AS {_numbered(sql)}")
+            self._nfcpay_prepared[key] = name
         return name
 
     @classmethod
