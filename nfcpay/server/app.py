@@ -17,12 +17,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
 
 from nfcpay import __version__
 from nfcpay.crypto import FieldCipher
@@ -179,9 +177,11 @@ def create_app(
     *,
     runtime: Runtime | None = None,
     environ: Mapping[str, str] | None = None,
+    payment_fast_path: bool = True,
 ) -> FastAPI:
     """The ASGI app for ``settings``. Pass ``runtime`` to share one (e.g. a test clock), or
-    the process's ``environ`` for :func:`create_runtime`."""
+    the process's ``environ`` for :func:`create_runtime`. Without ``payment_fast_path``
+    every payment goes through FastAPI's route (tests compare the two)."""
     rt = runtime or create_runtime(settings, environ)
 
     @asynccontextmanager
@@ -200,22 +200,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit)
+    if payment_fast_path:  # added last: the outermost of the app's own middleware
+        app.add_middleware(fastpath.PaymentFastPath, rt=rt, answer_error=_payment_error)
     app.state.runtime = rt
-    router = build_router(rt)
-    app.include_router(router)
-    _route_payments_fast(app, router, rt)
+    app.include_router(build_router(rt))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-def _route_payments_fast(app: FastAPI, router: APIRouter, rt: Runtime) -> None:
-    """Put the lean POST /v1/payments endpoint first; FastAPI's route is its fallback."""
-    (route,) = [
-        r
-        for r in router.routes
-        if isinstance(r, APIRoute) and r.path == fastpath.PATH and "POST" in (r.methods or ())
-    ]
-    fast = fastpath.PaymentFastPath(rt, route.handle)
-    app.router.routes.insert(
-        0, Route(fastpath.PATH, fast, methods=["POST"], include_in_schema=False)
-    )

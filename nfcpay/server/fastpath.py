@@ -1,19 +1,20 @@
-"""A lean path for POST /v1/payments, the one hot route, in front of FastAPI's own.
+"""A lean path for POST /v1/payments, the one hot route, in front of the whole FastAPI app.
 
-FastAPI's per-request work (dependency solving, parameter extraction, response-model
-serialization) cost more CPU than the payment itself. This plain ASGI endpoint is routed
-before the FastAPI route of the same path and does only what that route does, in the same
-order of effect: parse the JSON body, validate it with the same :class:`PaymentIn` model,
-verify the signature (:func:`verify_request`), check the idempotency key, run the same
-transaction (:func:`pay`) and answer the same JSON.
+FastAPI's per-request work (its middleware, dependency solving, parameter extraction,
+response-model serialization) cost more CPU than the payment itself. This plain ASGI
+middleware sits outside all of it (only Starlette's last-resort 500 handler is outside it)
+and does only what the FastAPI route does, in the same order of effect: parse the JSON body,
+validate it with the same :class:`PaymentIn` model, verify the signature
+(:func:`verify_request`), check the idempotency key, run the same transaction (:func:`pay`)
+and answer the same JSON. Every other request goes to the app untouched.
 
 Anything unusual — a content type other than ``application/json``, an empty or malformed
-body, a body the model refuses, a body with more brackets than any payment has — is handed
-to the FastAPI route untouched (body replayed), so every error answer, and the order in
-which errors are found, stays exactly FastAPI's.
-Errors raised here (authentication, rate limit, idempotency, database) are the domain
-exceptions the app's one exception table turns into answers, as for any route. The OpenAPI
-document is unchanged: it is built from the FastAPI route, and this one is not in it.
+body, a body the model refuses, a body with more brackets than any payment has, a body over
+the size cap — is handed to the app's own route untouched (body replayed), so every error
+answer, and the order in which errors are found, stays exactly FastAPI's (the cap's 413
+included). Domain errors raised here (authentication, rate limit, idempotency, database) are
+answered by the app's own handler for them, as for any route. The OpenAPI document is
+unchanged: it is built from the FastAPI route.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
+from starlette.responses import Response
 
+from nfcpay.errors import PaymentError
 from nfcpay.server.auth import verify_request
+from nfcpay.server.bodylimit import MAX_BODY_BYTES
 from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import PaymentIn
 from nfcpay.server.services import authorization, idempotency
@@ -37,6 +41,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: How the app answers a domain error (its exception handler for :class:`PaymentError`).
+ErrorAnswer = Callable[[Request, Exception], Awaitable[Response]]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -57,29 +63,39 @@ async def pay(rt: Runtime, caller: Caller, body: PaymentIn, key: str | None) -> 
 
 
 class PaymentFastPath:
-    """The ASGI endpoint; ``fallback`` is the FastAPI route's handler for the same request."""
+    """The ASGI middleware in front of ``app``; ``answer_error`` is the app's handler for
+    :class:`PaymentError`. ``served`` and ``handed_over`` count the payment requests answered
+    here and those handed to the app's route (tests, diagnostics)."""
 
-    def __init__(self, rt: Runtime, fallback: Asgi) -> None:
+    def __init__(self, app: Asgi, *, rt: Runtime, answer_error: ErrorAnswer) -> None:
+        self.app = app
         self.rt = rt
-        self.fallback = fallback
-        #: Requests answered here and requests handed to FastAPI (tests, diagnostics).
+        self.answer_error = answer_error
         self.served = 0
         self.handed_over = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive)
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        body, whole = await _read_body(receive, MAX_BODY_BYTES)
         if body is None:  # the client went away before sending its whole request
             return
-        replay = _replaying(body, receive)
-        parsed = _parse(scope, body)
+        replay = _replaying(body, whole, receive)
+        parsed = _parse(scope, body) if whole else None
         if parsed is None:
             self.handed_over += 1
-            await self.fallback(scope, replay, send)
+            await self.app(scope, replay, send)
             return
         self.served += 1
         request = Request(scope, replay)
-        caller = (await verify_request(request, self.rt)).caller
-        answer = await pay(self.rt, caller, parsed, request.headers.get("idempotency-key"))
+        try:
+            caller = (await verify_request(request, self.rt)).caller
+            answer = await pay(self.rt, caller, parsed, request.headers.get("idempotency-key"))
+        except PaymentError as error:
+            response = await self.answer_error(request, error)
+            await response(scope, replay, send)
+            return
         # Exactly starlette's JSONResponse rendering, as the FastAPI route answers.
         payload = json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         content = payload.encode()
@@ -107,18 +123,25 @@ def _content_type(scope: Scope) -> bytes | None:
     return None
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes | None, bool]:
+    """The body, and whether that is all of it: reading stops once it passes ``limit`` (the
+    app's size cap answers that). None when the client went away first."""
     chunks = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":  # http.disconnect
-            return None
-        chunks.append(message.get("body", b""))
+            return None, False
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return b"".join(chunks), True
+        if size > limit:
+            return b"".join(chunks), False
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
+def _replaying(body: bytes, whole: bool, receive: Receive) -> Receive:
     """A ``receive`` that yields the already-read body once, then defers to the real one."""
     sent = False
 
@@ -127,6 +150,6 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         if sent:
             return await receive()
         sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": not whole}
 
     return replay

@@ -29,14 +29,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from starlette.routing import Route
 
 from nfcpay import crypto
 from nfcpay.client import signed_headers
 from nfcpay.server import schemas
 from nfcpay.server.app import create_app
 from nfcpay.server.bodylimit import MAX_BODY_BYTES
-from nfcpay.server.fastpath import PATH, PaymentFastPath
+from nfcpay.server.fastpath import PATH
 from nfcpay.server.services.formats import iso, to_us
 from nfcpay.testing.server import (
     InProcessServer,
@@ -44,6 +43,7 @@ from nfcpay.testing.server import (
     ServerProcess,
     payment_scene,
 )
+from tests.support.harness import fast_path_of
 from tests.support.hostile import (
     DATABASES,
     OUT_OF_RANGE_INSTANTS,
@@ -169,10 +169,7 @@ def test_fast_path_hands_deep_bodies_to_fastapi(tmp_path: Path) -> None:
     """The fast path answers exactly as FastAPI's route: it hands deep bodies over untouched,
     and both answer them alike (in process: a 500 would raise here)."""
     with InProcessServer(tmp_path / "server") as server:
-        fast = _fast_route(server.app).endpoint
-        assert isinstance(fast, PaymentFastPath)
-        plain = create_app(server.runtime.settings, runtime=server.runtime)
-        plain.router.routes.remove(_fast_route(plain))
+        plain = create_app(server.runtime.settings, runtime=server.runtime, payment_fast_path=False)
         scene = payment_scene(server.url, http=server.http)
         world = World(  # ids of nothing: only the bodies' shapes matter here
             url=server.url,
@@ -191,12 +188,8 @@ def test_fast_path_hands_deep_bodies_to_fastapi(tmp_path: Path) -> None:
                     answered.append(_post(world, client, body))
     assert answers[0] == answers[1]
     assert {status for status, _ in answers[0]} == {400}
+    fast = fast_path_of(server.app)
     assert (fast.served, fast.handed_over) == (0, len(DEEP))
-
-
-def _fast_route(app: Any) -> Route:
-    """The route in front (the fast path); FastAPI's own route for the path comes after."""
-    return next(r for r in app.router.routes if isinstance(r, Route) and r.path == PATH)
 
 
 def _post(world: World, client: httpx.Client, body: bytes) -> tuple[int, Any]:

@@ -12,31 +12,21 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.routing import Route
 
 from nfcpay import crypto
 from nfcpay.server.app import create_app
-from nfcpay.server.fastpath import PATH, PaymentFastPath
+from nfcpay.server.fastpath import PATH
 from nfcpay.testing.server import InProcessTransport, PaymentScene, Terminal
-from tests.support.harness import Api
+from tests.support.harness import Api, fast_path_of
 from tests.support.signing import headers_for
 
 Sent = tuple[int, dict[str, Any]]
 
 
-def fast_route(app: Any) -> PaymentFastPath:
-    (route,) = [r for r in app.router.routes if isinstance(r, Route) and r.path == PATH]
-    assert isinstance(route.app, PaymentFastPath) or isinstance(route.endpoint, PaymentFastPath)
-    return route.endpoint  # type: ignore[return-value]
-
-
 @pytest.fixture
 def fastapi_only(api: Api) -> Iterator[httpx.Client]:
-    """The same app over the same runtime, minus the fast route."""
-    app = create_app(api.runtime.settings, runtime=api.runtime)
-    app.router.routes.remove(
-        next(r for r in app.router.routes if isinstance(r, Route) and r.path == PATH)
-    )
+    """The same app over the same runtime, without the fast path."""
+    app = create_app(api.runtime.settings, runtime=api.runtime, payment_fast_path=False)
     transport = InProcessTransport(app)
     with httpx.Client(transport=transport, base_url=api.server.url) as client:
         yield client
@@ -109,22 +99,26 @@ FAST = {"approved", "declined", "charset", "no_key", "bad_signature"}
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fast_path_answers_like_fastapi(api: Api, fastapi_only: httpx.Client, case: str) -> None:
-    fast = fast_route(api.server.app)
+    fast = fast_path_of(api.server.app)
+    before = (fast.served, fast.handed_over)
     answers = []
     for client in (api.http, fastapi_only):
         scene = api.scene(max_uses=5, amount_cap=1_000, per_use_cap=100)
         body, options = CASES[case](scene)
         answers.append(normalized(send(client, scene.merchant, body, **options), scene))
     assert answers[0] == answers[1]
-    assert (fast.served, fast.handed_over) == ((1, 0) if case in FAST else (0, 1))
+    counted = (fast.served - before[0], fast.handed_over - before[1])
+    assert counted == ((1, 0) if case in FAST else (0, 1))
 
 
 def test_fast_path_replays_an_idempotent_retry(api: Api) -> None:
     scene = api.scene(max_uses=5)
     body = encoded(scene.payment_body(100))
     headers = headers_for(scene.merchant, body=body, path=PATH) | {"Idempotency-Key": "same"}
+    fast = fast_path_of(api.server.app)
+    served = fast.served
     first = api.http.post(PATH, content=body, headers=headers).json()
     headers = headers_for(scene.merchant, body=body, path=PATH) | {"Idempotency-Key": "same"}
     second = api.http.post(PATH, content=body, headers=headers).json()
     assert first["status"] == "approved" and second == {**first, "replayed": True}
-    assert fast_route(api.server.app).served == 2
+    assert fast.served - served == 2

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from nfcpay.server.fastpath import PaymentFastPath
 from nfcpay.server.runtime import Runtime
 from nfcpay.testing import server as servers
 from nfcpay.testing.server import (
@@ -164,3 +165,15 @@ def harness_on(server: ServerProcess) -> Iterator[Harness]:
     finally:
         server.stop()
     assert "Traceback" not in server.log(), server.log()
+
+
+def fast_path_of(app: Any) -> PaymentFastPath:
+    """The payment fast path in ``app``'s middleware stack (built now, as its first request
+    would, if no request came yet)."""
+    if app.middleware_stack is None:
+        app.middleware_stack = app.build_middleware_stack()
+    layer = app.middleware_stack
+    while layer is not None and not isinstance(layer, PaymentFastPath):
+        layer = getattr(layer, "app", None)
+    assert isinstance(layer, PaymentFastPath), "the app has no payment fast path"
+    return layer
