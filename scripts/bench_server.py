@@ -389,7 +389,7 @@ def profiler(pid: int, output: str | None) -> Iterator[None]:
     # Every thread that is running, not only the one holding the GIL: the Ed25519 checks and
     # SQLite's own work release the GIL, and a GIL-only profile would hide them.
     command = [spy, "record", "--pid", str(pid), "--output", output, "--rate", "500"]
-    command += ["--nonblocking"]
+    command += ["--nonblocking", "--subprocesses"]  # the workers of --workers too
     if output.endswith(".txt"):
         command += ["--format", "raw"]
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as spy_p:
@@ -466,16 +466,27 @@ def durable_commit_ms(directory: Path, commits: int = 100) -> tuple[float, float
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (Linux /proc), all threads."""
+    """User + system CPU time of process ``pid`` and its running children (the workers of
+    ``--workers``), all threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(process_cpu_seconds(child) for child in children_of(pid))
+
+
+def children_of(pid: int) -> list[int]:
+    """The running child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for tasks in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in tasks.read_text().split()]
+    return found
 
 
 def bench(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="nfcpay-bench-"))
     try:
         with database(args.db) as db_url:
-            server = start_server(root / "server", environ=os.environ, db_url=db_url)
+            workers = ["--workers", str(args.workers)] if args.workers > 1 else []
+            server = start_server(root / "server", environ=os.environ, db_url=db_url, args=workers)
             try:
                 return measure(args, server)
             finally:
@@ -488,11 +499,13 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def memory_high_water_mb(pid: int) -> float:
-    """VmHWM of process ``pid``: the most resident memory it ever had (Linux /proc)."""
+    """VmHWM of process ``pid``: the most resident memory it ever had (Linux /proc), summed
+    with its running children's."""
+    own = math.nan
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
+            own = int(line.split()[1]) / 1024
+    return own + sum(memory_high_water_mb(child) for child in children_of(pid))
 
 
 def measure(args: argparse.Namespace, server: ServerProcess) -> int:
@@ -549,6 +562,7 @@ def measure(args: argparse.Namespace, server: ServerProcess) -> int:
         fsync_ms,
         rss_mb,
         Costs(traffic, args.count_requests, verify_ms),
+        args.workers,
     )
     if args.profile and args.profile.endswith(".txt"):
         print(profile_summary(Path(args.profile)))
@@ -588,11 +602,13 @@ def report(
     fsync_ms: tuple[float, float],
     rss_mb: float,
     costs: Costs,
+    workers: int,
 ) -> list[dict[str, Any]]:
     sequential, grouped = bare
     backend = "PostgreSQL" if server.db_url else "SQLite (WAL, synchronous=FULL)"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"nfcpay server benchmark: {backend}, 1 server process, {os.cpu_count()} CPUs")
+    processes = f"{workers} server worker processes" if workers > 1 else "1 server process"
+    print(f"nfcpay server benchmark: {backend}, {processes}, {os.cpu_count()} CPUs")
     print(
         f"durable SQLite commit here: {fsync_ms[0]:.2f} ms median, {fsync_ms[1]:.2f} ms p99; "
         f"load average {load}"
@@ -631,6 +647,7 @@ def report(
             "db": "postgresql" if server.db_url else "sqlite",
             "mode": "open" if run.offered_rate else "closed",
             "concurrency": run.concurrency,
+            "server_workers": workers,
             "offered_per_s": run.offered_rate,
             "approvals": run.approvals,
             "approvals_per_s": round(run.rate, 1),
@@ -695,6 +712,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         help="py-spy the server during the HTTP runs (.svg, or .txt: raw, and its top costs)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (nfcpay server run --workers)"
     )
     parser.add_argument("--json", action="store_true", help="end with a JSON summary line")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")

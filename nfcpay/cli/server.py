@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import ssl
 from pathlib import Path
 
 import click
@@ -42,6 +43,12 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.bind(address)
     sock.listen(2048)
     return sock
+
+
+def _check_tls(cert: Path | None, key: Path | None) -> None:
+    """Load the certificate and key once, so a bad pair fails before any worker starts."""
+    if cert is not None and key is not None:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
 
 
 def _proxies(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
@@ -102,6 +109,18 @@ def init(obj: CliContext, data_dir: Path | None) -> None:
         f"address clients connect from directly [env {FORWARDED_ALLOW_IPS_ENV}]."
     ),
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    envvar="NFCPAY_SERVER_WORKERS",
+    help=(
+        "Server processes sharing the port (PostgreSQL only). One process uses about one "
+        "core: give about one per core. Rate limits count per process "
+        "[env NFCPAY_SERVER_WORKERS]."
+    ),
+)
 @click.pass_obj
 def run(
     obj: CliContext,
@@ -112,6 +131,7 @@ def run(
     tls_cert: Path | None,
     tls_key: Path | None,
     proxies: tuple[str, ...],
+    workers: int,
 ) -> None:
     """Serve the HTTP API until interrupted.
 
@@ -121,10 +141,16 @@ def run(
     """
     import uvicorn
 
-    from nfcpay.server.app import create_app
+    from nfcpay.server.app import create_app, migrate_database
+    from nfcpay.server.workers import serve_in_workers
 
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    if workers > 1 and not db_url:
+        raise click.UsageError(
+            "--workers needs --db postgresql://…: SQLite has one writer, and more processes "
+            "only queue for its lock"
+        )
     path = _data_dir(data_dir)
     if init_data_dir(path):
         click.echo(f"Initialized a new data directory {path} (master key created).", err=True)
@@ -136,20 +162,29 @@ def run(
         port=port,
         forwarded_allow_ips=proxies,
     )
-    app = create_app(settings, environ=os.environ)
-    config = uvicorn.Config(
-        app,
-        log_level="info" if obj.verbose else "warning",
-        access_log=False,
-        ssl_certfile=tls_cert,
-        ssl_keyfile=tls_key,
-        # Explicit: uvicorn's own default believes X-Forwarded-For from 127.0.0.1 (or
-        # $FORWARDED_ALLOW_IPS), so any local client could pick the address it is counted under.
-        proxy_headers=bool(settings.forwarded_allow_ips),
-        forwarded_allow_ips=list(settings.forwarded_allow_ips),
-    )
-    try:
+
+    def uvicorn_server() -> uvicorn.Server:
+        config = uvicorn.Config(
+            create_app(settings, environ=os.environ),
+            log_level="info" if obj.verbose else "warning",
+            access_log=False,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
+            # Explicit: uvicorn's own default believes X-Forwarded-For from 127.0.0.1 (or
+            # $FORWARDED_ALLOW_IPS), so any local client could pick the address it is counted
+            # under.
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=list(settings.forwarded_allow_ips),
+        )
         config.load()  # builds the TLS context now: a bad certificate or key fails early
+        return uvicorn.Server(config)
+
+    try:
+        if workers == 1:
+            server_now = uvicorn_server()
+        else:  # each worker opens the database itself; the schema is brought up to date once
+            _check_tls(tls_cert, tls_key)
+            migrate_database(settings)
     except OSError as exc:  # ssl.SSLError included
         raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from None
     sock = _listen(host, port)
@@ -158,5 +193,11 @@ def run(
         "PostgreSQL" if db_url else f"SQLite {settings.database_url.removeprefix('sqlite:///')}"
     )
     scheme = "https" if tls_cert else "http"
-    click.echo(f"nfcpay server listening on {scheme}://{host}:{bound_port} ({database})")
-    uvicorn.Server(config).run(sockets=[sock])
+    processes = f", {workers} worker processes" if workers > 1 else ""
+    click.echo(f"nfcpay server listening on {scheme}://{host}:{bound_port} ({database}{processes})")
+    if workers == 1:
+        server_now.run(sockets=[sock])
+        return
+    status = serve_in_workers(workers, lambda: uvicorn_server().run(sockets=[sock]))
+    if status:
+        raise SystemExit(status)

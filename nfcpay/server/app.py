@@ -172,6 +172,16 @@ def create_runtime(settings: ServerSettings, environ: Mapping[str, str] | None =
     return Runtime(settings=settings, db=db, cipher=cipher, clock=clock)
 
 
+def migrate_database(settings: ServerSettings) -> None:
+    """Bring the database's schema up to date, then close it: what a parent process does
+    once before it forks the workers that open it themselves."""
+    db = open_database(settings.database_url, timeout_s=settings.db_timeout_s)
+    try:
+        migrate(db)
+    finally:
+        db.close()
+
+
 def create_app(
     settings: ServerSettings,
     *,
