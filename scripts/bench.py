@@ -79,8 +79,9 @@ def _server_runs(runs: list[Summary]) -> Summary:
     return flat
 
 
-#: The fixed rate of the open-loop run: a busy counter's worth, well inside capacity.
-OFFERED_PER_S = 150
+#: The open-loop run offers this share of the best closed-loop rate of the same run (issue 14:
+#: the latency a server keeps at 80 % of what it can do, not at an easy fixed rate).
+OFFERED_SHARE = 0.8
 
 
 def server_benchmarks(db: str | None) -> list[Benchmark]:
@@ -90,34 +91,34 @@ def server_benchmarks(db: str | None) -> list[Benchmark]:
         on_sqlite = name == "SQLite"
         figures = []
         for connections in (32, 128):
-            at32 = on_sqlite and connections == 32
+            at32 = connections == 32
             c = f"c{connections}"
             figures += [
                 Figure(f"{connections} conns: durable approvals/s", f"{c}_approvals_per_s", "/s",
                        None, False),
                 Figure(f"{connections} conns: p50", f"{c}_p50_ms", "ms"),
-                Figure(f"{connections} conns: p99", f"{c}_p99_ms", "ms", 20 if at32 else None),
+                Figure(f"{connections} conns: p99", f"{c}_p99_ms", "ms",
+                       (40 if on_sqlite else 60) if at32 else None),
                 Figure(f"{connections} conns: HTTP / bare loop, one commit each",
-                       f"{c}_ratio_vs_sequential", "", 0.75 if at32 else None, False),
+                       f"{c}_ratio_vs_sequential", "", 0.75 if at32 and on_sqlite else None,
+                       False),
                 Figure(f"{connections} conns: HTTP / bare loop, group commit",
-                       f"{c}_ratio_vs_group_commit", "", 0.75 if at32 else None, False),
+                       f"{c}_ratio_vs_group_commit", "", 0.75 if at32 and on_sqlite else None,
+                       False),
             ]  # fmt: skip
         figures += [
-            Figure(f"open loop {OFFERED_PER_S}/s: p50", "open_p50_ms", "ms"),
-            Figure(f"open loop {OFFERED_PER_S}/s: p99", "open_p99_ms", "ms"),
+            Figure(f"open loop at {OFFERED_SHARE:.0%} of the closed-loop best: offered",
+                   "open_offered_per_s", "/s", None, False),
+            Figure("open loop: p50", "open_p50_ms", "ms"),
+            Figure("open loop: p99", "open_p99_ms", "ms", 20),
             Figure("server CPU per approval (32 conns)", "c32_server_cpu_ms_per_approval", "ms"),
-            Figure(
-                "the same in Ed25519 verifications (timed in the same run)",
-                "c32_server_cpu_ed25519_per_approval",
-                "",
-                5 if on_sqlite else 8,
-            ),
-            Figure(
-                "SQL statements per approval (counted at the driver)",
-                "c32_sql_statements_per_approval",
-                "",
-            ),
-        ]
+            Figure("the same in Ed25519 verifications as the server checks them (libsodium)",
+                   "c32_server_cpu_ed25519_per_approval", "", 5 if on_sqlite else 8),
+            Figure("the same in OpenSSL Ed25519 verifications (the issue's first unit)",
+                   "c32_server_cpu_openssl_ed25519_per_approval", ""),
+            Figure("SQL statements per approval (counted at the driver)",
+                   "c32_sql_statements_per_approval", ""),
+        ]  # fmt: skip
         if not on_sqlite:  # SQLite runs in the server's process: no round trips
             figures.append(
                 Figure(
@@ -132,7 +133,7 @@ def server_benchmarks(db: str | None) -> list[Benchmark]:
             Benchmark(
                 area=f"server, {name}",
                 script="bench_server.py",
-                args=[*db_args, "--rate", str(OFFERED_PER_S), "--duration", "10"],
+                args=[*db_args, "--rate-share", str(OFFERED_SHARE), "--duration", "10"],
                 quick_args=[*db_args, "--rate", "100", "--requests", "300",
                             "--direct-requests", "300"],
                 figures=figures,

@@ -350,22 +350,35 @@ def direct_loops(
     return sequential, grouped, traffic
 
 
-def ed25519_verify_ms(batches: int = 5, per_batch: int = 400) -> float:
-    """CPU time of one :func:`crypto.verify_signature` here (median of ``batches``)."""
+def ed25519_verify_ms(batches: int = 5, per_batch: int = 400) -> tuple[float, float]:
+    """CPU time of one Ed25519 verification here (median of ``batches``): as the server
+    checks one (:func:`crypto.verify_signature`, libsodium), and with OpenSSL through
+    ``cryptography`` (the unit issue 14's targets were first measured in)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.generate()
     public = key.public_key().public_bytes_raw()
     message = secrets.token_bytes(200)
     signature = key.sign(message)
-    times = []
-    for _ in range(batches):
-        cpu = time.process_time()
-        for _ in range(per_batch):
-            if not crypto.verify_signature(public, signature, message):
-                raise AssertionError("a good signature did not verify")
-        times.append((time.process_time() - cpu) / per_batch)
-    return statistics.median(times) * 1000
+    openssl = key.public_key()
+
+    def server_check() -> None:
+        if not crypto.verify_signature(public, signature, message):
+            raise AssertionError("a good signature did not verify")
+
+    def openssl_check() -> None:
+        openssl.verify(signature, message)  # raises on a bad signature
+
+    def median_ms(check: Callable[[], None]) -> float:
+        times = []
+        for _ in range(batches):
+            cpu = time.process_time()
+            for _ in range(per_batch):
+                check()
+            times.append((time.process_time() - cpu) / per_batch)
+        return statistics.median(times) * 1000
+
+    return median_ms(server_check), median_ms(openssl_check)
 
 
 # --- orchestration ------------------------------------------------------------------------------
@@ -511,7 +524,8 @@ def memory_high_water_mb(pid: int) -> float:
 def measure(args: argparse.Namespace, server: ServerProcess) -> int:
     host = urlsplit(server.url).netloc
     pid = server.process.pid
-    widest = max([*args.concurrency, args.open_connections if args.rate else 0])
+    open_loop = args.rate or args.rate_share
+    widest = max([*args.concurrency, args.open_connections if open_loop else 0])
     scenes = make_scenes(server, widest)
 
     def batch(connections: int, per_connection: int) -> list[list[Prepared]]:
@@ -531,16 +545,19 @@ def measure(args: argparse.Namespace, server: ServerProcess) -> int:
             run = drive(server.url, queues, seconds, f"HTTP, {conns} connections")
             run.server_cpu_seconds = process_cpu_seconds(pid) - used
             runs.append(run)
-        if args.rate:
-            count = math.ceil(args.rate * args.duration)
+        rate = args.rate
+        if args.rate_share:  # a share of the best closed-loop rate just measured
+            rate = round(args.rate_share * max(run.rate for run in runs), 1)
+        if rate:
+            count = math.ceil(rate * args.duration)
             queues = batch(args.open_connections, math.ceil(count / args.open_connections))
             # Interleave the scenes so consecutive requests use different grants.
             flat = [q[i] for i in range(len(queues[0])) for q in queues if i < len(q)][:count]
             used = process_cpu_seconds(pid)
-            run = drive_open(server.url, flat, args.rate, args.open_connections)
+            run = drive_open(server.url, flat, rate, args.open_connections)
             run.server_cpu_seconds = process_cpu_seconds(pid) - used
             runs.append(run)
-    verify_ms = ed25519_verify_ms()
+    verify_ms, openssl_verify_ms = ed25519_verify_ms()
     rss_mb = memory_high_water_mb(pid)
     done = max(run.approvals for run in runs)
     direct_count = args.direct_requests or max(200, min(done, 3_000))
@@ -561,7 +578,7 @@ def measure(args: argparse.Namespace, server: ServerProcess) -> int:
         problems,
         fsync_ms,
         rss_mb,
-        Costs(traffic, args.count_requests, verify_ms),
+        Costs(traffic, args.count_requests, verify_ms, openssl_verify_ms),
         args.workers,
     )
     if args.profile and args.profile.endswith(".txt"):
@@ -575,22 +592,28 @@ def measure(args: argparse.Namespace, server: ServerProcess) -> int:
 @dataclass(frozen=True)
 class Costs:
     """What one approval costs besides time: database traffic over ``approvals`` counted
-    bare approvals, and the CPU time of one Ed25519 verification here."""
+    bare approvals, and the CPU time of one Ed25519 verification here, as the server checks
+    one (libsodium) and with OpenSSL."""
 
     traffic: Traffic
     approvals: int
     verify_ms: float
+    openssl_verify_ms: float
 
     def in_verifications(self, cpu_ms: float) -> float:
         return cpu_ms / self.verify_ms
+
+    def in_openssl_verifications(self, cpu_ms: float) -> float:
+        return cpu_ms / self.openssl_verify_ms
 
     def describe(self) -> str:
         statements, trips = self.traffic.per(self.approvals)
         rt = "none (in-process)" if trips is None else f"{trips:.2f}"
         return (
             f"per approval ({self.approvals} bare ones, sequential, counted at the driver): "
-            f"{statements:.2f} SQL statements, round trips {rt}; "
-            f"one Ed25519 verification here: {self.verify_ms:.3f} ms CPU"
+            f"{statements:.2f} SQL statements, round trips {rt}; one Ed25519 verification "
+            f"here: {self.verify_ms:.3f} ms CPU as the server checks it (libsodium), "
+            f"{self.openssl_verify_ms:.3f} ms with OpenSSL"
         )
 
 
@@ -614,20 +637,22 @@ def report(
         f"load average {load}"
     )
     print(f"{'run':<28}{'approvals':>10}{'seconds':>9}{'appr/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
-          f"{'client CPU':>11}{'server CPU':>11}{'ms CPU/appr':>12}{'in Ed25519':>11}")  # fmt: skip
+          f"{'client CPU':>11}{'server CPU':>11}{'ms CPU/appr':>12}{'in Ed25519':>11}"
+          f"{'in OpenSSL':>11}")  # fmt: skip
     for run in (*runs, sequential, grouped):
         if run.server_cpu_seconds is None:
-            server_cpu, per_approval, verifications = "-", "-", "-"
+            server_cpu, per_approval, verifications, openssl = "-", "-", "-", "-"
         else:
             server_cpu = f"{run.server_cpu_seconds / run.seconds:.0%}"
             cpu_ms = 1000 * run.server_cpu_seconds / max(run.approvals, 1)
             per_approval = f"{cpu_ms:.2f}"
             verifications = f"{costs.in_verifications(cpu_ms):.1f}"
+            openssl = f"{costs.in_openssl_verifications(cpu_ms):.1f}"
         print(
             f"{run.name:<28}{run.approvals:>10}{run.seconds:>9.2f}{run.rate:>9.1f}"
             f"{run.percentile(0.50):>8.2f}{run.percentile(0.99):>8.2f}"
             f"{run.cpu_seconds / run.seconds:>11.0%}{server_cpu:>11}{per_approval:>12}"
-            f"{verifications:>11}"
+            f"{verifications:>11}{openssl:>11}"
         )
     print(costs.describe())
     statements, trips = costs.traffic.per(costs.approvals)
@@ -655,7 +680,11 @@ def report(
             "p99_ms": round(run.percentile(0.99), 2),
             "server_cpu_ms_per_approval": round(cpu_ms, 3),
             "server_cpu_ed25519_per_approval": round(costs.in_verifications(cpu_ms), 2),
+            "server_cpu_openssl_ed25519_per_approval": round(
+                costs.in_openssl_verifications(cpu_ms), 2
+            ),
             "ed25519_verify_ms": round(costs.verify_ms, 4),
+            "openssl_ed25519_verify_ms": round(costs.openssl_verify_ms, 4),
             "sql_statements_per_approval": round(statements, 2),
             "round_trips_per_approval": None if trips is None else round(trips, 2),
             "bare_loop_sequential_per_s": round(sequential.rate, 1),
@@ -692,7 +721,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[32, 128],
         help="closed-loop runs: connections of each, comma-separated (32,128)",
     )
-    parser.add_argument("--rate", type=float, help="also an open-loop run offering N requests/s")
+    offered = parser.add_mutually_exclusive_group()
+    offered.add_argument("--rate", type=float, help="also an open-loop run offering N requests/s")
+    offered.add_argument(
+        "--rate-share",
+        type=float,
+        help="also an open-loop run offering this share of the best closed-loop rate (0.8)",
+    )
     parser.add_argument(
         "--open-connections", type=int, default=64, help="connections of the open loop (64)"
     )
@@ -723,6 +758,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--duration above {MAX_SIGNED_AGE_S} s: pre-signed requests would go stale")
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate must be positive")
+    if args.rate_share is not None and not 0 < args.rate_share <= 1:
+        parser.error("--rate-share must be above 0 and at most 1")
     return bench(args)
 
 
