@@ -154,6 +154,27 @@ class LoopbackDevice(nfc.clf.udp.Device):  # type: ignore[misc]
             self._awaiting_activation = False
             return received
 
+    def send_cmd_recv_rsp(self, target: Any, data: Any, timeout: float) -> Any:
+        """nfcpy's exchange as the initiator, but an NFC-DEP attention request (ATN) hears
+        only answers to itself, as on the air.
+
+        An initiator sends ATN when the target's answer did not come within the response
+        waiting time (77 ms). On the air an answer that comes later than that is lost: the
+        initiator no longer listens for it. Over UDP it waits in the socket, and nfcpy's DEP,
+        reading it where it expects the ATN's answer, ends the link ("expected NFC-DEP
+        Attention response"): a busy machine that delayed one answer lost the tap. So after
+        an ATN a late information answer is dropped and the wait goes on; the target answers
+        the ATN and, when the initiator repeats its request, sends that answer again."""
+        if data is None or timeout <= 0 or _dep_format(data, target.brty) != _ATTENTION:
+            return super().send_cmd_recv_rsp(target, data, timeout)
+        deadline = time.time() + timeout
+        self._send_data(target.brty, data, target._addr)
+        while True:
+            brty, answer, _ = self._recv_data(max(0.0, deadline - time.time()), target.brty)
+            if _dep_format(answer, brty) not in _INFORMATION:
+                return answer
+            log.debug("dropped a late NFC-DEP answer that crossed an attention request")
+
     def sense_tta(self, target: Any) -> Any:
         return self._sense(super().sense_tta, target)
 
@@ -190,6 +211,21 @@ class LoopbackDevice(nfc.clf.udp.Device):  # type: ignore[misc]
             return method(target)
         finally:
             self._sensing = False
+
+
+#: NFC-DEP PDU formats (the PFB's high nibble, as nfcpy numbers them): information PDUs (the
+#: last of a chain, or one with more to come) and the attention request or its answer.
+_INFORMATION = (0, 1)
+_ATTENTION = 8
+
+
+def _dep_format(frame: Any, brty: str) -> int | None:
+    """The NFC-DEP PDU format of a DEP_REQ or DEP_RES ``frame`` as the udp driver carries it
+    (at 106A after a 0xF0 start byte, then the length); None for any other frame."""
+    body = bytes(frame[1:] if brty == "106A" else frame)
+    if len(body) < 4 or body[1:3] not in (b"\xd4\x06", b"\xd5\x07"):
+        return None
+    return body[3] >> 4
 
 
 def open_frontend(path: str) -> nfc.ContactlessFrontend:

@@ -122,7 +122,8 @@ def reader(
 
 @pytest.fixture
 def spawn() -> Iterator[Any]:
-    """Start peer processes (``late="connect"|"accept"``: late_peer.py); all killed at the end."""
+    """Start peer processes (``late="connect"|"accept"|"answer"``: late_peer.py); all killed
+    at the end."""
     peers: list[Peer] = []
 
     def start(*args: str, late: str | None = None) -> Peer:

@@ -8,6 +8,7 @@ nfcpy code and the loopback reader.
 
     python late_peer.py connect <peer args>   # connect() wakes up late on its CC
     python late_peer.py accept <peer args>    # accept() inserts the connection late
+    python late_peer.py answer <peer args>    # one NFC-DEP answer comes after the RWT
 
 Delay only the side that receives the first message: delaying the sender as well would
 just postpone its first send by the same amount and hide the race.
@@ -57,8 +58,34 @@ def late_accept() -> None:
     nfc.llcp.llc.ServiceAccessPoint.insert_socket = insert_late
 
 
+#: Later than the initiator's response waiting time (77 ms), within its two attention
+#: requests' time: the answer a descheduled target sends after the initiator gave up on it.
+LATE_ANSWER = 0.12
+#: Which of the target's answers is late: the second it sends (both sizes fail without the fix).
+LATE_FRAME = 2
+
+
+def late_answer() -> None:
+    """As an NFC-DEP target over the loopback reader, send the LATE_FRAME-th answer late."""
+    import nfc.clf.udp
+
+    send = nfc.clf.udp.Device.send_rsp_recv_cmd
+    answers = 0
+
+    def send_late(self: Any, target: Any, data: Any, timeout: Any) -> Any:
+        nonlocal answers
+        if data is not None:
+            answers += 1
+            if answers == LATE_FRAME:
+                time.sleep(LATE_ANSWER)
+        return send(self, target, data, timeout)
+
+    nfc.clf.udp.Device.send_rsp_recv_cmd = send_late
+
+
 if __name__ == "__main__":
-    {"connect": late_connect, "accept": late_accept}[sys.argv.pop(1)]()
+    modes = {"connect": late_connect, "accept": late_accept, "answer": late_answer}
+    modes[sys.argv.pop(1)]()
     from nfcpay.transport.peer import main
 
     sys.exit(main())
