@@ -233,7 +233,7 @@ class _Connection(psycopg.Connection[DictRow]):
     could not connect (the pool itself only logs that)."""
 
     connected_at = 0.0
-    #: Statements prepared on this connection (SQL with ``?`` marks → prepared name).
+    #: Statements prepared on this connection: (SQL with ``?`` marks, parameter types) → name.
     _nfcpay_prepared: dict[tuple[str, tuple[str, ...]], str] | None = None
 
     def prepared_name(self, sql: str, types: tuple[str, ...]) -> str | None:
