@@ -186,7 +186,6 @@ def populate(
         sql = prefix.format(n=count) + statement.replace("{seq}", series.format(n=count))
         if tx.dialect == "postgresql":
             tx.execute("SET LOCAL session_replication_role = replica")
-            sql = sql.replace("%", "%%")  # psycopg reads % as a placeholder
         tx.execute(sql)
 
     tables = [re.findall(r"INSERT INTO (\w+)", statement)[0] for statement, _ in inserts]

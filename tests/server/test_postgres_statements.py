@@ -133,3 +133,16 @@ def test_any_value_survives_the_client_side_binding(
 
     row = db.run(echo)
     assert (row["t"], bytes(row["b"]), row["n"]) == (text, blob, number)
+
+
+def test_a_percent_sign_is_sql_not_a_placeholder(db: PostgresDatabase) -> None:
+    """Statements are written with ``?`` marks on every dialect; a ``%`` is SQL (a modulo),
+    with parameters or without, prepared or sent as it is."""
+
+    def work(tx: Tx) -> tuple[object, ...]:
+        plain = tx.scalar("SELECT 17 % 5 AS n")
+        with_values = tx.scalar("SELECT ? % 5 AS n", (17,))
+        explained = tx.all("EXPLAIN SELECT ? % 5", (17,))
+        return plain, with_values, bool(explained)
+
+    assert db.run(work) == (2, 2, True)

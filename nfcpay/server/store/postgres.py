@@ -151,10 +151,8 @@ class PostgresTx(Tx):
 
     def _bound(self, cur: psycopg.ClientCursor[DictRow], sql: str, params: Params) -> str:
         """``sql`` with ``params`` as literals: ``EXECUTE`` of its prepared statement."""
-        if not params:
-            return sql
         name = None
-        if _PREPARABLE.match(sql):
+        if params and _PREPARABLE.match(sql):
             name = self._conn.prepared_name(sql, tuple(_pg_type(value) for value in params))
         if name is None:
             return cur.mogrify(_pg_sql(sql), params)
@@ -200,7 +198,9 @@ class _Queued:
 
 @functools.lru_cache(maxsize=512)
 def _pg_sql(sql: str) -> str:
-    return sql.replace("?", "%s")
+    """``sql`` (``?`` marks, as every dialect's statements are written) as psycopg's binding
+    reads it: ``%s`` marks, and a ``%`` of the SQL itself (a modulo) doubled."""
+    return sql.replace("%", "%%").replace("?", "%s")
 
 
 def _pg_type(value: Any) -> str:
