@@ -46,9 +46,14 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _check_tls(cert: Path | None, key: Path | None) -> None:
-    """Load the certificate and key once, so a bad pair fails before any worker starts."""
-    if cert is not None and key is not None:
+    """Load the certificate and key once, so a bad pair fails before anything is served (or
+    any worker forked). Raises :class:`ConfigError`."""
+    if cert is None or key is None:
+        return
+    try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except OSError as exc:  # ssl.SSLError included
+        raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from None
 
 
 def _proxies(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
@@ -163,6 +168,8 @@ def run(
         forwarded_allow_ips=proxies,
     )
 
+    _check_tls(tls_cert, tls_key)
+
     def uvicorn_server() -> uvicorn.Server:
         config = uvicorn.Config(
             create_app(settings, environ=os.environ),
@@ -176,17 +183,13 @@ def run(
             proxy_headers=bool(settings.forwarded_allow_ips),
             forwarded_allow_ips=list(settings.forwarded_allow_ips),
         )
-        config.load()  # builds the TLS context now: a bad certificate or key fails early
+        config.load()
         return uvicorn.Server(config)
 
-    try:
-        if workers == 1:
-            server_now = uvicorn_server()
-        else:  # each worker opens the database itself; the schema is brought up to date once
-            _check_tls(tls_cert, tls_key)
-            migrate_database(settings)
-    except OSError as exc:  # ssl.SSLError included
-        raise ConfigError(f"cannot load the TLS certificate or key: {exc}") from None
+    if workers == 1:
+        server_now = uvicorn_server()
+    else:  # each worker opens the database itself; the schema is brought up to date once
+        migrate_database(settings)
     sock = _listen(host, port)
     bound_port = sock.getsockname()[1]
     database = (

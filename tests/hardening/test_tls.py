@@ -239,3 +239,25 @@ def test_cli_ca_option_reaches_the_terminal_client(
     untrusted = init()
     assert untrusted.returncode != 0
     assert "certificate verification failed" in untrusted.stdout + untrusted.stderr
+
+
+@pytest.mark.parametrize(
+    "workers", [[], ["--workers", "2", "--db", "postgresql://nobody@127.0.0.1:1/x"]]
+)
+def test_a_bad_certificate_fails_the_start_before_anything_is_served(
+    tmp_path: Path, workers: list[str]
+) -> None:
+    """Checked once, before the port is served or any worker forked (nor the database
+    opened: the PostgreSQL URL above leads nowhere)."""
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    key.write_text("not a key\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "nfcpay", "server", "run", "--data-dir", str(tmp_path / "data"),
+         "--port", "0", "--tls-cert", str(cert), "--tls-key", str(key), *workers],
+        capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("NFCPAY_SERVER")},
+    )  # fmt: skip
+    assert done.returncode != 0, done
+    assert "cannot load the TLS certificate or key" in done.stderr, done.stderr
+    assert "listening" not in done.stdout + done.stderr
