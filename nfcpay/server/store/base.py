@@ -76,8 +76,9 @@ class Tx:
 
     @contextmanager
     def pipeline(self) -> Iterator[None]:
-        """Send the statements inside without waiting for each answer (PostgreSQL pipeline
-        mode); errors and ``rowcount`` arrive when the block ends. A no-op on SQLite."""
+        """Send the statements inside without waiting for each answer (PostgreSQL: all of
+        them in one message when the block ends, or when an answer is read first); errors and
+        ``rowcount`` arrive then. A no-op on SQLite."""
         yield
 
     def executemany(self, sql: str, rows: Sequence[Params]) -> None:
