@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from typing import Any, Self, TypeVar
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
@@ -147,7 +148,8 @@ class PostgresTx(Tx):
                     cur.nextset()
                 if answer is not None:
                     answer.rowcount = cur.rowcount
-                    answer.rows = cur.fetchall() if cur.description else []
+                    # Not cur.description: it builds an object per column of every answer.
+                    answer.rows = cur.fetchall() if _has_rows(cur.pgresult) else []
 
     def _bound(self, cur: psycopg.ClientCursor[DictRow], sql: str, params: Params) -> str:
         """``sql`` with ``params`` as literals: ``EXECUTE`` of its prepared statement."""
@@ -201,6 +203,11 @@ def _pg_sql(sql: str) -> str:
     """``sql`` (``?`` marks, as every dialect's statements are written) as psycopg's binding
     reads it: ``%s`` marks, and a ``%`` of the SQL itself (a modulo) doubled."""
     return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _has_rows(result: Any) -> bool:
+    """Whether a statement's answer is rows (a SELECT's, or one with RETURNING)."""
+    return result is not None and result.status == pq.ExecStatus.TUPLES_OK
 
 
 def _pg_type(value: Any) -> str:
