@@ -478,20 +478,14 @@ def durable_commit_ms(directory: Path, commits: int = 100) -> tuple[float, float
     return statistics.median(times) * 1000, p99 * 1000
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` and its running children (the workers of
-    ``--workers``), all threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own + sum(process_cpu_seconds(child) for child in children_of(pid))
-
-
-def children_of(pid: int) -> list[int]:
-    """The running child processes of ``pid`` (Linux /proc)."""
-    found = []
-    for tasks in Path(f"/proc/{pid}/task").glob("*/children"):
-        found += [int(child) for child in tasks.read_text().split()]
-    return found
+def server_cpu_seconds(server: ServerProcess) -> float:
+    """User + system CPU time of the server's processes (its workers' too), all threads
+    (Linux /proc)."""
+    ticks = 0
+    for pid in server.processes():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -511,14 +505,15 @@ def bench(args: argparse.Namespace) -> int:
             print(f"data kept in {root}")
 
 
-def memory_high_water_mb(pid: int) -> float:
-    """VmHWM of process ``pid``: the most resident memory it ever had (Linux /proc), summed
-    with its running children's."""
-    own = math.nan
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            own = int(line.split()[1]) / 1024
-    return own + sum(memory_high_water_mb(child) for child in children_of(pid))
+def memory_high_water_mb(server: ServerProcess) -> float:
+    """VmHWM, the most resident memory a process ever had, summed over the server's processes
+    (its workers' too; Linux /proc)."""
+    total = 0.0
+    for pid in server.processes():
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        found = [int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:")]
+        total += found[0] if found else math.nan
+    return total
 
 
 def measure(args: argparse.Namespace, server: ServerProcess) -> int:
@@ -541,9 +536,9 @@ def measure(args: argparse.Namespace, server: ServerProcess) -> int:
                 per_connection = math.ceil(max(warm.rate, 50) * 3 * args.duration / conns) + 1
                 seconds = args.duration
             queues = batch(conns, per_connection)
-            used = process_cpu_seconds(pid)
+            used = server_cpu_seconds(server)
             run = drive(server.url, queues, seconds, f"HTTP, {conns} connections")
-            run.server_cpu_seconds = process_cpu_seconds(pid) - used
+            run.server_cpu_seconds = server_cpu_seconds(server) - used
             runs.append(run)
         rate = args.rate
         if args.rate_share:  # a share of the best closed-loop rate just measured
@@ -553,12 +548,12 @@ def measure(args: argparse.Namespace, server: ServerProcess) -> int:
             queues = batch(args.open_connections, math.ceil(count / args.open_connections))
             # Interleave the scenes so consecutive requests use different grants.
             flat = [q[i] for i in range(len(queues[0])) for q in queues if i < len(q)][:count]
-            used = process_cpu_seconds(pid)
+            used = server_cpu_seconds(server)
             run = drive_open(server.url, flat, rate, args.open_connections)
-            run.server_cpu_seconds = process_cpu_seconds(pid) - used
+            run.server_cpu_seconds = server_cpu_seconds(server) - used
             runs.append(run)
     verify_ms, openssl_verify_ms = ed25519_verify_ms()
-    rss_mb = memory_high_water_mb(pid)
+    rss_mb = memory_high_water_mb(server)
     done = max(run.approvals for run in runs)
     direct_count = args.direct_requests or max(200, min(done, 3_000))
     sequential, grouped, traffic = direct_loops(

@@ -113,6 +113,14 @@ class ServerProcess:
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'nfcpay.sqlite3'}"
 
+    def processes(self) -> list[int]:
+        """The ids of the processes that serve: the server's own, and with ``--workers`` its
+        running workers (Linux /proc)."""
+        workers = []
+        for tasks in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            workers += [int(child) for child in tasks.read_text().split()]
+        return [self.process.pid, *workers]
+
     def log(self) -> str:
         """Everything the process wrote to stdout and stderr so far."""
         return self.log_path.read_text(errors="replace")

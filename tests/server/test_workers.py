@@ -9,26 +9,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from nfcpay.testing.server import ServerProcess, payment_scene
+from tests.support.cli import wait_for
 from tests.support.harness import server_on
 
 pytestmark = pytest.mark.postgres
 
 #: Far longer than a worker needs to stop; only a hang reaches it.
 STOP_BOUND_S = 20.0
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for tasks in Path(f"/proc/{pid}/task").glob("*/children"):
-        found += [int(child) for child in tasks.read_text().split()]
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -39,19 +32,11 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + STOP_BOUND_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {STOP_BOUND_S} s: {what}")
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[tuple[ServerProcess, list[int]]]:
     with server_on("postgresql", tmp_path / "server", args=["--workers", "2"]) as server:
-        wait_until(lambda: len(children_of(server.process.pid)) == 2, "two workers")
-        workers = children_of(server.process.pid)
+        wait_for(lambda: len(server.processes()) == 3, STOP_BOUND_S, "two workers")
+        workers = server.processes()[1:]
         yield server, workers
         for pid in workers:  # whatever the test did, none may outlive it
             if alive(pid):
@@ -88,7 +73,7 @@ def test_a_worker_that_dies_stops_the_server(
     server, workers = two_workers
     os.kill(workers[0], signal.SIGKILL)
     assert server.process.wait(STOP_BOUND_S) == 1
-    wait_until(lambda: not alive(workers[1]), "the other worker to stop")
+    wait_for(lambda: not alive(workers[1]), STOP_BOUND_S, "the other worker to stop")
     assert f"worker {workers[0]} ended on its own (killed by SIGKILL)" in server.log()
 
 
@@ -98,7 +83,7 @@ def test_a_killed_parent_leaves_no_worker_holding_the_port(
     server, workers = two_workers
     server.process.kill()
     server.process.wait(STOP_BOUND_S)
-    wait_until(lambda: not any(alive(pid) for pid in workers), "the workers to end")
+    wait_for(lambda: not any(alive(pid) for pid in workers), STOP_BOUND_S, "the workers to end")
 
 
 @pytest.mark.parametrize("workers", ["2"])
