@@ -28,7 +28,7 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if _declared_length(scope) > self.limit:
+        if declared_length(scope) > self.limit:
             await self._refuse(send)
             return
         received = 0
@@ -76,7 +76,7 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def _declared_length(scope: Scope) -> int:
+def declared_length(scope: Scope) -> int:
     """The request's ``Content-Length`` (0 when absent or unreadable: then it is counted)."""
     for name, value in scope.get("headers", ()):
         if name == b"content-length":

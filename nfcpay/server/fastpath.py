@@ -2,8 +2,9 @@
 
 FastAPI's per-request work (its middleware, dependency solving, parameter extraction,
 response-model serialization) cost more CPU than the payment itself. This plain ASGI
-middleware sits outside all of it (only Starlette's last-resort 500 handler is outside it)
-and does only what the FastAPI route does, in the same order of effect: parse the JSON body,
+middleware is the outermost of the app's own (outside it are only the layers Starlette and
+FastAPI always put first: the last-resort 500 handler, FastAPI's telemetry hook and body
+limit) and does only what the FastAPI route does, in the same order of effect: parse the JSON body,
 validate it with the same :class:`PaymentIn` model, verify the signature
 (:func:`verify_request`), check the idempotency key, run the same transaction (:func:`pay`)
 and answer the same JSON. Every other request goes to the app untouched.
@@ -29,7 +30,7 @@ from starlette.responses import Response
 
 from nfcpay.errors import PaymentError
 from nfcpay.server.auth import verify_request
-from nfcpay.server.bodylimit import MAX_BODY_BYTES
+from nfcpay.server.bodylimit import MAX_BODY_BYTES, declared_length
 from nfcpay.server.runtime import Caller, Runtime
 from nfcpay.server.schemas import PaymentIn
 from nfcpay.server.services import authorization, idempotency
@@ -76,6 +77,10 @@ class PaymentFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        if declared_length(scope) > MAX_BODY_BYTES:  # refused by the cap, before it is read
+            self.handed_over += 1
             await self.app(scope, receive, send)
             return
         body, whole = await _read_body(receive, MAX_BODY_BYTES)

@@ -5,6 +5,7 @@ requests are served by the fast path; malformed ones are handed to FastAPI."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Callable, Iterator
@@ -15,7 +16,8 @@ import pytest
 
 from nfcpay import crypto
 from nfcpay.server.app import create_app
-from nfcpay.server.fastpath import PATH
+from nfcpay.server.bodylimit import MAX_BODY_BYTES
+from nfcpay.server.fastpath import PATH, PaymentFastPath
 from nfcpay.testing.server import InProcessTransport, PaymentScene, Terminal
 from tests.support.harness import Api, fast_path_of
 from tests.support.signing import headers_for
@@ -122,3 +124,29 @@ def test_fast_path_replays_an_idempotent_retry(api: Api) -> None:
     second = api.http.post(PATH, content=body, headers=headers).json()
     assert first["status"] == "approved" and second == {**first, "replayed": True}
     assert fast.served - served == 2
+
+
+def test_a_declared_body_over_the_cap_goes_to_the_app_unread(api: Api) -> None:
+    """Handed to the app on its Content-Length alone, for the cap's 413 (answered as for any
+    route: tests/hardening/test_crafted_bodies.py); not a byte is read here."""
+    handed: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        handed.append(scope["path"])
+
+    async def receive() -> Any:
+        raise AssertionError("the fast path read a body the cap refuses")
+
+    async def send(message: Any) -> None:
+        raise AssertionError("the fast path answered instead of the app")
+
+    async def not_called(request: Any, error: Exception) -> Any:
+        raise AssertionError(error)
+
+    fast = PaymentFastPath(app, rt=api.runtime, answer_error=not_called)
+    length = str(MAX_BODY_BYTES + 1).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+    scope = {"type": "http", "method": "POST", "path": PATH, "headers": headers}
+    asyncio.run(fast(scope, receive, send))
+    assert handed == [PATH]
+    assert (fast.served, fast.handed_over) == (0, 1)
