@@ -30,7 +30,8 @@ DEFAULT_TIMEOUT_S = 5.0
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...

@@ -147,9 +147,9 @@ class PostgresTx(Tx):
                 if index:
                     cur.nextset()
                 if answer is not None:
-                    answer.rowcount = cur.rowcount
                     # Not cur.description: it builds an object per column of every answer.
-                    answer.rows = cur.fetchall() if _has_rows(cur.pgresult) else []
+                    rows = cur.fetchall() if _has_rows(cur.pgresult) else []
+                    answer.answered(cur.rowcount, rows)
 
     def _bound(self, cur: psycopg.ClientCursor[DictRow], sql: str, params: Params) -> str:
         """``sql`` with ``params`` as literals: ``EXECUTE`` of its prepared statement."""
@@ -172,30 +172,29 @@ class _Queued:
 
     def __init__(self, tx: PostgresTx) -> None:
         self._tx = tx
-        self.rows: list[Any] | None = None
+        self._rows: list[Any] | None = None
         self._rowcount = -1
+
+    def answered(self, rowcount: int, rows: list[Any]) -> None:
+        self._rowcount, self._rows = rowcount, rows
 
     @property
     def rowcount(self) -> int:
-        self._answered()
+        self._answer()
         return self._rowcount
 
-    @rowcount.setter
-    def rowcount(self, value: int) -> None:
-        self._rowcount = value
-
     def fetchone(self) -> Any:
-        rows = self._answered()
+        rows = self._answer()
         return rows[0] if rows else None
 
     def fetchall(self) -> list[Any]:
-        return self._answered()
+        return self._answer()
 
-    def _answered(self) -> list[Any]:
-        if self.rows is None:
+    def _answer(self) -> list[Any]:
+        if self._rows is None:
             self._tx.flush()
-        assert self.rows is not None
-        return self.rows
+        assert self._rows is not None
+        return self._rows
 
 
 @functools.lru_cache(maxsize=512)
