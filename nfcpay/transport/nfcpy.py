@@ -27,6 +27,7 @@ from typing import Any
 import nfc
 import nfc.clf
 import nfc.clf.udp
+import nfc.dep
 import nfc.llcp
 import nfc.tag
 
@@ -213,17 +214,17 @@ class LoopbackDevice(nfc.clf.udp.Device):  # type: ignore[misc]
             self._sensing = False
 
 
-#: NFC-DEP PDU formats (the PFB's high nibble, as nfcpy numbers them): information PDUs (the
-#: last of a chain, or one with more to come) and the attention request or its answer.
-_INFORMATION = (0, 1)
-_ATTENTION = 8
+#: NFC-DEP PDU formats (the PFB's high nibble, nfcpy's numbers): information PDUs (the last
+#: of a chain, or one with more to come) and the attention request or its answer.
+_INFORMATION = (nfc.dep.DEP_RES.LastInformation, nfc.dep.DEP_RES.MoreInformation)
+_ATTENTION = nfc.dep.DEP_REQ.Attention
 
 
 def _dep_format(frame: Any, brty: str) -> int | None:
     """The NFC-DEP PDU format of a DEP_REQ or DEP_RES ``frame`` as the udp driver carries it
     (at 106A after a 0xF0 start byte, then the length); None for any other frame."""
     body = bytes(frame[1:] if brty == "106A" else frame)
-    if len(body) < 4 or body[1:3] not in (b"\xd4\x06", b"\xd5\x07"):
+    if len(body) < 4 or body[1:3] not in (nfc.dep.DEP_REQ.PDU_CODE, nfc.dep.DEP_RES.PDU_CODE):
         return None
     return body[3] >> 4
 
