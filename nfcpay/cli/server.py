@@ -189,7 +189,8 @@ def run(
 
     if workers == 1:
         server_now = uvicorn_server()
-    else:  # each worker opens the database itself; the schema is brought up to date once
+    else:  # each worker opens the database itself and finds the schema up to date; an
+        # unreachable database fails here, once and plainly, not in every worker
         migrate_database(settings)
     sock = _listen(host, port)
     bound_port = sock.getsockname()[1]

@@ -196,7 +196,8 @@ def settle_garbage_collector() -> None:
 
 def migrate_database(settings: ServerSettings) -> None:
     """Bring the database's schema up to date, then close it: what a parent process does
-    once before it forks the workers that open it themselves."""
+    before it forks the workers that open it themselves (each then only reads the version;
+    a database that cannot be reached or migrated fails the start before any fork)."""
     db = open_database(settings.database_url, timeout_s=settings.db_timeout_s)
     try:
         migrate(db)

@@ -3,8 +3,8 @@
 One server process is bound by one event loop and the GIL: about one core, however many the
 machine has. ``nfcpay server run --workers N`` forks N processes after the socket is bound;
 the kernel spreads the connections among them, and everything they must agree on is in the
-database (request nonces, idempotency keys, row locks, SQLite's write lock), so any worker
-may answer any request. What stays per process: the rate limits' buckets (a terminal gets up
+database (request nonces, idempotency keys, row locks), so any worker may answer any
+request. What stays per process: the rate limits' buckets (a terminal gets up
 to N times its budget) and the caches of what never changes (terminal keys, merchants).
 
 The parent only supervises: Ctrl-C or SIGTERM reach it and it passes the signal on once to

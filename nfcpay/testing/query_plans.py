@@ -4,10 +4,10 @@ hot paths driven through the real app, and the plan of every statement they send
 Real requests — approvals (one paying a bill, one the target asks about), declines (wrong
 usage-auth, terminal not allowed, expired grant), a refund, a grant issue and notification
 reads — run through the real app. Every SQL statement the server sends is OBSERVED at the
-driver (SQLite's trace callback, which reports each statement with its bound values;
-psycopg's ``Cursor.execute``/``executemany``), so whatever SQL the services run today or after a
-rewrite is what gets checked. Each captured statement is then EXPLAINed with its real
-parameters (PostgreSQL after ANALYZE).
+driver (SQLite's trace callback, which reports each statement with its bound values; on
+PostgreSQL each statement with its parameters as ``PostgresTx`` binds it), so whatever SQL the
+services run today or after a rewrite is what gets checked. Each captured statement is then
+EXPLAINed with its real parameters (PostgreSQL after ANALYZE).
 
 :func:`populate` fills a database by bulk SQL (a recursive CTE on SQLite, ``generate_series``
 on PostgreSQL) with rows that satisfy every constraint and the ledger audit.
