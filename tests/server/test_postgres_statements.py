@@ -17,21 +17,21 @@ from nfcpay.server.store import Tx
 from nfcpay.server.store import postgres as pg
 from nfcpay.server.store.postgres import PostgresDatabase
 from nfcpay.testing.traffic import counted
+from tests.support.harness import database_url
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")
 def db() -> Iterator[PostgresDatabase]:
-    import os
-
-    url = os.environ.get("NFCPAY_TEST_DATABASE_URL")
-    if not url:
-        pytest.skip("NFCPAY_TEST_DATABASE_URL is not set (no PostgreSQL for this run)")
-    database = PostgresDatabase(url, pool_size=1)
-    database.run(lambda tx: tx.execute("CREATE TEMP TABLE IF NOT EXISTS kv (k TEXT, v BIGINT)"))
-    yield database
-    database.close()
+    """A database on a fresh schema of the test PostgreSQL, one connection (so the prepared
+    statements the tests look for are on it)."""
+    with database_url("postgresql") as url:
+        assert url is not None
+        database = PostgresDatabase(url, pool_size=1)
+        database.run(lambda tx: tx.execute("CREATE TABLE kv (k TEXT, v BIGINT)"))
+        yield database
+        database.close()
 
 
 def prepared_here(tx: Tx) -> list[str]:
