@@ -107,7 +107,7 @@ def server_benchmarks(db: str | None) -> list[Benchmark]:
                        False),
             ]  # fmt: skip
         figures += [
-            Figure("open loop: offered (a full run: 80 % of its closed-loop best)",
+            Figure(f"open loop: offered (a full run: {OFFERED_SHARE:.0%} of its closed-loop best)",
                    "open_offered_per_s", "/s", None, False),
             Figure("open loop: p50", "open_p50_ms", "ms"),
             Figure("open loop: p99", "open_p99_ms", "ms", 20),
