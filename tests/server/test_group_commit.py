@@ -274,3 +274,37 @@ def test_a_unit_without_a_turn_in_time_is_withdrawn_and_never_runs(tmp_path: Pat
     finally:
         gate.set()
         slow.close()
+
+
+def sqlite_temporary_files() -> list[str]:
+    """This process's open SQLite temporary files (made as ``etilqs_…`` and unlinked at once,
+    so only /proc/self/fd still names them)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = fd.readlink()
+        except OSError:  # closed meanwhile
+            continue
+        if "etilqs_" in str(target):
+            found.append(str(target))
+    return found
+
+
+def test_a_units_savepoint_journal_stays_in_memory(db: SqliteDatabase) -> None:
+    """A unit that changes more existing pages than SQLite's 64 KiB spill threshold (as an
+    approval does) still writes no temporary file; rolling it back still restores them."""
+    rows = [(k, "x" * 1000) for k in range(400)]  # about 100 pages of 4 KiB
+    db.run(lambda tx: tx.execute("CREATE TABLE wide (k INTEGER PRIMARY KEY, v TEXT)"))
+    db.run(lambda tx: tx.insert("wide (k, v)", rows))
+    seen: list[list[str]] = []
+
+    def rewrite_every_page(tx: Tx) -> None:
+        tx.execute("UPDATE wide SET v = 'y' || substr(v, 2)")
+        seen.append(sqlite_temporary_files())
+        raise ValueError("roll this unit back")
+
+    with pytest.raises(ValueError, match="roll this unit back"):
+        db.run(rewrite_every_page)
+    assert seen == [[]]
+    values = db.run(lambda tx: {row["v"] for row in tx.all("SELECT v FROM wide")})
+    assert values == {"x" * 1000}

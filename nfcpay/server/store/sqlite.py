@@ -178,6 +178,11 @@ class SqliteDatabase(Database):
         enter_wal_mode(self._conn, timeout_s)
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
+        # Each unit's SAVEPOINT keeps a journal of the pages it changes, to roll back to. Past
+        # 64 KiB (an approval passes it) SQLite spills that journal to a temporary file: a
+        # file made, written page by page and deleted in every batch. It only ever serves a
+        # rollback inside the transaction, so memory loses nothing; durability is the WAL's.
+        self._conn.execute("PRAGMA temp_store=MEMORY")
         self._tx = SqliteTx(self._conn)
         self._cond = threading.Condition()
         self._queue: deque[_Unit] = deque()
