@@ -141,8 +141,10 @@ def run(
     """Serve the HTTP API until interrupted.
 
     Operational limits come from the environment: NFCPAY_SERVER_DB_TIMEOUT (s before 503),
-    NFCPAY_SERVER_RATE_LIMIT / _RATE_BURST (requests per terminal), NFCPAY_SERVER_AUTH_FAILURE_
-    BURST / _RATE, NFCPAY_SERVER_IDEMPOTENCY_RETENTION (s, default 86400).
+    NFCPAY_SERVER_DB_POOL_SIZE (PostgreSQL connections per process, default twice the CPUs,
+    at most 8), NFCPAY_SERVER_RATE_LIMIT / _RATE_BURST (requests per terminal),
+    NFCPAY_SERVER_AUTH_FAILURE_BURST / _RATE, NFCPAY_SERVER_IDEMPOTENCY_RETENTION (s, default
+    86400).
     """
     import uvicorn
 

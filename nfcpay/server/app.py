@@ -163,7 +163,9 @@ def create_runtime(settings: ServerSettings, environ: Mapping[str, str] | None =
     test clock (:meth:`ServerSettings.checked_test_clock`) fails before anything is opened."""
     clock = server_clock(settings, environ or {})
     cipher = FieldCipher(load_master_key(settings.master_key_path))
-    db = open_database(settings.database_url, timeout_s=settings.db_timeout_s)
+    db = open_database(
+        settings.database_url, timeout_s=settings.db_timeout_s, pool_size=settings.db_pool_size
+    )
     try:
         version = migrate(db)
     except BaseException:

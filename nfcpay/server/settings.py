@@ -63,6 +63,9 @@ class ServerSettings:
     #: How long a request waits for a locked SQLite file or a PostgreSQL connection before
     #: it is answered 503 database_unavailable (fail fast instead of piling up requests).
     db_timeout_s: float = 5.0
+    #: PostgreSQL connections per server process, each with the thread its transactions run
+    #: on; None: twice the CPUs, at most 8 (:func:`.store.postgres.default_pool_size`).
+    db_pool_size: int | None = None
     #: Per-terminal, per-process token bucket: sustained requests per second and burst.
     #: A flood guard: far above what one real terminal (or the benchmark's merchant) sends.
     rate_limit_per_s: float = 2000.0
@@ -140,6 +143,7 @@ class ServerSettings:
 #: Environment variable → (settings field, type) for the operational knobs.
 TUNING_ENV: dict[str, tuple[str, type[int] | type[float]]] = {
     "NFCPAY_SERVER_DB_TIMEOUT": ("db_timeout_s", float),
+    "NFCPAY_SERVER_DB_POOL_SIZE": ("db_pool_size", int),
     "NFCPAY_SERVER_RATE_LIMIT": ("rate_limit_per_s", float),
     "NFCPAY_SERVER_RATE_BURST": ("rate_limit_burst", int),
     "NFCPAY_SERVER_AUTH_FAILURE_BURST": ("auth_failure_burst", int),
@@ -190,7 +194,8 @@ def _positive(env: Mapping[str, str], variable: str, kind: type[int] | type[floa
     try:
         value = kind(env[variable])
     except ValueError:
-        raise ConfigError(f"{variable}={env[variable]!r} is not a {kind.__name__}") from None
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{variable}={env[variable]!r} is not {what}") from None
     if value <= 0:
         raise ConfigError(f"{variable} must be positive, not {env[variable]!r}")
     return value

@@ -6,18 +6,22 @@ connection lost during COMMIT is reported as an unknown outcome and not run agai
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
 from nfcpay.errors import ConfigError, DatabaseOutcomeUnknown, DatabaseUnavailable
+from nfcpay.server.app import create_runtime
+from nfcpay.server.settings import ServerSettings, init_data_dir
 from nfcpay.server.store import Tx, open_database
-from nfcpay.server.store.postgres import PostgresDatabase
+from nfcpay.server.store.postgres import MAX_DEFAULT_POOL_SIZE, PostgresDatabase, default_pool_size
 from nfcpay.testing.query_plans import observed
 from nfcpay.testing.traffic import counted
 from tests.support.network import TcpProxy
@@ -109,6 +113,47 @@ def test_at_most_pool_size_connections_then_busy(
             worker.join(10)
     assert len(set(results)) == 3
     assert db.run(backend_pid) in results  # returned connections are reused
+
+
+@pytest.mark.postgres
+def test_the_servers_pool_size_comes_from_its_environment(
+    tmp_path: Path, named_url: str, postgres_url: str, app_name: str
+) -> None:
+    """NFCPAY_SERVER_DB_POOL_SIZE=2: two transactions hold both connections, a third waits
+    its turn out (503) instead of opening one more."""
+    env = {"NFCPAY_SERVER_DB_POOL_SIZE": "2", "NFCPAY_SERVER_DB_TIMEOUT": "0.5"}
+    init_data_dir(tmp_path)
+    settings = dataclasses.replace(
+        ServerSettings.from_env(env), data_dir=tmp_path, db_url=named_url
+    )
+    rt = create_runtime(settings)
+    held, release = threading.Barrier(3), threading.Event()
+
+    def hold(tx: Tx) -> None:
+        held.wait(10)
+        release.wait(10)
+
+    workers = [threading.Thread(target=rt.db.run, args=(hold,)) for _ in range(2)]
+    try:
+        for worker in workers:
+            worker.start()
+        held.wait(10)
+        with pytest.raises(DatabaseUnavailable, match="connections are busy"):
+            rt.db.run(backend_pid)
+        assert len(sessions(postgres_url, app_name)) == 2
+    finally:
+        release.set()
+        for worker in workers:
+            worker.join(10)
+        rt.db.close()
+
+
+@pytest.mark.parametrize(("cpus", "size"), [(None, 2), (1, 2), (2, 4), (3, 6), (4, 8), (64, 8)])
+def test_the_default_pool_is_twice_the_cpus_at_most_eight(
+    monkeypatch: pytest.MonkeyPatch, cpus: int | None, size: int
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    assert default_pool_size() == size <= MAX_DEFAULT_POOL_SIZE
 
 
 @pytest.mark.postgres

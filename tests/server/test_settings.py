@@ -55,6 +55,16 @@ def test_settings_from_env(tmp_path: Path) -> None:
     assert ServerSettings.from_env({"HOME": str(tmp_path)}).data_dir.name == ".nfcpay-server"
 
 
+def test_db_pool_size_from_env() -> None:
+    assert ServerSettings.from_env({}).db_pool_size is None  # the machine's default
+    assert ServerSettings.from_env({"NFCPAY_SERVER_DB_POOL_SIZE": "3"}).db_pool_size == 3
+    for bad, reason in [("0", "must be positive"), ("2.5", "'2.5' is not a whole number")]:
+        with pytest.raises(ConfigError, match=reason):
+            ServerSettings.from_env({"NFCPAY_SERVER_DB_POOL_SIZE": bad})
+    with pytest.raises(ConfigError, match="NFCPAY_SERVER_DB_TIMEOUT='soon' is not a number"):
+        ServerSettings.from_env({"NFCPAY_SERVER_DB_TIMEOUT": "soon"})
+
+
 def test_cli_server_init(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli, ["--json", "server", "init", "--data-dir", str(tmp_path / "d")]

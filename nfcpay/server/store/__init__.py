@@ -21,9 +21,12 @@ from nfcpay.server.store.sqlite import SqliteDatabase
 __all__ = ["Cursor", "Database", "RetryableConflict", "Row", "Tx", "migrate", "open_database"]
 
 
-def open_database(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Database:
+def open_database(
+    url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, pool_size: int | None = None
+) -> Database:
     """Open ``sqlite:///path`` or ``postgresql://…``; ``timeout_s`` bounds lock and connect
-    waits before :class:`~nfcpay.errors.DatabaseUnavailable`."""
+    waits before :class:`~nfcpay.errors.DatabaseUnavailable`; ``pool_size``: PostgreSQL's
+    connections (None: :func:`~.postgres.default_pool_size`; SQLite has its one writer)."""
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from nfcpay.server.store.postgres import PostgresDatabase
@@ -31,7 +34,7 @@ def open_database(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Database
             raise ConfigError(
                 "PostgreSQL needs psycopg 3 and psycopg_pool: pip install 'nfcpay[postgres]'"
             ) from exc
-        return PostgresDatabase(url, timeout_s=timeout_s)
+        return PostgresDatabase(url, timeout_s=timeout_s, pool_size=pool_size)
     if url.startswith("sqlite:///"):
         return SqliteDatabase(Path(url.removeprefix("sqlite:///")), timeout_s=timeout_s)
     raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://…")
