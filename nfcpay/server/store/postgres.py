@@ -298,7 +298,6 @@ class PostgresDatabase(Database):
     ) -> None:
         if pool_size is None:
             pool_size = default_pool_size()
-        self.pool_size = pool_size
         self.timeout_s = timeout_s
         #: Why the latest connection attempt failed; None once one succeeds.
         self._unreachable: str | None = None
