@@ -5,7 +5,8 @@
     .venv/bin/python scripts/bench.py --quick          # small runs: a smoke test, not figures
     .venv/bin/python scripts/bench.py --json           # the table as one JSON document
 
-Each benchmark is its own script (run it alone for the details and its options); this runs
+Each benchmark is its own script (run it alone for the details and its options: for one
+approval taken apart, ``approval_anatomy.py``); this runs
 them in sequence, never side by side, reads the JSON summary line each prints with ``--json``,
 and shows every figure next to its target. With ``--db`` the server and scale benchmarks also
 run on PostgreSQL (each makes its own fresh schema and drops it). Figures from a machine that
@@ -143,6 +144,29 @@ def server_benchmarks(db: str | None) -> list[Benchmark]:
     return out
 
 
+ANATOMY = Benchmark(
+    area="one approval's anatomy, SQLite (bare, in-process)",
+    script="approval_anatomy.py",
+    args=[],
+    quick_args=["--approvals", "40", "--threads", "8"],
+    figures=[
+        Figure(f"{mode}: {label}", f"{mode}_{key}", unit)
+        for mode in ("alone", "grouped")
+        for label, key, unit in (
+            ("writer CPU per approval", "writer_cpu_us", "µs"),
+            ("the same in OpenSSL Ed25519 verifications", "writer_cpu_openssl_ed25519", ""),
+            ("of it SQL statements", "statements_us", "µs"),
+            ("of it the rest of the unit (rules, rows, answer)", "unit_rest_us", "µs"),
+            ("of it BEGIN, COMMIT and fsync", "around_units_us", "µs"),
+            ("WAL frames per approval", "wal_frames", ""),
+        )
+    ],
+    pick=lambda runs: {
+        f"{mode}_{key}": value for mode in ("alone", "grouped") for key, value in runs[mode].items()
+    },
+)
+
+
 def scale_benchmarks(db: str | None) -> list[Benchmark]:
     runs = [("SQLite", [])] + ([("PostgreSQL", ["--db", db])] if db else [])
     return [
@@ -247,7 +271,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     args = parser.parse_args()
 
-    benchmarks = server_benchmarks(args.db) + scale_benchmarks(args.db) + NFC_AND_GROUP
+    benchmarks = [*server_benchmarks(args.db), ANATOMY, *scale_benchmarks(args.db), *NFC_AND_GROUP]
     rows: list[dict[str, Any]] = []
     failed = False
     for bench in benchmarks:

@@ -64,7 +64,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from nfcpay import crypto
@@ -78,6 +78,9 @@ from nfcpay.testing.server import (
     start_server,
 )
 from nfcpay.testing.traffic import Traffic, counted
+
+if TYPE_CHECKING:
+    from nfcpay.server.runtime import Runtime
 
 AMOUNT = 1
 CURRENCY = "KRW"
@@ -274,6 +277,29 @@ def drive_open(url: str, requests: list[Prepared], rate: float, connections: int
 # --- the bare loops -----------------------------------------------------------------------------
 
 
+def bare_approvals(
+    rt: Runtime, scenes: list[PaymentScene], n: int
+) -> list[Callable[[], dict[str, Any]]]:
+    """``n`` approvals ready to run on ``rt`` in this process, each a call that runs what the
+    payment route runs (nonce included) and returns its answer, spread over ``scenes``."""
+    from nfcpay.server.runtime import Caller
+    from nfcpay.server.schemas import PaymentIn
+    from nfcpay.server.services import authorization, idempotency
+
+    work: list[Callable[[], dict[str, Any]]] = []
+    for i in range(n):
+        scene = scenes[i % len(scenes)]
+        (prepared,) = prepare(scene, "direct", 1)
+        body = PaymentIn.model_validate(prepared.body)
+        digest = idempotency.request_hash(PATH, body.model_dump(mode="json"))
+        shop = scene.merchant
+        nonce = secrets.token_urlsafe(18)
+        caller = Caller(shop.terminal_id, "merchant", shop.merchant_id, nonce)
+        unit = authorization.Authorization(rt, caller, body, prepared.key, digest)
+        work.append(lambda c=caller, u=unit: rt.unit(c, u, first=u.send))
+    return work
+
+
 def direct_loops(
     database_url: str,
     data_dir: Path,
@@ -286,9 +312,6 @@ def direct_loops(
     ``count`` times from ``threads`` threads at once (group commit / the pool); and what
     ``counted_count`` more sequential ones sent to the database."""
     from nfcpay.server.app import create_runtime
-    from nfcpay.server.runtime import Caller
-    from nfcpay.server.schemas import PaymentIn
-    from nfcpay.server.services import authorization, idempotency
     from nfcpay.server.settings import ServerSettings
 
     settings = ServerSettings(data_dir=data_dir, db_url=None)
@@ -297,18 +320,7 @@ def direct_loops(
     rt = create_runtime(settings)
 
     def prepared_work(n: int) -> list[Callable[[], dict[str, Any]]]:
-        work = []
-        for i in range(n):
-            scene = scenes[i % len(scenes)]
-            (prepared,) = prepare(scene, "direct", 1)
-            body = PaymentIn.model_validate(prepared.body)
-            digest = idempotency.request_hash(PATH, body.model_dump(mode="json"))
-            shop = scene.merchant
-            nonce = secrets.token_urlsafe(18)
-            caller = Caller(shop.terminal_id, "merchant", shop.merchant_id, nonce)
-            unit = authorization.Authorization(rt, caller, body, prepared.key, digest)
-            work.append(lambda c=caller, u=unit: rt.unit(c, u, first=u.send))
-        return work
+        return bare_approvals(rt, scenes, n)
 
     def run_all(run: Run, work: list[Callable[[], dict[str, Any]]]) -> None:
         for one in work:
