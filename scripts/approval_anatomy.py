@@ -183,15 +183,13 @@ def report(tally: Tally, owners: dict[int, str], verify_ms: float) -> dict[str, 
     around_units = tally.batch_cpu - tally.unit_cpu
     trees = collections.Counter(owners.get(page, "(a page freed since)") for page in tally.pages)
     frames = len(tally.pages) / max(tally.approvals, 1)
-
-    def verifications(us: float) -> str:
-        return f"{us / 1000 / verify_ms:.1f} verifications"
+    verifications = per(total) / 1000 / verify_ms
 
     print(
         f"\n{tally.name}: {tally.approvals} approvals in {tally.batches} batches "
         f"({tally.approvals / max(tally.batches, 1):.1f} per batch)"
     )
-    print(f"  writer CPU per approval {per(total):7.1f} µs = {verifications(per(total))}")
+    print(f"  writer CPU per approval {per(total):7.1f} µs = {verifications:.1f} verifications")
     print(f"    SQL statements        {per(statements):7.1f} µs")
     for kind, seconds in tally.statement_cpu.most_common():
         print(f"      {per(seconds):7.1f} µs  {kind}")
@@ -205,7 +203,7 @@ def report(tally: Tally, owners: dict[int, str], verify_ms: float) -> dict[str, 
         "approvals": tally.approvals,
         "per_batch": round(tally.approvals / max(tally.batches, 1), 2),
         "writer_cpu_us": round(per(total), 1),
-        "writer_cpu_openssl_ed25519": round(per(total) / 1000 / verify_ms, 2),
+        "writer_cpu_openssl_ed25519": round(verifications, 2),
         "statements_us": round(per(statements), 1),
         "unit_rest_us": round(per(in_units_not_sql), 1),
         "around_units_us": round(per(around_units), 1),
@@ -229,7 +227,9 @@ def main() -> int:
         finally:
             server.stop()
         rt = create_runtime(ServerSettings(data_dir=data_dir))
-        meter = Meter(Path(rt.settings.database_url.removeprefix("sqlite:///") + "-wal"))
+        assert isinstance(rt.db, sqlite.SqliteDatabase)
+        database = rt.db.path
+        meter = Meter(database.with_name(database.name + "-wal"))
         tallies = [Tally("one at a time"), Tally(f"{args.threads} callers (group commit)")]
         try:
             rt.db.run(lambda tx: tx.execute("PRAGMA wal_autocheckpoint=0"))
@@ -241,7 +241,7 @@ def main() -> int:
                     run(work, threads)
                     meter.tally = None
                     tally.approvals = args.approvals
-            owners = page_owners(Path(rt.settings.database_url.removeprefix("sqlite:///")))
+            owners = page_owners(database)
         finally:
             rt.db.close()
         _, openssl_verify_ms = ed25519_verify_ms()

@@ -120,6 +120,11 @@ class Run:
     def rate(self) -> float:
         return self.approvals / self.seconds if self.seconds else 0.0
 
+    @property
+    def server_cpu_ms_per_approval(self) -> float:
+        """The server's CPU per approval, in milliseconds (0 when it was not measured)."""
+        return 1000 * (self.server_cpu_seconds or 0) / max(self.approvals, 1)
+
     def percentile(self, q: float) -> float:
         if not self.latencies:
             return math.nan
@@ -319,9 +324,6 @@ def direct_loops(
         settings = ServerSettings(data_dir=data_dir, db_url=database_url)
     rt = create_runtime(settings)
 
-    def prepared_work(n: int) -> list[Callable[[], dict[str, Any]]]:
-        return bare_approvals(rt, scenes, n)
-
     def run_all(run: Run, work: list[Callable[[], dict[str, Any]]]) -> None:
         for one in work:
             began = time.perf_counter()
@@ -334,14 +336,14 @@ def direct_loops(
 
     try:
         sequential = Run("bare loop, sequential", concurrency=1)
-        work = prepared_work(count)
+        work = bare_approvals(rt, scenes, count)
         cpu, start = time.process_time(), time.perf_counter()
         run_all(sequential, work)
         sequential.seconds = time.perf_counter() - start
         sequential.cpu_seconds = sequential.server_cpu_seconds = time.process_time() - cpu
 
         grouped = Run(f"bare loop, {threads} threads", concurrency=threads)
-        work = prepared_work(count)
+        work = bare_approvals(rt, scenes, count)
         shares = [work[i::threads] for i in range(threads)]
         workers = [threading.Thread(target=run_all, args=(grouped, share)) for share in shares]
         cpu, start = time.process_time(), time.perf_counter()
@@ -353,7 +355,7 @@ def direct_loops(
         grouped.cpu_seconds = grouped.server_cpu_seconds = time.process_time() - cpu
 
         tally = Run("counted", concurrency=1)
-        work = prepared_work(counted_count)
+        work = bare_approvals(rt, scenes, counted_count)
         with counted(rt.db) as traffic:
             run_all(tally, work)
         if tally.failures:
@@ -652,7 +654,7 @@ def report(
             server_cpu, per_approval, verifications, openssl = "-", "-", "-", "-"
         else:
             server_cpu = f"{run.server_cpu_seconds / run.seconds:.0%}"
-            cpu_ms = 1000 * run.server_cpu_seconds / max(run.approvals, 1)
+            cpu_ms = run.server_cpu_ms_per_approval
             per_approval = f"{cpu_ms:.2f}"
             verifications = f"{costs.in_verifications(cpu_ms):.1f}"
             openssl = f"{costs.in_openssl_verifications(cpu_ms):.1f}"
@@ -666,7 +668,7 @@ def report(
     statements, trips = costs.traffic.per(costs.approvals)
     summary = []
     for run in runs:
-        cpu_ms = 1000 * (run.server_cpu_seconds or 0) / max(run.approvals, 1)
+        cpu_ms = run.server_cpu_ms_per_approval
         vs_sequential = run.rate / sequential.rate if sequential.rate else math.nan
         vs_grouped = run.rate / grouped.rate if grouped.rate else math.nan
         if run.offered_rate:  # the rate is what was offered: a ratio would mean nothing
@@ -699,7 +701,7 @@ def report(
             "bare_loop_group_commit_per_s": round(grouped.rate, 1),
             "bare_loop_group_commit_threads": grouped.concurrency,
             "bare_loop_group_commit_cpu_ms_per_approval": round(
-                1000 * (grouped.server_cpu_seconds or 0) / max(grouped.approvals, 1), 3
+                grouped.server_cpu_ms_per_approval, 3
             ),
             "ratio_vs_sequential": None if math.isnan(vs_sequential) else round(vs_sequential, 3),
             "ratio_vs_group_commit": None if math.isnan(vs_grouped) else round(vs_grouped, 3),
